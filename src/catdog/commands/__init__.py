@@ -1,0 +1,1 @@
+"""Sub-commands of ``catdog``: one module each, discovered by :mod:`catdog.cli`."""

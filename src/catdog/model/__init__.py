@@ -1,0 +1,1 @@
+"""Everything needed to turn image bytes into a prediction: decode, preprocess, ONNX engine."""

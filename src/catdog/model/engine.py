@@ -1,0 +1,202 @@
+"""The inference engine: load a model once, classify one photo or many.
+
+``Classifier`` is the one object the CLI, the API and the benchmarks share, so
+decoding, preprocessing, calibration and the decision rule exist in one place.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from catdog.model.backends import Backend, default_threads, open_backend
+from catdog.model.decode import DEFAULT_MAX_PIXELS, ImageSource, load_image
+from catdog.model.errors import ImageError, ModelError
+from catdog.model.preprocess import preprocess
+from catdog.model.recipe import RECIPE_FILENAME, Recipe
+
+DEFAULT_MODEL_NAME = "catdog-lite0"
+MODEL_ENV = "CATDOG_MODEL"
+
+
+def bundled_model_dir() -> Path:
+    """``models/catdog-lite0`` of the source tree (editable installs, the container's /app)."""
+    return Path(__file__).resolve().parents[3] / "models" / DEFAULT_MODEL_NAME
+
+
+def resolve_model_path(model: str | Path | None = None) -> Path:
+    """Argument, else ``$CATDOG_MODEL``, else the bundled model; a directory means its model file."""
+    chosen = model or os.environ.get(MODEL_ENV) or bundled_model_dir()
+    path = Path(chosen).expanduser()
+    if path.is_dir():
+        candidates = sorted(p for p in path.iterdir() if p.suffix.lower() in (".onnx", ".h5", ".keras"))
+        if not candidates:
+            raise ModelError(f"No model file (.onnx, .h5, .keras) in {path}.")
+        path = candidates[0]
+    if not path.is_file():
+        hint = "" if model else f" (set {MODEL_ENV} or pass --model)"
+        raise ModelError(f"No model file at {path}{hint}.")
+    return path
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What the model says about one photo."""
+
+    label: str
+    confidence: float
+    probabilities: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "label": self.label,
+            "confidence": round(self.confidence, 6),
+            "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
+        }
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+class Classifier:
+    """A loaded model plus its recipe. Thread-safe for ``predict*`` (ONNX Runtime sessions are).
+
+    >>> clf = Classifier.load()                # doctest: +SKIP
+    >>> clf.predict("tests/data/cat1.jpg")     # doctest: +SKIP
+    Prediction(label='cat', confidence=0.998, probabilities={'cat': 0.998, 'dog': 0.002})
+    """
+
+    def __init__(self, backend: Backend, recipe: Recipe, *, path: Path | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, load_seconds: float = 0.0):
+        self.backend = backend
+        self.recipe = recipe
+        self.path = path
+        self.max_pixels = max_pixels
+        self.load_seconds = load_seconds
+
+    @classmethod
+    def load(cls, model: str | Path | None = None, *, threads: int | None = None,
+             max_pixels: int = DEFAULT_MAX_PIXELS, warmup: bool = True) -> "Classifier":
+        """Load a model file (``.onnx`` with its ``model.json``) and warm it up.
+
+        ``threads`` is the number of intra-op threads: leave it unset for a single
+        process using the whole machine, set 1 per worker in a multi-worker server.
+        """
+        started = time.perf_counter()
+        path = resolve_model_path(model)
+        recipe_path = path.with_name(RECIPE_FILENAME)
+        recipe = Recipe.read(recipe_path) if recipe_path.is_file() else Recipe(name=path.stem)
+        backend = open_backend(path, threads or default_threads())
+        clf = cls(backend, recipe, path=path, max_pixels=max_pixels)
+        if warmup:
+            clf.warmup()
+        clf.load_seconds = time.perf_counter() - started
+        return clf
+
+    # -- the pipeline, one step per method -------------------------------------------------
+
+    def load_image(self, source: ImageSource) -> Image.Image:
+        """Decode any accepted source, bounded by this classifier's pixel limit."""
+        return load_image(source, max_pixels=self.max_pixels, min_side=self.recipe.input.resize)
+
+    def prepare(self, source: ImageSource) -> np.ndarray:
+        """Decode and preprocess one photo into a model input (no batch axis)."""
+        return preprocess(self.load_image(source), self.recipe.input)
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """(N, ...) model inputs to calibrated (N, 2) probabilities in label order."""
+        raw = np.asarray(self.backend.run(np.ascontiguousarray(batch, dtype=np.float32)), dtype=np.float64)
+        kind, temperature = self.recipe.output, self.recipe.temperature
+        if kind == "sigmoid" or raw.ndim == 1 or raw.shape[-1] == 1:
+            p = raw.reshape(len(batch))
+            if kind == "logits":
+                p = 1.0 / (1.0 + np.exp(-p / temperature))
+            elif temperature != 1.0:
+                logit = np.log(np.clip(p, 1e-7, 1 - 1e-7) / np.clip(1 - p, 1e-7, 1))
+                p = 1.0 / (1.0 + np.exp(-logit / temperature))
+            return np.stack([1.0 - p, p], axis=1)
+        if raw.ndim != 2 or raw.shape[1] != 2:
+            raise ModelError(f"The model returned shape {raw.shape}; catdog expects (N, 2) or (N, 1).")
+        if kind == "probabilities":
+            if temperature == 1.0:
+                return raw
+            raw = np.log(np.clip(raw, 1e-12, 1.0))
+        return _softmax(raw / temperature)
+
+    def decide(self, probs: np.ndarray) -> Prediction:
+        """The decision rule: the second label (dog) when its probability >= threshold."""
+        first, second = self.recipe.labels
+        p_second = float(probs[1])
+        label = second if p_second >= self.recipe.threshold else first
+        confidence = p_second if label == second else 1.0 - p_second
+        return Prediction(label, confidence, {first: 1.0 - p_second, second: p_second})
+
+    # -- public conveniences ---------------------------------------------------------------
+
+    def predict(self, source: ImageSource) -> Prediction:
+        """Classify one photo (bytes, path or PIL image). Raises ImageError on bad input."""
+        return self.decide(self.probabilities(self.prepare(source)[None])[0])
+
+    def predict_batch(self, sources: Sequence[ImageSource], *, return_errors: bool = False
+                      ) -> list[Prediction | ImageError]:
+        """Classify several photos in one model call.
+
+        With ``return_errors=True`` a bad photo yields its ``ImageError`` in its slot and
+        the others are still classified; otherwise the first bad photo raises.
+        """
+        results: list[Prediction | ImageError | None] = [None] * len(sources)
+        tensors, slots = [], []
+        for i, source in enumerate(sources):
+            try:
+                tensors.append(self.prepare(source))
+                slots.append(i)
+            except ImageError as exc:
+                if not return_errors:
+                    raise
+                results[i] = exc
+        if tensors:
+            for slot, probs in zip(slots, self.probabilities(np.stack(tensors))):
+                results[slot] = self.decide(probs)
+        return results  # type: ignore[return-value]
+
+    def predict_many(self, sources: Iterable[ImageSource], *, batch_size: int = 16):
+        """Yield ``(source, Prediction | ImageError)`` for a long stream, ``batch_size`` at a time."""
+        chunk: list[ImageSource] = []
+        for source in sources:
+            chunk.append(source)
+            if len(chunk) == batch_size:
+                yield from zip(chunk, self.predict_batch(chunk, return_errors=True))
+                chunk = []
+        if chunk:
+            yield from zip(chunk, self.predict_batch(chunk, return_errors=True))
+
+    def warmup(self) -> None:
+        """Run one dummy batch so the first real request does not pay for ORT's lazy setup."""
+        spec = self.recipe.input
+        shape = (1, 3, spec.size, spec.size) if spec.layout == "NCHW" else (1, spec.size, spec.size, 3)
+        self.probabilities(np.zeros(shape, dtype=np.float32))
+
+    def info(self) -> dict:
+        """What /v1/model and ``catdog info`` show about the loaded model."""
+        r = self.recipe
+        return {
+            "name": r.name,
+            "version": r.version,
+            "architecture": r.architecture,
+            "labels": list(r.labels),
+            "input_size": r.input.size,
+            "threshold": r.threshold,
+            "temperature": r.temperature,
+            "metrics": r.metrics,
+            "file": self.path.name if self.path else None,
+            "load_seconds": round(self.load_seconds, 3),
+        }

@@ -1,0 +1,91 @@
+"""Typed errors for everything that can go wrong with an input image or a model file.
+
+They are raised where the problem is found (decoding, loading) and mapped to an
+HTTP status and a stable ``code`` in exactly one place: ``catdog.api.errors``.
+The CLI maps them to a per-file message. Messages say what was wrong *and* what
+to do about it, because they are shown to people.
+"""
+
+from __future__ import annotations
+
+SUPPORTED_FORMATS_TEXT = "a JPEG, PNG, WebP, GIF or BMP photo"
+
+
+class CatdogError(Exception):
+    """Base of every error catdog raises on purpose."""
+
+    code = "catdog_error"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class ModelError(CatdogError):
+    """The model file is missing, unreadable or does not follow the model contract."""
+
+    code = "model_error"
+
+
+class ImageError(CatdogError):
+    """The input cannot be turned into an RGB image (the client's fault, never a bug)."""
+
+    code = "invalid_image"
+
+
+class EmptyFile(ImageError):
+    code = "empty_file"
+
+    def __init__(self, message: str = f"The file is empty (0 bytes); send {SUPPORTED_FORMATS_TEXT}."):
+        super().__init__(message)
+
+
+class NotAnImage(ImageError):
+    code = "not_an_image"
+
+    def __init__(self, message: str | None = None, *, detected: str | None = None):
+        if message is None:
+            what = f"looks like {detected}" if detected else "is not an image catdog can read"
+            message = f"The file {what}; send {SUPPORTED_FORMATS_TEXT}."
+        super().__init__(message)
+
+
+class UnsupportedFormat(ImageError):
+    code = "unsupported_format"
+
+    def __init__(self, fmt: str):
+        super().__init__(
+            f"The file is a {fmt} image, which catdog does not accept; send {SUPPORTED_FORMATS_TEXT}."
+        )
+        self.format = fmt
+
+
+class TruncatedImage(ImageError):
+    code = "truncated_image"
+
+    def __init__(self, message: str = "The image data is truncated or corrupt; re-export or re-upload the photo."):
+        super().__init__(message)
+
+
+class TooManyPixels(ImageError):
+    code = "too_many_pixels"
+
+    def __init__(self, width: int, height: int, limit: int):
+        super().__init__(
+            f"The image is {width}x{height} = {width * height:,} pixels, over the limit of "
+            f"{limit:,}; scale it down (a few megapixels is plenty) and send it again."
+        )
+        self.width, self.height, self.limit = width, height, limit
+
+
+class ImageTooLarge(ImageError):
+    """The encoded file is over the byte limit (the API checks this before reading the body)."""
+
+    code = "file_too_large"
+
+    def __init__(self, size: int, limit: int):
+        super().__init__(
+            f"The file is {size / 1e6:.1f} MB, over the limit of {limit / 1e6:.1f} MB; "
+            "send a smaller or more compressed photo."
+        )
+        self.size, self.limit = size, limit

