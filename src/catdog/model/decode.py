@@ -30,6 +30,8 @@ ImageSource = Union[bytes, bytearray, memoryview, str, Path, Image.Image]
 #: JPEGs). Keeping the list short keeps Pillow's riskier plugins (EPS runs
 #: Ghostscript) out of reach.
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
+#: File name endings that folder scans (CLI, training) pick up.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"})
 
 #: 40 megapixels covers any phone or DSLR photo; beyond that a file is a bomb or a mistake.
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -62,7 +64,7 @@ def sniff(data: bytes) -> str | None:
         return "an SVG drawing"
     if text.startswith((b"<!doctype html", b"<html")):
         return "an HTML page"
-    if text[:1] in (b"{", b"["):
+    if text.startswith((b'{"', b"[{", b'["')):
         return "JSON text"
     if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
         return "plain text"

@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-from PIL import Image
 
-from catdog.model.backends import Backend, default_threads, open_backend
-from catdog.model.decode import DEFAULT_MAX_PIXELS, ImageSource, load_image
+from catdog.model.backends import Backend, default_recipe, default_threads, open_backend
+from catdog.model.decode import DEFAULT_MAX_PIXELS, ImageSource
 from catdog.model.errors import ImageError, ModelError
-from catdog.model.preprocess import preprocess
+from catdog.model.preprocess import prepare
 from catdog.model.recipe import RECIPE_FILENAME, Recipe
 
 DEFAULT_MODEL_NAME = "catdog-lite0"
@@ -86,7 +85,10 @@ class Classifier:
     @classmethod
     def load(cls, model: str | Path | None = None, *, threads: int | None = None,
              max_pixels: int = DEFAULT_MAX_PIXELS, warmup: bool = True) -> "Classifier":
-        """Load a model file (``.onnx`` with its ``model.json``) and warm it up.
+        """Load a model file (``.onnx``, or Keras ``.h5``/``.keras``) and warm it up.
+
+        The recipe is the ``model.json`` beside the file, else the backend's default
+        for a model without one (see docs/models.md).
 
         ``threads`` is the number of intra-op threads: leave it unset for a single
         process using the whole machine, set 1 per worker in a multi-worker server.
@@ -94,8 +96,8 @@ class Classifier:
         started = time.perf_counter()
         path = resolve_model_path(model)
         recipe_path = path.with_name(RECIPE_FILENAME)
-        recipe = Recipe.read(recipe_path) if recipe_path.is_file() else Recipe(name=path.stem)
         backend = open_backend(path, threads or default_threads())
+        recipe = Recipe.read(recipe_path) if recipe_path.is_file() else default_recipe(backend, path)
         clf = cls(backend, recipe, path=path, max_pixels=max_pixels)
         if warmup:
             clf.warmup()
@@ -104,13 +106,9 @@ class Classifier:
 
     # -- the pipeline, one step per method -------------------------------------------------
 
-    def load_image(self, source: ImageSource) -> Image.Image:
-        """Decode any accepted source, bounded by this classifier's pixel limit."""
-        return load_image(source, max_pixels=self.max_pixels, min_side=self.recipe.input.resize)
-
     def prepare(self, source: ImageSource) -> np.ndarray:
         """Decode and preprocess one photo into a model input (no batch axis)."""
-        return preprocess(self.load_image(source), self.recipe.input)
+        return prepare(source, self.recipe.input, max_pixels=self.max_pixels)
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """(N, ...) model inputs to calibrated (N, 2) probabilities in label order."""

@@ -40,6 +40,12 @@ class EmptyFile(ImageError):
         super().__init__(message)
 
 
+class UnreadableFile(ImageError):
+    """The file could not be read from disk (CLI only: the API never touches the filesystem)."""
+
+    code = "unreadable_file"
+
+
 class NotAnImage(ImageError):
     code = "not_an_image"
 

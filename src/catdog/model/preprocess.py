@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from catdog.model.decode import DEFAULT_MAX_PIXELS, ImageSource, load_image
 from catdog.model.recipe import InputSpec
 
 _RESAMPLE = {
@@ -29,8 +30,11 @@ def center_crop_box(width: int, height: int, spec: InputSpec) -> tuple[float, fl
 
 
 def resize_and_crop(image: Image.Image, spec: InputSpec) -> Image.Image:
-    """Resize-then-crop done as one resampling of the crop box: same pixels, half the work."""
-    box = center_crop_box(image.width, image.height, spec)
+    """Resize-then-crop done as one resampling of the crop box: same pixels, half the work.
+
+    With ``spec.crop`` false the box is the whole photo, squashed to ``size`` x ``size``.
+    """
+    box = center_crop_box(image.width, image.height, spec) if spec.crop else None
     return image.resize((spec.size, spec.size), _RESAMPLE[spec.interpolation], box=box)
 
 
@@ -48,3 +52,12 @@ def normalize(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
 def preprocess(image: Image.Image, spec: InputSpec) -> np.ndarray:
     """An upright RGB image to one model input (no batch axis)."""
     return normalize(np.asarray(resize_and_crop(image, spec)), spec)
+
+
+def prepare(source: ImageSource, spec: InputSpec, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Bytes, path or PIL image to one model input: the whole serving path in one call.
+
+    The engine and training's held-out evaluation both call this, so the tensors the
+    temperature is fitted on are the tensors the server computes.
+    """
+    return preprocess(load_image(source, max_pixels=max_pixels, min_side=spec.resize), spec)

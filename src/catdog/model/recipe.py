@@ -19,7 +19,12 @@ RECIPE_FILENAME = "model.json"
 
 
 class InputSpec(BaseModel):
-    """Preprocessing, in the order it is applied: resize the short side, centre-crop, normalise."""
+    """Preprocessing, in the order it is applied: resize the short side, centre-crop, normalise.
+
+    ``crop=False`` squashes the whole photo to ``size`` x ``size`` instead (no crop, aspect
+    ratio not kept), the way many small Keras models were trained; ``resize`` then only sets
+    how small a JPEG may be draft-decoded (keep it equal to ``size``).
+    """
 
     size: int = Field(224, ge=8, le=2048, description="side of the square crop fed to the model")
     resize: int = Field(256, ge=8, le=4096, description="short side after resizing, before the crop")
@@ -28,6 +33,8 @@ class InputSpec(BaseModel):
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     scale: float = Field(255.0, gt=0, description="pixel values are divided by this before mean/std")
     layout: Literal["NCHW", "NHWC"] = "NCHW"
+    crop: bool = Field(True, description="centre-crop after the short-side resize; "
+                       "false: resize the whole image to size x size")
 
 
 class Recipe(BaseModel):

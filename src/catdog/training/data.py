@@ -15,12 +15,10 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from catdog.model.decode import load_image
+from catdog.model.decode import IMAGE_SUFFIXES, load_image
 from catdog.model.errors import ImageError
-from catdog.model.preprocess import normalize, preprocess
+from catdog.model.preprocess import normalize
 from catdog.model.recipe import InputSpec
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
 
 
 @dataclass(frozen=True)
@@ -83,12 +81,15 @@ def load_for_training(samples: Sequence[Sample], short_side: int, progress=None)
 
 
 class AugmentedImages:
-    """A torch-style dataset of in-memory PIL images with train-time augmentation."""
+    """A torch-style dataset of in-memory PIL images with train-time augmentation.
 
-    def __init__(self, images: Sequence[Image.Image], labels: Sequence[int], spec: InputSpec, train: bool):
+    Only for training: evaluation goes through :func:`catdog.model.preprocess.prepare`.
+    """
+
+    def __init__(self, images: Sequence[Image.Image], labels: Sequence[int], spec: InputSpec):
         from torchvision.transforms import v2 as T
 
-        self.images, self.labels, self.spec, self.train = images, list(labels), spec, train
+        self.images, self.labels, self.spec = images, list(labels), spec
         self.augment = T.Compose([
             T.RandomResizedCrop(spec.size, scale=(0.25, 1.0), antialias=True,
                                 interpolation=T.InterpolationMode.BICUBIC),
@@ -103,9 +104,5 @@ class AugmentedImages:
     def __getitem__(self, i: int):
         import torch
 
-        image = self.images[i]
-        if self.train:
-            array = normalize(np.asarray(self.augment(image)), self.spec)
-        else:
-            array = preprocess(image, self.spec)  # exactly the serving path
+        array = normalize(np.asarray(self.augment(self.images[i])), self.spec)
         return torch.from_numpy(array), self.labels[i]

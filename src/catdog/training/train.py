@@ -20,8 +20,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from catdog.model.decode import load_image
-from catdog.model.preprocess import preprocess
+from catdog.model.preprocess import prepare
 from catdog.model.recipe import RECIPE_FILENAME, InputSpec, Recipe
 from catdog.training import backbone
 from catdog.training.data import AugmentedImages, find_samples, load_for_training, stratified_split
@@ -111,14 +110,14 @@ def train(cfg: TrainConfig) -> dict:
     holdout_x, holdout_y = [], []
     for s in bar(holdout_samples, desc="decode holdout"):
         try:
-            holdout_x.append(preprocess(load_image(s.path, min_side=spec.resize), spec))
+            holdout_x.append(prepare(s.path, spec))
             holdout_y.append(s.label)
         except Exception:  # unreadable photo: skipped, as in training
             continue
     holdout_t = torch.from_numpy(np.stack(holdout_x)) if holdout_x else torch.zeros(0, 3, spec.size, spec.size)
     holdout_y_np = np.asarray(holdout_y, dtype=int)
 
-    dataset = AugmentedImages(train_images, [s.label for s in train_kept], spec, train=True)
+    dataset = AugmentedImages(train_images, [s.label for s in train_kept], spec)
     generator = torch.Generator().manual_seed(cfg.seed)
     loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True,
                                          drop_last=len(dataset) > cfg.batch_size, generator=generator)
@@ -180,6 +179,8 @@ def train(cfg: TrainConfig) -> dict:
         holdout_report = classification_report(holdout_y_np, 1 / (1 + np.exp(-margin)))
 
     onnx_path = export_onnx(model, cfg.out / "model.onnx", image_size=spec.size)
+    # The PyTorch weights too, for the PyTorch-eager baseline and further fine-tuning.
+    torch.save(model.state_dict(), cfg.out / "model.pt")
     probe = holdout_t[:8].numpy() if len(holdout_t) else np.random.default_rng(0).normal(
         size=(2, 3, spec.size, spec.size)).astype(np.float32)
     diff = max_abs_difference(model, onnx_path, np.ascontiguousarray(probe))

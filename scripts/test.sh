@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Set up everything the test suite needs (idempotent), then run it.
+#   bash scripts/test.sh            # the whole suite, slow tests included (what CI runs)
+#   bash scripts/test.sh -m "not slow" tests/model   # any pytest arguments
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${CATDOG_VENV:-.venv}
+
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+echo "== installing catdog with the train, test and keras extras into $VENV"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[train,test,keras]" 2>&1 \
+  | grep -v "^WARNING: Location" || true
+
+# A real browser for the end-to-end UI test: Debian's Chromium (Playwright's own download cannot work here).
+if [ ! -x /usr/bin/chromium ]; then
+  echo "== installing Debian's chromium for the browser test"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  ($SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null) \
+    || echo "warning: could not install chromium; the browser test will be skipped"
+fi
+
+echo "== running the tests"
+exec "$VENV/bin/python" -m pytest "$@"

@@ -1,0 +1,195 @@
+"""The one place where errors become HTTP responses.
+
+Every error a client can see leaves through here as ``{"error": {"code", "message"}}``
+with a status chosen by the error's class: engine errors (:mod:`catdog.model.errors`),
+the API's own request errors below, and the HTTP errors Werkzeug raises itself
+(404, 405, 413, 429...). Anything else is a bug: it is logged with the request id,
+and the 500 body carries that id so a user's report can be matched to the log line.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request
+from werkzeug.exceptions import HTTPException
+
+from catdog.model.errors import (
+    CatdogError,
+    EmptyFile,
+    ImageError,
+    ImageTooLarge,
+    ModelError,
+    NotAnImage,
+    TooManyPixels,
+    TruncatedImage,
+    UnsupportedFormat,
+)
+
+log = logging.getLogger("catdog.api")
+
+
+class RequestError(CatdogError):
+    """The request itself is malformed (not the image in it): always the client's fault."""
+
+    code = "bad_request"
+
+
+class MissingField(RequestError):
+    code = "missing_field"
+
+    def __init__(self, field: str, sent: list[str], *, multiple: bool = False):
+        files = "one or more files" if multiple else "the photo"
+        what = ", ".join(repr(name) for name in sent) if sent else "no form fields"
+        super().__init__(
+            f"The request has no file in the form field {field!r} (it sent {what}); send {files} "
+            f"as multipart/form-data field {field!r}"
+            + ("." if multiple else ", or the raw bytes with an image/* Content-Type.")
+        )
+        self.field, self.sent = field, sent
+
+
+class TooManyFiles(RequestError):
+    code = "too_many_files"
+
+    def __init__(self, count: int, limit: int):
+        super().__init__(
+            f"The request has {count} files, over the limit of {limit} per batch; "
+            "split it into smaller batches."
+        )
+        self.count, self.limit = count, limit
+
+
+class Unauthorized(RequestError):
+    code = "unauthorized"
+
+    def __init__(self, sent_key: bool):
+        super().__init__(
+            "The API key is not valid; check the X-API-Key header."
+            if sent_key
+            else "This API needs an API key; send it in the X-API-Key header."
+        )
+
+
+#: HTTP status of each error class; the most specific class in an error's MRO wins.
+STATUS: dict[type[CatdogError], int] = {
+    EmptyFile: 400,
+    TruncatedImage: 400,
+    NotAnImage: 415,
+    UnsupportedFormat: 415,
+    ImageTooLarge: 413,
+    TooManyPixels: 422,
+    ImageError: 400,
+    TooManyFiles: 400,
+    MissingField: 400,
+    Unauthorized: 401,
+    RequestError: 400,
+    ModelError: 500,
+}
+
+#: Stable codes for the HTTP errors Werkzeug and Flask-Limiter raise themselves.
+HTTP_CODES: dict[int, str] = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: ImageTooLarge.code,
+    429: "rate_limited",
+    431: "headers_too_large",
+    500: "internal_error",
+}
+
+#: What the docs page lists: (status, code, when). Kept beside the mapping it documents.
+ERROR_TABLE: tuple[tuple[int, str, str], ...] = (
+    (400, MissingField.code, "no file in the expected form field (the message names the fields sent)"),
+    (400, EmptyFile.code, "the file is 0 bytes"),
+    (400, TruncatedImage.code, "an image header was recognised but the data is truncated or corrupt"),
+    (400, TooManyFiles.code, "a batch with more files than the limit"),
+    (401, Unauthorized.code, "an API key is required and X-API-Key is missing or wrong"),
+    (404, HTTP_CODES[404], "no endpoint at this path"),
+    (405, HTTP_CODES[405], "the endpoint exists but not for this method (see the Allow header)"),
+    (413, ImageTooLarge.code, "the request body is over the upload limit (checked before reading it)"),
+    (415, NotAnImage.code, "the content is not an image at all (a PDF or HTML file named .jpg)"),
+    (415, UnsupportedFormat.code, "an image format catdog does not take (TIFF, HEIC, ...)"),
+    (422, TooManyPixels.code, "the image has more pixels than the limit (a decompression bomb)"),
+    (429, HTTP_CODES[429], "too many requests from this client address (see Retry-After)"),
+    (500, HTTP_CODES[500], "a bug; the body carries the request id that the server log has too"),
+)
+
+
+def status_of(error: CatdogError) -> int:
+    """The status for an error: its class's, else the nearest ancestor's, else 500."""
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict:
+    """The error JSON shape, shared by error responses and per-file batch results."""
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+def error_response(status: int, code: str, message: str, headers: Any = None, **extra: Any) -> Response:
+    response = current_app.json.response(error_body(code, message, **extra))
+    response.status_code = status
+    if headers:
+        response.headers.extend(headers)
+    return response
+
+
+def _internal_error(exc: BaseException) -> Response:
+    request_id = g.get("request_id", "-")
+    log.error("unhandled error request_id=%s", request_id, exc_info=exc)
+    return error_response(
+        500,
+        HTTP_CODES[500],
+        f"Something went wrong on our side; it was logged with request id {request_id}.",
+        request_id=request_id,
+    )
+
+
+def handle_catdog_error(exc: CatdogError) -> Response:
+    status = status_of(exc)
+    if status >= 500:
+        return _internal_error(exc)
+    return error_response(status, exc.code, exc.message)
+
+
+def handle_http_error(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    if status >= 500:
+        return _internal_error(exc)
+    code = HTTP_CODES.get(status) or (exc.name or "error").lower().replace(" ", "_")
+    headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
+    return error_response(status, code, _http_message(status, exc), headers)
+
+
+def _http_message(status: int, exc: HTTPException) -> str:
+    """Messages that say what to do, for the errors Werkzeug raises with generic text."""
+    if status == 404:
+        return f"There is no endpoint at {request.path}; the API is described at /docs."
+    if status == 405:
+        allowed = ", ".join(m for m in getattr(exc, "valid_methods", None) or () if m not in ("HEAD", "OPTIONS"))
+        return f"{request.method} is not allowed on {request.path}; use {allowed or 'another method'}."
+    if status == 413:
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        size = request.content_length
+        if size and limit and size > limit:
+            return ImageTooLarge(size, limit).message
+        return f"The request body is over the limit of {limit / 1e6:.1f} MB; send a smaller photo."
+    if status == 429:
+        return f"Too many requests from your address (limit {exc.description}); wait and retry."
+    return exc.description or exc.name
+
+
+def handle_unexpected(exc: Exception) -> Response:
+    return _internal_error(exc)
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Route every error to JSON; Flask picks the most specific handler for each exception."""
+    app.register_error_handler(CatdogError, handle_catdog_error)
+    app.register_error_handler(HTTPException, handle_http_error)
+    app.register_error_handler(Exception, handle_unexpected)

@@ -1,0 +1,38 @@
+"""Pieces several sub-commands share: the --model/--threads flags and input-file discovery."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Iterator
+
+from catdog.config import Settings
+from catdog.model.engine import Classifier
+from catdog.model.decode import IMAGE_SUFFIXES
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, default=None,
+                        help="model file or directory (default: $CATDOG_MODEL, else the bundled model)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="ONNX Runtime threads (default: $CATDOG_THREADS, else all cores)")
+
+
+def load_classifier(args: argparse.Namespace) -> Classifier:
+    settings = Settings()
+    return Classifier.load(args.model or settings.model, threads=args.threads or settings.threads,
+                           max_pixels=settings.max_pixels)
+
+
+def iter_image_files(paths: list[Path], recursive: bool = True) -> Iterator[Path]:
+    """Files as given, and image files inside folders (sorted, recursive by default).
+
+    A named file is yielded whatever its suffix, so that a mislabelled upload gets its
+    own error message instead of being silently skipped.
+    """
+    for path in paths:
+        if path.is_dir():
+            pattern = "**/*" if recursive else "*"
+            yield from sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            yield path

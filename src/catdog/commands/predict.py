@@ -1,0 +1,78 @@
+"""``catdog predict PATH...``: classify photos and folders of photos from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from catdog.commands._common import add_model_arguments, iter_image_files, load_classifier
+from catdog.model.engine import Prediction
+from catdog.model.errors import ImageError, UnreadableFile
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "predict", help="classify photos (files or folders)",
+        description="Classify photos as cat or dog. Folders are searched recursively. "
+                    "Unreadable files are reported and skipped; the exit code is 1 if any failed.",
+    )
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object per line (path, label, confidence, probabilities)")
+    parser.add_argument("--batch-size", type=int, default=16, help="photos per model call (default 16)")
+    parser.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_model_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def _read(path: Path) -> bytes | ImageError:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        return UnreadableFile(f"Cannot read the file: {exc.strerror or exc}.")
+
+
+def _row(path: Path, outcome: Prediction | ImageError) -> dict:
+    if isinstance(outcome, Prediction):
+        return {"path": str(path), **outcome.to_dict()}
+    return {"path": str(path), "error": {"code": outcome.code, "message": outcome.message}}
+
+
+def run(args: argparse.Namespace) -> int:
+    files = list(iter_image_files(args.paths, recursive=not args.no_recursive))
+    missing = [p for p in args.paths if not p.exists()]
+    if not files and not missing:
+        print("catdog: no image files found in " + ", ".join(map(str, args.paths)), file=sys.stderr)
+        return 1
+    clf = load_classifier(args)
+    show_bar = not args.no_progress and len(files) > 20 and sys.stderr.isatty()
+    failures = 0
+    width = max((len(str(p)) for p in files), default=4)
+    if not args.json:
+        print(f"{'path':<{width}}  {'label':<5}  {'confidence':>10}")
+    with tqdm(total=len(files), unit="img", disable=not show_bar, file=sys.stderr) as bar:
+        for start in range(0, len(files), args.batch_size):
+            chunk = files[start:start + args.batch_size]
+            data = [_read(p) for p in chunk]
+            readable = [(p, d) for p, d in zip(chunk, data) if not isinstance(d, ImageError)]
+            outcomes = dict(zip([p for p, _ in readable],
+                                clf.predict_batch([d for _, d in readable], return_errors=True)))
+            for path, d in zip(chunk, data):
+                outcome = d if isinstance(d, ImageError) else outcomes[path]
+                failures += isinstance(outcome, ImageError)
+                row = _row(path, outcome)
+                if args.json:
+                    print(json.dumps(row), flush=True)
+                elif "error" in row:
+                    print(f"{str(path):<{width}}  error: {row['error']['message']}")
+                else:
+                    print(f"{str(path):<{width}}  {row['label']:<5}  {row['confidence']:>9.1%}")
+            bar.update(len(chunk))
+    if failures and not args.json:
+        print(f"catdog: {failures} of {len(files)} files could not be classified", file=sys.stderr)
+    return 1 if failures else 0

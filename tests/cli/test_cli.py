@@ -1,0 +1,79 @@
+"""The ``catdog`` command: predict (table, JSON lines, errors, exit codes), evaluate, info, help."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from catdog.cli import main
+from tests.conftest import CAT_PHOTOS, DOG_PHOTOS
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("predict", "evaluate", "train", "info"):
+        assert command in out
+
+
+def test_predict_table(capsys, images_dir):
+    assert main(["predict", str(images_dir), "--threads", "1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split() == ["path", "label", "confidence"]
+    rows = {line.split()[0]: line.split()[1] for line in lines[1:]}
+    assert len(rows) == len(CAT_PHOTOS) + len(DOG_PHOTOS)
+    assert all(rows[str(p)] == "cat" for p in CAT_PHOTOS)
+    assert all(rows[str(p)] == "dog" for p in DOG_PHOTOS)
+    assert all(line.endswith("%") for line in lines[1:])
+
+
+def test_predict_json_lines_with_a_bad_file(capsys, tmp_path, cat_photo):
+    fake = tmp_path / "cat.jpg"
+    fake.write_bytes(b"%PDF-1.4 not really a photo")
+    code = main(["predict", "--json", "--threads", "1", str(cat_photo), str(fake), str(tmp_path / "missing.jpg")])
+    assert code == 1
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [r["path"] for r in rows] == [str(cat_photo), str(fake), str(tmp_path / "missing.jpg")]
+    assert rows[0]["label"] == "cat" and set(rows[0]["probabilities"]) == {"cat", "dog"}
+    assert rows[1]["error"]["code"] == "not_an_image" and "PDF" in rows[1]["error"]["message"]
+    assert rows[2]["error"]["code"] == "unreadable_file"
+
+
+def test_predict_empty_folder(tmp_path, capsys):
+    assert main(["predict", str(tmp_path)]) == 1
+    assert "no image files" in capsys.readouterr().err
+
+
+def test_missing_model_is_a_one_line_error(tmp_path, cat_photo, capsys):
+    assert main(["predict", str(cat_photo), "--model", str(tmp_path / "none.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("catdog: error: No model file") and "\n" not in err
+
+
+def test_info_prints_the_recipe(capsys):
+    assert main(["info", "--threads", "1"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["labels"] == ["cat", "dog"] and info["threshold"] == 0.5
+
+
+def test_evaluate_writes_a_report(tmp_path, images_dir, capsys):
+    out = tmp_path / "report"
+    assert main(["evaluate", str(images_dir), "--out", str(out), "--no-progress", "--threads", "1"]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == 6 and metrics["confusion_matrix"] == [[3, 0], [0, 3]]
+    for plot in ("confusion_matrix.png", "roc.png", "reliability.png"):
+        assert (out / plot).stat().st_size > 1000
+    assert "| accuracy | 100.00%" in (out / "report.md").read_text()
+
+
+def test_console_script_runs_as_a_module(cat_photo):
+    done = subprocess.run([sys.executable, "-m", "catdog", "predict", "--json", str(cat_photo)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["label"] == "cat"

@@ -1,0 +1,53 @@
+"""Serving preprocessing is the training-time recipe, computed the cheap way."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from catdog.model.preprocess import center_crop_box, normalize, preprocess, resize_and_crop
+from catdog.model.recipe import InputSpec
+
+SPEC = InputSpec()
+
+
+def test_shape_dtype_and_layout(cat_photo):
+    x = preprocess(Image.open(cat_photo).convert("RGB"), SPEC)
+    assert x.shape == (3, 224, 224) and x.dtype == np.float32 and x.flags.c_contiguous
+    nhwc = preprocess(Image.open(cat_photo).convert("RGB"), InputSpec(layout="NHWC"))
+    assert nhwc.shape == (224, 224, 3)
+    np.testing.assert_array_equal(nhwc.transpose(2, 0, 1), x)
+
+
+def test_one_step_resize_crop_matches_resize_then_crop(cat_photo):
+    """The single resampling of the crop box equals timm's resize-short-side-then-centre-crop."""
+    image = Image.open(cat_photo).convert("RGB")
+    scale = SPEC.resize / min(image.size)
+    resized = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
+    left, top = (resized.width - SPEC.size) // 2, (resized.height - SPEC.size) // 2
+    reference = np.asarray(resized.crop((left, top, left + SPEC.size, top + SPEC.size)), dtype=np.float32)
+    ours = np.asarray(resize_and_crop(image, SPEC), dtype=np.float32)
+    # Same geometry up to a sub-pixel offset (timm rounds the crop to whole pixels):
+    # identical at low frequency, so compare 4x-downsampled versions.
+    def low(a):
+        return a.reshape(56, 4, 56, 4, 3).mean(axis=(1, 3))
+    assert np.abs(low(reference) - low(ours)).mean() < 2.0
+    assert np.abs(reference - ours).mean() < 8.0
+
+
+def test_crop_box_is_centered_and_square():
+    left, top, right, bottom = center_crop_box(500, 375, SPEC)
+    assert right - left == pytest.approx(bottom - top)
+    assert (left + right) / 2 == pytest.approx(250) and (top + bottom) / 2 == pytest.approx(187.5)
+
+
+def test_normalize_matches_the_textbook_formula():
+    pixels = np.random.default_rng(0).integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    expected = ((pixels / 255.0 - np.array(SPEC.mean)) / np.array(SPEC.std)).transpose(2, 0, 1)
+    np.testing.assert_allclose(normalize(pixels, SPEC), expected, atol=1e-5)
+
+
+def test_tiny_and_extreme_aspect_images_still_give_a_full_tensor():
+    for size in [(1, 1), (3000, 10), (10, 3000)]:
+        assert preprocess(Image.new("RGB", size, "white"), SPEC).shape == (3, 224, 224)

