@@ -27,7 +27,7 @@ keras = pytest.importorskip("keras")
 SIDE = 64
 
 
-def tiny_cnn(seed: int = 0) -> "keras.Model":
+def tiny_cnn(seed: int = 0) -> keras.Model:
     """The original design's shape in miniature: 64x64x3 -> Conv2D -> pooling -> sigmoid."""
     keras.utils.set_random_seed(seed)
     return keras.Sequential([
@@ -38,7 +38,7 @@ def tiny_cnn(seed: int = 0) -> "keras.Model":
     ])
 
 
-def mean_red_minus_blue(bias: float = 0.0) -> "keras.Model":
+def mean_red_minus_blue(bias: float = 0.0) -> keras.Model:
     """A crafted model: P(dog) = sigmoid(40 * (mean red - mean blue) + bias), inputs in [0, 1].
 
     Reddish photos are "dog", bluish ones "cat", so both labels can be forced.
@@ -139,6 +139,14 @@ def test_model_json_beside_the_file_wins(tiny_h5):
     clf = Classifier.load(path, threads=1)
     assert (clf.recipe.name, clf.recipe.threshold) == ("mine", 0.8)
     assert isinstance(clf.recipe, Recipe)
+
+
+def test_missing_keras_says_how_to_install(tmp_path, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "keras" else real(name, *args))
+    with pytest.raises(ModelError, match=r"pip install 'catdog\[keras\]'"):
+        KerasBackend(tmp_path / "cat_dog.h5", threads=1)
 
 
 def test_a_corrupt_h5_is_a_model_error(tmp_path):

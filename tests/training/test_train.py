@@ -72,3 +72,16 @@ def test_training_and_serving_preprocess_identically(images_dir):
     spec = train_module.input_spec(224)
     assert spec == clf.recipe.input
     np.testing.assert_array_equal(train_module.prepare(photo, spec), clf.prepare(photo))
+
+
+def test_pytorch_model_rebuilt_from_the_bundled_onnx_matches_it(classifier, cat_photo, dog_photo):
+    """PyTorch eager (for the benchmarks) runs exactly the shipped weights."""
+    import torch
+
+    from catdog.training.export import torch_from_onnx
+
+    model = torch_from_onnx(classifier.path)
+    x = np.stack([classifier.prepare(cat_photo), classifier.prepare(dog_photo)])
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(classifier.backend.run(x), expected, atol=1e-4)

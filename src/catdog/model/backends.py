@@ -13,8 +13,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -113,7 +114,7 @@ class OnnxBackend:
         options.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # ORT raises its own untyped errors for corrupt files
+        except Exception as exc:  # noqa: BLE001 - ORT raises untyped errors for corrupt files
             raise ModelError(f"ONNX Runtime cannot load {path}: {str(exc).splitlines()[0]}") from None
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
@@ -205,7 +206,7 @@ class KerasBackend:
         self._keras = keras
         try:
             self.model = keras.models.load_model(path, compile=False)
-        except Exception as exc:  # h5py/keras raise many types for corrupt or foreign files
+        except Exception as exc:  # noqa: BLE001 - h5py/Keras raise many types for bad files
             raise ModelError(f"Keras cannot load {path}: {str(exc).splitlines()[0]}") from None
         self.backend_name = backend
 

@@ -1,0 +1,55 @@
+"""Shared by the benchmarks: write a named section of docs/benchmarks.md and a JSON next to it."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "benchmarks.md"
+RESULTS = ROOT / "docs" / "bench"
+HEADER = "# Benchmarks\n\nEvery number here was produced by a script in `bench/` on the machine described in each section.\n"
+
+
+def machine() -> str:
+    """One line describing where the numbers were measured."""
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{cores} cores ({cpu}), Python {platform.python_version()}, {platform.system()} {platform.machine()}"
+
+
+def update_section(name: str, markdown: str, doc: Path = DOC) -> Path:
+    """Replace the text between ``<!-- name:start -->`` and ``<!-- name:end -->`` (append if absent)."""
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    text = doc.read_text() if doc.exists() else HEADER
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{markdown.strip()}\n{end}"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    doc.write_text(text)
+    return doc
+
+
+def write_json(name: str, data) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2, default=float) + "\n")
+    return path
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    """A Markdown table (also readable in a terminal)."""
+    cells = [[str(c) for c in row] for row in rows]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
+    return "\n".join(lines)

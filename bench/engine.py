@@ -1,0 +1,183 @@
+"""Engine speed: ONNX Runtime (what catdog serves) vs PyTorch eager on the same weights.
+
+Measured side by side in one run, interleaved round by round, because these small
+machines are noisy: ratios are what to read. Also cold start (new process to first
+answer) and peak RSS for each runtime.
+
+    python bench/engine.py                 # defaults: bundled model, 1 and all threads
+    python bench/engine.py --seconds 3 --no-torch
+
+Writes the "Engine" section of docs/benchmarks.md and docs/bench/engine.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import ROOT, machine, table, update_section, write_json  # noqa: E402
+
+DEFAULT_IMAGE = ROOT / "tests" / "data" / "images" / "cat" / "cat.4001.jpg"
+
+COLD_START = """
+import sys, time
+t0 = time.perf_counter()
+{load}
+answer = predict(open(sys.argv[1], "rb").read())
+elapsed = time.perf_counter() - t0
+# VmHWM (peak RSS) restarts at exec, unlike ru_maxrss, which keeps the forking parent's peak.
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM")).split()[1]
+print(elapsed, int(hwm) / 1024, answer)
+"""
+LOAD_ONNX = """
+from catdog.model.engine import Classifier
+clf = Classifier.load(sys.argv[2], threads=1)
+predict = lambda data: clf.predict(data).label
+"""
+LOAD_TORCH = """
+from catdog.model.engine import Classifier
+from catdog.training.export import TorchBackend, torch_from_onnx
+recipe = Classifier.load(sys.argv[2], threads=1, warmup=False).recipe
+clf = Classifier(TorchBackend(torch_from_onnx(sys.argv[2]), threads=1), recipe)
+predict = lambda data: clf.predict(data).label
+"""
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def time_calls(fn, seconds: float, min_calls: int = 5) -> list[float]:
+    """Call ``fn`` repeatedly for about ``seconds``; return each call's duration in ms."""
+    durations, deadline = [], time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(durations) < min_calls:
+        t0 = time.perf_counter()
+        fn()
+        durations.append((time.perf_counter() - t0) * 1000)
+    return durations
+
+
+def cold_start(load: str, model: Path, image: Path, repeats: int) -> tuple[float, float, str]:
+    """Median seconds from a new interpreter to the first answer, and the peak RSS in MB."""
+    runs = []
+    for _ in range(repeats):
+        done = subprocess.run([sys.executable, "-c", COLD_START.format(load=load), str(image), str(model)],
+                              capture_output=True, text=True, timeout=300, check=True)
+        seconds, rss, answer = done.stdout.split()[-3:]
+        runs.append((float(seconds), float(rss), answer))
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs), runs[0][2]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=None, help="model (default: the bundled one)")
+    parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE, help="a real photo (default: a 498x415 JPEG)")
+    parser.add_argument("--seconds", type=float, default=2.0, help="seconds per measurement per round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    parser.add_argument("--cold-repeats", type=int, default=3)
+    parser.add_argument("--no-torch", action="store_true", help="skip PyTorch (if torch is not installed)")
+    parser.add_argument("--no-write", action="store_true", help="print only; do not update docs/")
+    args = parser.parse_args()
+
+    from catdog.model.backends import default_threads
+    from catdog.model.engine import Classifier
+
+    all_threads = default_threads()
+    data = args.image.read_bytes()
+    thread_counts = sorted({1, all_threads})
+    engines = {t: Classifier.load(args.model, threads=t) for t in thread_counts}
+    model_path = engines[1].path
+    x1 = engines[1].prepare(data)[None]
+    x16 = np.repeat(x1, 16, axis=0)
+
+    torch_engines = {}
+    if not args.no_torch:
+        from catdog.training.export import TorchBackend, torch_from_onnx
+
+        weights = torch_from_onnx(model_path)
+        torch_engines = {t: Classifier(TorchBackend(weights, threads=t), engines[t].recipe) for t in thread_counts}
+
+    # (runtime, threads, what) -> durations in ms per call
+    cases: dict[tuple[str, int, str], list[float]] = {}
+
+    def add(key, fn):
+        cases.setdefault(key, []).extend(time_calls(fn, args.seconds))
+
+    print(f"machine: {machine()}\nmodel: {model_path}\nimage: {args.image} ({len(data):,} bytes)")
+    for round_ in range(args.rounds):
+        print(f"round {round_ + 1}/{args.rounds} ...", flush=True)
+        for t in thread_counts:
+            clf = engines[t]
+            add(("decode+preprocess", t, "pipeline"), lambda: clf.prepare(data))
+            add(("onnxruntime", t, "batch 1"), lambda: clf.backend.run(x1))
+            add(("onnxruntime", t, "batch 16"), lambda: clf.backend.run(x16))
+            add(("onnxruntime", t, "end to end"), lambda: clf.predict(data))
+            if torch_engines:
+                eager = torch_engines[t]
+                add(("pytorch eager", t, "batch 1"), lambda: eager.backend.run(x1))
+                add(("pytorch eager", t, "batch 16"), lambda: eager.backend.run(x16))
+                add(("pytorch eager", t, "end to end"), lambda: eager.predict(data))
+
+    rows, results = [], []
+    for (runtime, threads, what), durations in cases.items():
+        per_image = 16 if what == "batch 16" else 1
+        p50 = percentile(durations, 50) / per_image
+        result = {"runtime": runtime, "threads": threads, "case": what, "calls": len(durations),
+                  "ms_per_image_p50": p50, "ms_per_call_p50": percentile(durations, 50),
+                  "ms_per_call_p95": percentile(durations, 95)}
+        results.append(result)
+        rows.append([runtime, threads, what, len(durations), f"{p50:.2f}", f"{result['ms_per_call_p95']:.2f}"])
+
+    ratios = []
+    if torch_engines:
+        for t in thread_counts:
+            for what in ("batch 1", "batch 16", "end to end"):
+                ort_ms = next(r["ms_per_image_p50"] for r in results
+                              if r["runtime"] == "onnxruntime" and r["threads"] == t and r["case"] == what)
+                pt_ms = next(r["ms_per_image_p50"] for r in results
+                             if r["runtime"] == "pytorch eager" and r["threads"] == t and r["case"] == what)
+                ratios.append([t, what, f"{pt_ms / ort_ms:.2f}x"])
+
+    print("cold start ...", flush=True)
+    cold = [["onnxruntime", *cold_start(LOAD_ONNX, model_path, args.image, args.cold_repeats)]]
+    if torch_engines:
+        cold.append(["pytorch eager", *cold_start(LOAD_TORCH, model_path, args.image, args.cold_repeats)])
+    cold_rows = [[name, f"{s:.2f}", f"{rss:.0f}", answer] for name, s, rss, answer in cold]
+
+    speed = table(["runtime", "threads", "case", "calls", "ms/image p50", "ms/call p95"], rows)
+    ratio = table(["threads", "batch", "PyTorch eager / ONNX Runtime (time per image)"], ratios) if ratios else ""
+    cold_table = table(["runtime", "cold start s (median)", "peak RSS MB", "answer"], cold_rows)
+    print("\n" + speed + "\n\n" + ratio + "\n\n" + cold_table)
+    if args.no_write:
+        return
+    md = f"""## Engine: ONNX Runtime vs PyTorch eager
+
+Machine: {machine()}. Model: `{model_path.relative_to(ROOT) if model_path.is_relative_to(ROOT) else model_path}`,
+image: `{args.image.name}` ({len(data):,} bytes). Command: `python bench/engine.py` ({args.rounds} interleaved
+rounds of {args.seconds:g} s per case). "pipeline" is decode + preprocess alone (JPEG draft mode, one
+resample of the crop box); "end to end" is `Classifier.predict(bytes)`. PyTorch runs the same weights
+(rebuilt from the ONNX file by `catdog.training.export.torch_from_onnx`).
+
+{speed}
+
+{ratio}
+
+Cold start is a new Python process importing catdog, loading the model and answering one photo
+(single-threaded, as one server worker):
+
+{cold_table}
+"""
+    update_section("engine", md)
+    write_json("engine", {"machine": machine(), "speed": results, "cold_start": cold})
+    print(f"\nwritten: docs/benchmarks.md (engine section), docs/bench/engine.json")
+
+
+if __name__ == "__main__":
+    main()
