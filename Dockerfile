@@ -29,16 +29,17 @@ RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 # ---------------------------------------------------------------------------- api-venv
 # The serving dependencies ([project].dependencies: onnxruntime, flask, gunicorn, ...).
 # They are installed from pyproject.toml alone first, so this slow layer stays cached
-# while only the code changes; the wheel then adds catdog itself.
+# while only the code changes; the wheel then adds catdog itself. The venv has no pip or
+# setuptools of its own (~25 MB): the base image's pip installs into it with --python.
 FROM base AS api-venv
 WORKDIR /build
 COPY pyproject.toml ./
-RUN python -m venv /opt/venv \
+RUN python -m venv --without-pip /opt/venv \
  && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
       > requirements.txt \
- && pip install --no-cache-dir -r requirements.txt
+ && pip --python /opt/venv/bin/python install --no-cache-dir -r requirements.txt
 COPY --from=wheel /wheels /wheels
-RUN pip install --no-cache-dir /wheels/catdog-*.whl
+RUN pip --python /opt/venv/bin/python install --no-cache-dir /wheels/catdog-*.whl
 
 # ---------------------------------------------------------------------------- ui-venv
 # The serving venv plus the [ui] extra (Streamlit); still no torch.
@@ -47,7 +48,7 @@ FROM api-venv AS ui-venv
 # its [ui] extra is bounded in pyproject.toml like every other dependency.
 # hadolint ignore=DL3013
 RUN set -- /wheels/catdog-*.whl \
- && pip install --no-cache-dir "$1[ui]"
+ && pip --python /opt/venv/bin/python install --no-cache-dir "$1[ui]"
 
 # ---------------------------------------------------------------------------- runtime
 # What both final images have in common: an unprivileged user and the PORT convention
@@ -56,13 +57,15 @@ FROM base AS runtime
 ARG REVISION=unknown
 LABEL org.opencontainers.image.vendor="catdog" \
       org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.documentation="docs/deploy.md"
+      org.opencontainers.image.revision="${REVISION}"
 RUN groupadd --system --gid 10001 catdog \
  && useradd --system --uid 10001 --gid catdog --create-home --home-dir /home/catdog \
       --shell /usr/sbin/nologin catdog
 WORKDIR /app
-ENV PORT=8080
+# ONNX Runtime's Linux wheels ship Microsoft 1DS telemetry (events.data.microsoft.com);
+# a service sends nothing it was not asked to.
+ENV PORT=8080 \
+    ORT_DISABLE_TELEMETRY=1
 EXPOSE 8080
 
 # ---------------------------------------------------------------------------- ui
@@ -73,8 +76,11 @@ FROM runtime AS ui
 LABEL org.opencontainers.image.title="cat_dog_classifier_ui" \
       org.opencontainers.image.description="catdog web UI (Streamlit) for the cat-vs-dog classification API"
 COPY --from=ui-venv /opt/venv /opt/venv
+# Hiding Streamlit's start-up banner also skips its "External URL" line, for which it
+# would call checkip.amazonaws.com on every start.
 ENV CATDOG_API_URL=http://localhost:8000 \
-    CATDOG_UI_SCRIPT=/opt/venv/lib/python3.11/site-packages/catdog/ui/app.py
+    CATDOG_UI_SCRIPT=/opt/venv/lib/python3.11/site-packages/catdog/ui/app.py \
+    STREAMLIT_LOGGER_HIDE_WELCOME_MESSAGE=true
 RUN test -f "$CATDOG_UI_SCRIPT"
 USER 10001:10001
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \

@@ -25,18 +25,14 @@ SERVICE_NAME = re.compile(r"^(metadata:\n  name:) \S+$", re.MULTILINE)
 LEFTOVERS = ("PROJECT_ID", REGISTRY_PLACEHOLDER, ":TAG", "API_SERVICE_URL")
 
 
-def image_ref(region: str, project: str, repo: str, name: str, tag: str) -> str:
-    """The Artifact Registry reference of one image, as cloudbuild.yaml pushes it."""
-    return f"{region}-docker.pkg.dev/{project}/{repo}/{name}:{tag}"
-
-
 def render(text: str, *, project: str, region: str, tag: str, repo: str = "catdog",
            service: str | None = None, api_url: str | None = None) -> str:
     """Return ``text`` without its comment lines and with every placeholder replaced.
 
     Raises ValueError if a placeholder is left (e.g. the UI's API URL was not given).
     """
-    text = "".join(line for line in text.splitlines(keepends=True) if not line.lstrip().startswith("#"))
+    lines = text.splitlines(keepends=True)
+    text = "".join(line for line in lines if not line.lstrip().startswith("#"))
     text = text.replace(REGISTRY_PLACEHOLDER, f"{region}-docker.pkg.dev/{project}/{repo}/")
     text = TAG_PLACEHOLDER.sub(lambda m: f"{m.group(1)}:{tag}", text)
     text = text.replace("PROJECT_ID", project)

@@ -31,10 +31,16 @@ class Settings(BaseSettings):
     api_keys: CommaList = Field([], description="if set, requests need X-API-Key with one of these")
     rate_limit: str | None = Field(None, description='per-client limit, e.g. "120/minute"; unset = none')
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    proxy_hops: int = Field(
+        0, ge=0, le=10,
+        description="reverse proxies in front of the API that append X-Forwarded-For (Cloud Run: 1); "
+        "the client address they report is what the rate limit counts",
+    )
 
     # -- UI
     api_url: str = Field("http://localhost:8000", description="where the web UI finds the API")
     api_timeout: float = Field(15.0, gt=0, description="seconds the web UI waits for the API")
+    api_key: str | None = Field(None, description="X-API-Key the web UI sends, if the API requires keys")
 
     @field_validator("cors_origins", "api_keys", mode="before")
     @classmethod

@@ -1,4 +1,4 @@
-"""The Streamlit page, run headless by AppTest, with the API mocked at the HTTP layer (``responses``)."""
+"""The Streamlit page, run by AppTest, with the API mocked at the HTTP layer (``responses``)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,25 @@ from catdog.ui.widgets import example_files
 
 APP = Path(catdog.ui.__file__).parent / "app.py"
 URL = "http://api.test:8000"
-MODEL = {"name": "catdog-lite0", "version": "1.0.0", "labels": ["cat", "dog"], "input_size": 224,
-         "threshold": 0.5, "temperature": 1.0, "metrics": {"holdout": {"accuracy": 0.987}}}
+MODEL = {
+    "name": "catdog-lite0",
+    "version": "1.0.0",
+    "labels": ["cat", "dog"],
+    "input_size": 224,
+    "threshold": 0.5,
+    "temperature": 1.0,
+    "metrics": {"holdout": {"accuracy": 0.987}},
+}
 
 
 def prediction(label: str, confidence: float) -> dict:
     other = "dog" if label == "cat" else "cat"
-    return {"label": label, "confidence": confidence,
-            "probabilities": {label: confidence, other: round(1 - confidence, 6)}, "elapsed_ms": 9.0}
+    return {
+        "label": label,
+        "confidence": confidence,
+        "probabilities": {label: confidence, other: round(1 - confidence, 6)},
+        "elapsed_ms": 9.0,
+    }
 
 
 @pytest.fixture
@@ -40,8 +51,20 @@ def page() -> AppTest:
 
 def texts(at: AppTest) -> str:
     """Everything the page says, as one string, for 'does it show X' checks."""
-    parts = [e.value for kind in ("title", "subheader", "markdown", "caption", "info", "error", "success",
-                                  "warning") for e in getattr(at, kind)]
+    parts = [
+        e.value
+        for kind in (
+            "title",
+            "subheader",
+            "markdown",
+            "caption",
+            "info",
+            "error",
+            "success",
+            "warning",
+        )
+        for e in getattr(at, kind)
+    ]
     parts += [f"{m.label} {m.value}" for m in at.metric]
     return "\n".join(str(p) for p in parts)
 
@@ -58,12 +81,15 @@ def test_page_renders_title_description_uploader_and_sidebar(api):
     uploader = at.file_uploader[0]
     assert uploader.accept_multiple_files
     assert set(uploader.allowed_type) >= {".jpg", ".jpeg", ".png"}
-    sidebar = "\n".join(str(e.value) for e in at.sidebar.success) + "\n" + \
-              "\n".join(str(e.value) for e in at.sidebar.markdown)
+    sidebar = (
+        "\n".join(str(e.value) for e in at.sidebar.success)
+        + "\n"
+        + "\n".join(str(e.value) for e in at.sidebar.markdown)
+    )
     assert f"Ready at {URL}" in sidebar and "catdog-lite0" in sidebar
     assert at.sidebar.metric[0].value == "98.7%"
-    classify = [b for b in at.button if b.label == "Classify"][0]
-    assert classify.disabled  # nothing to classify yet
+    assert at.button(key="classify").label == "Classify"
+    assert at.button(key="classify").disabled  # nothing to classify yet
     assert {f"example-{p.name}" for p in example_files()} <= {b.key for b in at.button}
 
 
@@ -82,15 +108,21 @@ def test_one_click_on_an_example_shows_label_confidence_and_bar(api):
 
 
 def test_uploads_then_classify_shows_every_result_and_a_summary(api, cat_bytes, dog_bytes):
-    api.post(URL + "/v1/predict/batch", json={
-        "results": [prediction("cat", 0.99), prediction("dog", 0.62)],
-        "model": {"name": "catdog-lite0", "version": "1.0.0"}, "elapsed_ms": 20.0,
-    })
+    api.post(
+        URL + "/v1/predict/batch",
+        json={
+            "results": [prediction("cat", 0.99), prediction("dog", 0.62)],
+            "model": {"name": "catdog-lite0", "version": "1.0.0"},
+            "elapsed_ms": 20.0,
+        },
+    )
     at = page()
-    at.file_uploader[0].set_value([("tom.jpg", cat_bytes, "image/jpeg"), ("rex.jpg", dog_bytes, "image/jpeg")])
+    at.file_uploader[0].set_value(
+        [("tom.jpg", cat_bytes, "image/jpeg"), ("rex.jpg", dog_bytes, "image/jpeg")]
+    )
     at.run()
     assert "Not classified yet" in texts(at)
-    [b for b in at.button if b.label == "Classify"][0].click().run()
+    at.button(key="classify").click().run()
     assert not at.exception and not at.error
     assert [s.value for s in at.subheader] == ["🐱 Cat", "🐶 Dog"]
     shown = texts(at)
@@ -101,12 +133,20 @@ def test_uploads_then_classify_shows_every_result_and_a_summary(api, cat_bytes, 
 
 
 def test_a_file_the_api_rejects_shows_the_apis_message(api):
-    api.post(URL + "/predict", status=415, json={"error": {
-        "code": "not_an_image", "message": "The file looks like a PDF document; send a JPEG photo."}})
+    api.post(
+        URL + "/predict",
+        status=415,
+        json={
+            "error": {
+                "code": "not_an_image",
+                "message": "The file looks like a PDF document; send a JPEG photo.",
+            }
+        },
+    )
     at = page()
     at.file_uploader[0].set_value(("cat.jpg", b"%PDF-1.7 not a photo", "image/jpeg"))
     at.run()
-    [b for b in at.button if b.label == "Classify"][0].click().run()
+    at.button(key="classify").click().run()
     assert not at.exception
     assert [e.value for e in at.error] == ["The file looks like a PDF document; send a JPEG photo."]
     assert "No preview for cat.jpg" in texts(at)
@@ -137,7 +177,9 @@ def test_slow_api_shows_a_timeout_message(api, monkeypatch):
 
 
 def test_server_error_without_json_is_explained(api):
-    api.post(URL + "/predict", status=502, body="<html>Bad Gateway</html>", content_type="text/html")
+    api.post(
+        URL + "/predict", status=502, body="<html>Bad Gateway</html>", content_type="text/html"
+    )
     at = page()
     example_button(at, "puppy").click().run()
     assert not at.exception
@@ -154,5 +196,13 @@ def test_examples_accumulate_and_can_be_removed(api):
     example_button(at, "puppy").click().run()
     assert [s.value for s in at.subheader] == ["🐶 Dog", "🐶 Dog"]
     assert {m.label: m.value for m in at.metric}["🐶 Dogs"] == "2"
-    [b for b in at.button if b.label == "Remove the examples"][0].click().run()
+    at.button(key="clear-examples").click().run()
     assert not at.subheader and not at.exception
+
+
+def test_invalid_settings_are_an_error_message(monkeypatch):
+    monkeypatch.setenv("CATDOG_API_TIMEOUT", "soon")
+    at = page()
+    assert not at.exception
+    assert "CATDOG_* environment variables" in at.error[0].value
+    assert "api_timeout" in at.error[0].value

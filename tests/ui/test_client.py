@@ -1,4 +1,4 @@
-"""The UI's HTTP client against a mocked API: typed results, and one readable ApiError for every failure."""
+"""The UI's HTTP client on a mocked API: typed results, one readable ApiError for every failure."""
 
 from __future__ import annotations
 
@@ -13,9 +13,19 @@ from catdog.ui import client as client_module
 from catdog.ui.client import ApiClient, ApiError, Classification, Upload
 
 URL = "http://api.test:8000"
-CAT = {"label": "cat", "confidence": 0.97, "probabilities": {"cat": 0.97, "dog": 0.03},
-       "model": {"name": "catdog-lite0", "version": "1.0.0"}, "elapsed_ms": 9.8}
-DOG = {"label": "dog", "confidence": 0.91, "probabilities": {"cat": 0.09, "dog": 0.91}, "elapsed_ms": 8.1}
+CAT = {
+    "label": "cat",
+    "confidence": 0.97,
+    "probabilities": {"cat": 0.97, "dog": 0.03},
+    "model": {"name": "catdog-lite0", "version": "1.0.0"},
+    "elapsed_ms": 9.8,
+}
+DOG = {
+    "label": "dog",
+    "confidence": 0.91,
+    "probabilities": {"cat": 0.09, "dog": 0.91},
+    "elapsed_ms": 8.1,
+}
 
 
 def error_body(code: str, message: str) -> dict:
@@ -29,6 +39,20 @@ def api():
 
 
 @pytest.fixture
+def sent_timeouts(monkeypatch) -> list[float]:
+    """The ``timeout`` of every request the client sends."""
+    seen: list[float] = []
+    original = requests.request
+
+    def spy(method, url, **kwargs):
+        seen.append(kwargs["timeout"])
+        return original(method, url, **kwargs)
+
+    monkeypatch.setattr(client_module.requests, "request", spy)
+    return seen
+
+
+@pytest.fixture
 def client() -> ApiClient:
     return ApiClient(URL + "/", timeout=2.5)
 
@@ -37,25 +61,20 @@ def client() -> ApiClient:
 
 
 def test_classify_posts_the_image_field_to_predict(api, client):
-    api.post(URL + "/predict", json=CAT,
-             match=[matchers.multipart_matcher({"image": ("cat.jpg", b"jpeg-bytes", "image/jpeg")})])
+    api.post(
+        URL + "/predict",
+        json=CAT,
+        match=[matchers.multipart_matcher({"image": ("cat.jpg", b"jpeg-bytes", "image/jpeg")})],
+    )
     result = client.classify(b"jpeg-bytes", "cat.jpg", "image/jpeg")
     assert result == Classification("cat", 0.97, {"cat": 0.97, "dog": 0.03}, elapsed_ms=9.8)
     assert result.probability("dog") == pytest.approx(0.03)
 
 
-def test_requests_use_the_timeout(api, client, monkeypatch):
-    seen = {}
-    original = requests.request
-
-    def spy(method, url, **kwargs):
-        seen["timeout"] = kwargs["timeout"]
-        return original(method, url, **kwargs)
-
-    monkeypatch.setattr(client_module.requests, "request", spy)
+def test_requests_use_the_timeout(api, client, sent_timeouts):
     api.post(URL + "/predict", json=CAT)
     client.classify(b"x", "cat.jpg", "image/jpeg")
-    assert seen["timeout"] == 2.5
+    assert sent_timeouts == [2.5]
 
 
 def test_health_ready(api, client):
@@ -65,7 +84,9 @@ def test_health_ready(api, client):
 
 
 def test_health_not_ready_is_an_answer_not_an_exception(api, client):
-    api.get(URL + "/readyz", status=503, json=error_body("not_ready", "The model is still loading."))
+    api.get(
+        URL + "/readyz", status=503, json=error_body("not_ready", "The model is still loading.")
+    )
     status = client.health()
     assert not status.ready and status.reachable
     assert status.message == "The model is still loading."
@@ -80,17 +101,32 @@ def test_health_when_down_says_how_to_start_the_api(client):
 
 
 def test_model_info_finds_the_headline_accuracy(api, client):
-    api.get(URL + "/v1/model", json={
-        "name": "catdog-lite0", "version": "1.0.0", "labels": ["cat", "dog"], "input_size": 224,
-        "threshold": 0.5, "temperature": 1.2,
-        "metrics": {"holdout": {"n": 2000, "accuracy": 0.987, "log_loss": 0.04}},
-    })
+    api.get(
+        URL + "/v1/model",
+        json={
+            "name": "catdog-lite0",
+            "version": "1.0.0",
+            "labels": ["cat", "dog"],
+            "input_size": 224,
+            "threshold": 0.5,
+            "temperature": 1.2,
+            "metrics": {"holdout": {"n": 2000, "accuracy": 0.987, "log_loss": 0.04}},
+        },
+    )
     info = client.model_info()
-    assert (info.name, info.version, info.labels, info.accuracy) == ("catdog-lite0", "1.0.0", ("cat", "dog"), 0.987)
+    assert (info.name, info.version, info.labels, info.accuracy) == (
+        "catdog-lite0",
+        "1.0.0",
+        ("cat", "dog"),
+        0.987,
+    )
 
 
 def test_model_info_without_metrics_has_no_accuracy(api, client):
-    api.get(URL + "/v1/model", json={"name": "m", "version": "0", "metrics": {"holdout": {"accuracy": None}}})
+    api.get(
+        URL + "/v1/model",
+        json={"name": "m", "version": "0", "metrics": {"holdout": {"accuracy": None}}},
+    )
     assert client.model_info().accuracy is None
 
 
@@ -100,12 +136,30 @@ def test_model_info_is_none_when_the_api_has_no_model(api, client):
 
 
 def test_classify_many_uses_one_batch_request_with_per_file_errors(api, client):
-    api.post(URL + "/v1/predict/batch", json={
-        "results": [CAT, {"error": {"code": "not_an_image", "message": "The file looks like a PDF document."}}, DOG],
-        "model": {"name": "catdog-lite0", "version": "1.0.0"}, "elapsed_ms": 30.0,
-    })
-    results = client.classify_many([Upload(b"a", "a.jpg", "image/jpeg"), (b"b", "b.jpg", "image/jpeg"),
-                                    Upload(b"c", "c.png", "image/png")])
+    api.post(
+        URL + "/v1/predict/batch",
+        json={
+            "results": [
+                CAT,
+                {
+                    "error": {
+                        "code": "not_an_image",
+                        "message": "The file looks like a PDF document.",
+                    }
+                },
+                DOG,
+            ],
+            "model": {"name": "catdog-lite0", "version": "1.0.0"},
+            "elapsed_ms": 30.0,
+        },
+    )
+    results = client.classify_many(
+        [
+            Upload(b"a", "a.jpg", "image/jpeg"),
+            (b"b", "b.jpg", "image/jpeg"),
+            Upload(b"c", "c.png", "image/png"),
+        ]
+    )
     assert [type(r) for r in results] == [Classification, ApiError, Classification]
     assert results[1].code == "not_an_image" and "PDF" in results[1].message
     assert results[2].label == "dog"
@@ -142,13 +196,21 @@ def test_an_oversized_batch_is_split_so_only_the_big_file_fails(api, client):
         return 200, {}, json.dumps({"results": [CAT] * n})
 
     def single(request):
-        return (413, {}, json.dumps(too_big)) if b"big.jpg" in request.body else (200, {}, json.dumps(DOG))
+        return (
+            (413, {}, json.dumps(too_big))
+            if b"big.jpg" in request.body
+            else (200, {}, json.dumps(DOG))
+        )
 
     api.add_callback(responses.POST, URL + "/v1/predict/batch", callback=batch)
     api.add_callback(responses.POST, URL + "/predict", callback=single)
     names = ["a.jpg", "big.jpg", "c.jpg", "d.jpg"]
     results = client.classify_many([(b"x", name, "image/jpeg") for name in names])
-    assert isinstance(results[1], ApiError) and results[1].status == 413 and "12.0 MB" in results[1].message
+    assert (
+        isinstance(results[1], ApiError)
+        and results[1].status == 413
+        and "12.0 MB" in results[1].message
+    )
     assert [r.label for i, r in enumerate(results) if i != 1] == ["dog", "cat", "cat"]
 
 
@@ -156,8 +218,11 @@ def test_an_oversized_batch_is_split_so_only_the_big_file_fails(api, client):
 
 
 def test_4xx_carries_the_apis_json_message_and_code(api, client):
-    api.post(URL + "/predict", status=415,
-             json=error_body("not_an_image", "The file looks like a PDF document; send a JPEG photo."))
+    api.post(
+        URL + "/predict",
+        status=415,
+        json=error_body("not_an_image", "The file looks like a PDF document; send a JPEG photo."),
+    )
     with pytest.raises(ApiError) as info:
         client.classify(b"%PDF-1.7", "cat.jpg", "image/jpeg")
     assert info.value.message == "The file looks like a PDF document; send a JPEG photo."
@@ -166,14 +231,20 @@ def test_4xx_carries_the_apis_json_message_and_code(api, client):
 
 
 def test_a_single_bad_file_in_classify_many_is_that_files_error(api, client):
-    api.post(URL + "/predict", status=422, json=error_body("too_many_pixels", "The image is 9000x9000."))
+    api.post(
+        URL + "/predict", status=422, json=error_body("too_many_pixels", "The image is 9000x9000.")
+    )
     [result] = client.classify_many([(b"x", "huge.png", "image/png")])
     assert isinstance(result, ApiError) and result.code == "too_many_pixels"
 
 
 def test_5xx_non_json_is_explained(api, client):
-    api.post(URL + "/predict", status=502, body="<html><body>Bad Gateway</body></html>",
-             content_type="text/html")
+    api.post(
+        URL + "/predict",
+        status=502,
+        body="<html><body>Bad Gateway</body></html>",
+        content_type="text/html",
+    )
     with pytest.raises(ApiError) as info:
         client.classify(b"x", "cat.jpg", "image/jpeg")
     assert info.value.status == 502 and info.value.code is None
@@ -201,7 +272,11 @@ def test_200_json_of_the_wrong_shape_is_an_api_error(api, client):
 
 
 def test_server_errors_in_classify_many_are_raised_not_hidden_per_file(api, client):
-    api.post(URL + "/v1/predict/batch", status=500, json=error_body("internal_error", "Bug; request id abc."))
+    api.post(
+        URL + "/v1/predict/batch",
+        status=500,
+        json=error_body("internal_error", "Bug; request id abc."),
+    )
     with pytest.raises(ApiError) as info:
         client.classify_many([(b"a", "a.jpg", "image/jpeg"), (b"b", "b.jpg", "image/jpeg")])
     assert info.value.status == 500 and "abc" in info.value.message
@@ -220,10 +295,30 @@ def test_timeout_says_the_api_was_too_slow(api, client):
     api.post(URL + "/predict", body=requests.ReadTimeout("read timed out"))
     with pytest.raises(ApiError) as info:
         client.classify(b"x", "cat.jpg", "image/jpeg")
-    assert "did not answer within 2.5 s" in info.value.message and "CATDOG_API_TIMEOUT" in info.value.message
+    assert (
+        "did not answer within 2.5 s" in info.value.message
+        and "CATDOG_API_TIMEOUT" in info.value.message
+    )
 
 
 def test_connect_timeout_is_reported_as_a_timeout(api, client):
     api.get(URL + "/v1/model", body=requests.ConnectTimeout("connect timed out"))
     with pytest.raises(ApiError, match="did not answer within"):
         client.model_info()
+
+
+def test_the_api_key_is_sent_when_configured(api):
+    api.post(URL + "/predict", json=CAT, match=[matchers.header_matcher({"X-API-Key": "s3cret"})])
+    ApiClient(URL, api_key="s3cret").classify(b"x", "cat.jpg", "image/jpeg")
+
+
+def test_no_api_key_header_without_a_key(api, client):
+    api.post(URL + "/predict", json=CAT)
+    client.classify(b"x", "cat.jpg", "image/jpeg")
+    assert "X-API-Key" not in api.calls[0].request.headers
+
+
+def test_health_probe_does_not_wait_the_full_timeout(api, sent_timeouts):
+    api.get(URL + "/readyz", json={"status": "ready"})
+    ApiClient(URL, timeout=60).health()
+    assert sent_timeouts == [client_module.PROBE_TIMEOUT]

@@ -178,6 +178,8 @@ def _http_message(status: int, exc: HTTPException) -> str:
         size = request.content_length
         if size and limit and size > limit:
             return ImageTooLarge(size, limit).message
+        if size and limit:  # within the byte limit: Werkzeug's part-count or form-field limits
+            return "The request has too many parts or too large form fields; send only the photo files."
         return f"The request body is over the limit of {limit / 1e6:.1f} MB; send a smaller photo."
     if status == 429:
         return f"Too many requests from your address (limit {exc.description}); wait and retry."

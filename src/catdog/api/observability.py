@@ -23,12 +23,23 @@ from datetime import datetime, timezone
 from typing import Any
 
 from flask import Flask, Response, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 _PLAIN_VALUE = re.compile(r"[\x21\x23-\x7e]*")  # printable ASCII without spaces or quotes
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+#: Methods recorded as themselves in metrics; any other token becomes "other", so a client
+#: inventing methods cannot create unbounded label values (unknown paths are "unmatched").
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 #: Latency buckets (seconds) around what one CPU prediction costs (10-50 ms).
 LATENCY_BUCKETS = (0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -47,7 +58,7 @@ class Metrics:
     model_load_seconds: Gauge
 
     @classmethod
-    def create(cls) -> "Metrics":
+    def create(cls) -> Metrics:
         registry = CollectorRegistry(auto_describe=True)
         return cls(
             registry=registry,
@@ -123,13 +134,19 @@ def configure_logging(level: str) -> None:
     logger.addHandler(handler)
 
 
-def _logfmt(fields: dict[str, Any]) -> str:
-    """``key=value`` pairs; values with spaces, quotes or control characters are JSON-quoted
-    so a crafted path (``/a%0Afake line``) cannot forge a second log line."""
-    return " ".join(
-        f"{key}={value if _PLAIN_VALUE.fullmatch(str(value)) else json.dumps(str(value))}"
-        for key, value in fields.items()
-    )
+class LogFields(dict):
+    """A log line's fields; rendered as ``key=value`` only if a plain-text handler asks.
+
+    The JSON formatter reads the dict directly, so under gunicorn no text is built twice.
+    Values with spaces, quotes or control characters are JSON-quoted, so a crafted path
+    (``/a%0Afake line``) cannot forge a second log line.
+    """
+
+    def __str__(self) -> str:
+        return " ".join(
+            f"{key}={value if _PLAIN_VALUE.fullmatch(str(value)) else json.dumps(str(value))}"
+            for key, value in self.items()
+        )
 
 
 def init_observability(app: Flask, metrics: Metrics) -> None:
@@ -146,18 +163,19 @@ def init_observability(app: Flask, metrics: Metrics) -> None:
         response.headers[REQUEST_ID_HEADER] = request_id
         seconds = time.perf_counter() - g.get("started", time.perf_counter())
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        method = request.method if request.method in _KNOWN_METHODS else "other"
         status = str(response.status_code)
-        metrics.requests.labels(endpoint, request.method, status).inc()
-        metrics.latency.labels(endpoint, request.method, status).observe(seconds)
-        fields = {
-            "method": request.method,
+        metrics.requests.labels(endpoint, method, status).inc()
+        metrics.latency.labels(endpoint, method, status).observe(seconds)
+        fields = LogFields({
+            "method": request.method[:16],
             "path": request.path[:200],
             "status": response.status_code,
             "ms": round(seconds * 1000, 2),
             "request_id": request_id,
             **g.get("log_fields", {}),
-        }
-        access_log.info(_logfmt(fields), extra={"fields": fields})
+        })
+        access_log.info(fields, extra={"fields": fields})
         return response
 
     @app.get("/metrics")

@@ -8,13 +8,14 @@ it states are the ones the server enforces.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from catdog import __version__
-from catdog.api.errors import ERROR_TABLE, error_body
+from catdog.api.errors import ERROR_TABLE, TooManyFiles, error_body
 from catdog.config import Settings
 from catdog.model.engine import Prediction
-from catdog.model.errors import CatdogError
+from catdog.model.errors import CatdogError, EmptyFile, TruncatedImage
 
 # -- response bodies ---------------------------------------------------------------------------
 
@@ -49,11 +50,11 @@ def _json(schema: dict, description: str, example: Any = None) -> dict:
     return {"description": description, "content": {"application/json": content}}
 
 
-def _errors(*statuses: int) -> dict:
+def _errors(*statuses: int, skip: tuple[str, ...] = ()) -> dict:
     """Error responses for ``statuses``, each listing the codes it can carry (from ERROR_TABLE)."""
     out = {}
     for status in statuses:
-        rows = [f"`{code}`: {when}" for s, code, when in ERROR_TABLE if s == status]
+        rows = [f"`{code}`: {when}" for s, code, when in ERROR_TABLE if s == status and code not in skip]
         out[str(status)] = _json(_ref("Error"), "; ".join(rows))
     return out
 
@@ -171,7 +172,7 @@ def openapi_document(settings: Settings, model_info: dict) -> dict:
                 "probabilities": {labels[0]: 0.013, labels[-1]: 0.987},
                 "model": model_ref, "elapsed_ms": 9.8,
             }),
-            **_errors(400, 401, 413, 415, 422, 429),
+            **_errors(400, 401, 413, 415, 422, 429, skip=(TooManyFiles.code,)),
         },
     }
     paths: dict[str, Any] = {
@@ -191,7 +192,10 @@ def openapi_document(settings: Settings, model_info: dict) -> dict:
                 "required": ["images"],
                 "properties": {"images": {"type": "array", "items": {"type": "string", "format": "binary"}}},
             }}}},
-            "responses": {"200": _json(_ref("BatchResponse"), "one result per file"), **_errors(400, 401, 413, 429)},
+            "responses": {
+                "200": _json(_ref("BatchResponse"), "one result per file (bad files get an error entry)"),
+                **_errors(400, 401, 413, 429, skip=(EmptyFile.code, TruncatedImage.code)),
+            },
         }},
         "/v1/model": {"get": {
             "operationId": "modelInfo", "tags": ["model"], "summary": "The loaded model and its model card",

@@ -47,6 +47,7 @@ def init_security(app: Flask, settings: Settings) -> None:
             allow_headers=["Content-Type", API_KEY_HEADER, REQUEST_ID_HEADER],
             expose_headers=[REQUEST_ID_HEADER, "Retry-After"],
             max_age=600,
+            always_send=False,  # no CORS headers for requests without an Origin (curl, servers)
         )
 
     @app.after_request

@@ -9,6 +9,7 @@ stopped too and the command fails, so a half-running app never goes unnoticed.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
 import signal
@@ -43,7 +44,6 @@ class Shutdown(BaseException):
 class Child:
     name: str
     process: subprocess.Popen
-    url: str
 
     def exited(self) -> int | None:
         return self.process.poll()
@@ -51,24 +51,42 @@ class Child:
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
-        "up", help="start the API and the web UI together (Ctrl-C stops both)",
+        "up",
+        help="start the API and the web UI together (Ctrl-C stops both)",
         description="Start the REST API (catdog serve) and the Streamlit web UI as two processes, "
-                    "wait until both answer, print the URL to open, and stop both on Ctrl-C.",
+        "wait until both answer, print the URL to open, and stop both on Ctrl-C.",
     )
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address both servers listen on (default: 127.0.0.1, this machine only)")
-    parser.add_argument("--api-port", type=int, default=8000, help="port of the REST API (default: 8000)")
-    parser.add_argument("--ui-port", type=int, default=8501, help="port of the web UI (default: 8501)")
-    parser.add_argument("--model", type=Path, default=None,
-                        help="model file or directory (default: $CATDOG_MODEL, else the bundled model)")
-    parser.add_argument("--workers", type=int, default=None, help="API worker processes (default: catdog serve's)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address both servers listen on (default: 127.0.0.1, this machine only)",
+    )
+    parser.add_argument(
+        "--api-port", type=int, default=8000, help="port of the REST API (default: 8000)"
+    )
+    parser.add_argument(
+        "--ui-port", type=int, default=8501, help="port of the web UI (default: 8501)"
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="model file or directory (default: $CATDOG_MODEL, else the bundled model)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="API worker processes (default: catdog serve's)"
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("streamlit") is None:
+        raise CatdogError(
+            "The web UI needs Streamlit: pip install 'catdog[ui]' (or run the API alone "
+            "with `catdog serve`)."
+        )
     for port in (args.api_port, args.ui_port):
         _check_port_free(args.host, port)
-    settings = Settings()
     local = _connect_host(args.host)
     api_url = f"http://{local}:{args.api_port}"
     ui_url = f"http://{local}:{args.ui_port}"
@@ -77,12 +95,17 @@ def run(args: argparse.Namespace) -> int:
     children: list[Child] = []
     previous = {sig: signal.signal(sig, _raise_shutdown) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        children.append(_start("API", _api_command(args), env, api_url))
+        api = api_command(args.host, args.api_port, workers=args.workers, model=args.model)
+        children.append(_start("API", api, env))
         _wait_until_answering(children[0], api_url + "/readyz")
-        children.append(_start("web UI", _ui_command(args, settings), env, ui_url))
+        ui = ui_command(args.host, args.ui_port)
+        children.append(_start("web UI", ui, env))
         _wait_until_answering(children[1], ui_url + "/_stcore/health")
-        print(f"\ncatdog is up: open {ui_url} in your browser "
-              f"(API at {api_url}, docs at {api_url}/docs). Press Ctrl-C to stop.\n", flush=True)
+        print(
+            f"\ncatdog is up: open {ui_url} in your browser.\n"
+            f"  API: {api_url} (docs: {api_url}/docs). Press Ctrl-C to stop both.\n",
+            flush=True,
+        )
         return _supervise(children)
     except Shutdown:
         print("\ncatdog: stopping...", file=sys.stderr, flush=True)
@@ -95,46 +118,73 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
 
 
-def _api_command(args: argparse.Namespace) -> list[str]:
-    command = [sys.executable, "-m", "catdog", "serve", "--host", args.host, "--port", str(args.api_port)]
-    if args.workers:
-        command += ["--workers", str(args.workers)]
-    if args.model:
-        command += ["--model", str(args.model)]
+def api_command(
+    host: str, port: int, *, workers: int | None = None, model: Path | None = None
+) -> list[str]:
+    """``catdog serve`` with this Python (the same virtualenv, whatever PATH says)."""
+    command = [sys.executable, "-m", "catdog", "serve", "--host", host, "--port", str(port)]
+    if workers:
+        command += ["--workers", str(workers)]
+    if model:
+        command += ["--model", str(model)]
     return command
 
 
-def _ui_command(args: argparse.Namespace, settings: Settings) -> list[str]:
+def ui_command(host: str, port: int, *, max_upload_mb: float | None = None) -> list[str]:
+    """``streamlit run`` for the page: headless, no file watcher, no usage statistics (no network).
+
+    Streamlit's upload limit follows the API's (``CATDOG_MAX_UPLOAD_MB``), so a file the API
+    would refuse is refused in the browser already.
+    """
+    if max_upload_mb is None:
+        max_upload_mb = Settings().max_upload_mb
     return [
-        sys.executable, "-m", "streamlit", "run", str(UI_SCRIPT),
-        "--server.port", str(args.ui_port),
-        "--server.address", args.host,
-        "--server.headless", "true",
-        "--server.fileWatcherType", "none",
-        "--server.maxUploadSize", str(math.ceil(settings.max_upload_mb)),
-        "--browser.gatherUsageStats", "false",
-        "--global.developmentMode", "false",
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(UI_SCRIPT),
+        "--server.port",
+        str(port),
+        "--server.address",
+        host,
+        "--server.headless",
+        "true",
+        "--server.fileWatcherType",
+        "none",
+        "--server.maxUploadSize",
+        str(math.ceil(max_upload_mb)),
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.toolbarMode",
+        "minimal",
+        "--global.developmentMode",
+        "false",
     ]
 
 
-def _start(name: str, command: list[str], env: dict[str, str], url: str) -> Child:
+def _start(name: str, command: list[str], env: dict[str, str]) -> Child:
     # Own session: the terminal's Ctrl-C goes to us only, and we stop the children in order.
-    return Child(name, subprocess.Popen(command, env=env, start_new_session=True), url)
+    return Child(name, subprocess.Popen(command, env=env, start_new_session=True))
 
 
 def _wait_until_answering(child: Child, url: str, timeout: float = START_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if child.exited() is not None:
-            raise CatdogError(f"The {child.name} exited while starting (exit code {child.exited()}); "
-                              "see its messages above.")
+            raise CatdogError(
+                f"The {child.name} exited while starting (exit code {child.exited()}); "
+                "see its messages above."
+            )
         try:
             if requests.get(url, timeout=2).ok:
                 return
         except requests.RequestException:
             pass
         time.sleep(POLL_SECONDS)
-    raise CatdogError(f"The {child.name} did not answer at {url} within {timeout:g} s; see its messages above.")
+    raise CatdogError(
+        f"The {child.name} did not answer at {url} within {timeout:g} s; see its messages above."
+    )
 
 
 def _supervise(children: list[Child]) -> int:
@@ -143,24 +193,42 @@ def _supervise(children: list[Child]) -> int:
         for child in children:
             code = child.exited()
             if code is not None:
-                print(f"catdog: error: the {child.name} stopped unexpectedly (exit code {code}); "
-                      "stopping the rest. See its messages above.", file=sys.stderr, flush=True)
+                print(
+                    f"catdog: error: the {child.name} stopped unexpectedly (exit code {code}); "
+                    "stopping the rest. See its messages above.",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 return 1
         time.sleep(POLL_SECONDS)
 
 
 def _stop(children: list[Child]) -> None:
-    """Terminate the UI, then the API; kill whichever ignores SIGTERM for STOP_TIMEOUT seconds."""
+    """Stop the UI, then the API: SIGTERM, wait, SIGKILL after STOP_TIMEOUT seconds.
+
+    Each child leads its own process group, so the signals reach its helpers too (the
+    gunicorn workers), even if the child itself has died and left them behind.
+    """
     for child in reversed(children):
-        if child.exited() is None:
-            child.process.terminate()
+        _signal_group(child, signal.SIGTERM)
         try:
             child.process.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
-            print(f"catdog: the {child.name} did not stop within {STOP_TIMEOUT:g} s; killing it.",
-                  file=sys.stderr, flush=True)
-            child.process.kill()
+            print(
+                f"catdog: the {child.name} did not stop within {STOP_TIMEOUT:g} s; killing it.",
+                file=sys.stderr,
+                flush=True,
+            )
+            _signal_group(child, signal.SIGKILL)
             child.process.wait()
+        _signal_group(child, signal.SIGKILL)  # whatever the child left behind
+
+
+def _signal_group(child: Child, sig: signal.Signals) -> None:
+    try:
+        os.killpg(child.process.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass  # the group is already empty
 
 
 def _raise_shutdown(signum, frame) -> None:
@@ -169,12 +237,16 @@ def _raise_shutdown(signum, frame) -> None:
 
 def _check_port_free(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is fine
+        s.setsockopt(
+            socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
+        )  # as the servers do: TIME_WAIT is fine
         try:
             s.bind((host, port))
         except OSError:
-            raise CatdogError(f"Port {port} on {host} is already in use (is catdog already running?); "
-                              "pick free ones with --api-port / --ui-port.") from None
+            raise CatdogError(
+                f"Port {port} on {host} is already in use (is catdog already running?); "
+                "pick free ones with --api-port / --ui-port."
+            ) from None
 
 
 def _connect_host(host: str) -> str:

@@ -92,8 +92,22 @@ def _output_kind(shape: Sequence, name: str, two_way: str) -> str:
                      "[cat, dog] or (N, 1) P(dog).")
 
 
+def _cgroup_cpu_limit(path: Path = Path("/sys/fs/cgroup/cpu.max")) -> int | None:
+    """Whole CPUs allowed by a cgroup v2 quota (``docker run --cpus``, Kubernetes limits), if any."""
+    try:
+        quota, period = path.read_text().split()[:2]
+    except (OSError, ValueError):
+        return None
+    if quota == "max":
+        return None
+    return max(1, int(int(quota) // int(period)))
+
+
 def default_threads() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    """CPUs this process may use: affinity mask, capped by a container's CPU quota."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    quota = _cgroup_cpu_limit()
+    return max(1, min(cpus, quota) if quota else cpus)
 
 
 @register(".onnx")
@@ -103,6 +117,9 @@ class OnnxBackend:
     def __init__(self, path: Path, threads: int):
         import onnxruntime as ort
 
+        # Recent ORT builds emit usage telemetry; a server handling user photos should not.
+        if hasattr(ort, "disable_telemetry_events"):
+            ort.disable_telemetry_events()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from catdog.model.errors import ImageError
 from catdog.model.preprocess import prepare
 from catdog.model.recipe import RECIPE_FILENAME, InputSpec, Recipe
 from catdog.training import backbone
@@ -112,7 +113,7 @@ def train(cfg: TrainConfig) -> dict:
         try:
             holdout_x.append(prepare(s.path, spec))
             holdout_y.append(s.label)
-        except Exception:  # unreadable photo: skipped, as in training
+        except (ImageError, OSError):  # unreadable photo: skipped, as in training
             continue
     holdout_t = torch.from_numpy(np.stack(holdout_x)) if holdout_x else torch.zeros(0, 3, spec.size, spec.size)
     holdout_y_np = np.asarray(holdout_y, dtype=int)

@@ -10,6 +10,7 @@ Session state: ``examples`` (example photos the user picked) and ``results``
 from __future__ import annotations
 
 import streamlit as st
+from pydantic import ValidationError
 
 from catdog.config import Settings
 from catdog.ui import widgets
@@ -27,9 +28,13 @@ def clear_examples() -> None:
     st.session_state.examples = []
 
 
-st.set_page_config(page_title="catdog: cat or dog?", page_icon="🐾", layout="wide")
-settings = Settings()
-client = ApiClient(settings.api_url, timeout=settings.api_timeout)
+st.set_page_config(page_title="catdog: cat or dog?", page_icon="🐾", layout="centered")
+try:
+    settings = Settings()
+except ValidationError as exc:
+    st.error(f"The catdog settings (CATDOG_* environment variables) are not valid:\n\n{exc}")
+    st.stop()
+client = ApiClient(settings.api_url, timeout=settings.api_timeout, api_key=settings.api_key)
 st.session_state.setdefault("examples", [])
 results = st.session_state.setdefault("results", {})
 
@@ -43,15 +48,24 @@ st.markdown(
 with st.sidebar:
     widgets.show_api_status(client)
 
-uploads = st.file_uploader("Photos of cats or dogs (JPG or PNG)", type=["jpg", "jpeg", "png"],
-                           accept_multiple_files=True)
+uploads = st.file_uploader(
+    "Photos of cats or dogs (JPG or PNG)", type=["jpg", "jpeg", "png"], accept_multiple_files=True
+)
 with st.expander("No photo at hand? Try an example", expanded=not uploads):
     widgets.show_examples(on_pick=pick_example)
     if st.session_state.examples:
-        st.button("Remove the examples", type="tertiary", icon="✖️", on_click=clear_examples)
+        st.button(
+            "Remove the examples",
+            key="clear-examples",
+            type="tertiary",
+            icon="✖️",
+            on_click=clear_examples,
+        )
 pictures = widgets.pictures_from(uploads, st.session_state.examples)
 
-classify_all = st.button("Classify", type="primary", icon="🔍", disabled=not pictures)
+classify_all = st.button(
+    "Classify", key="classify", type="primary", icon="🔍", disabled=not pictures
+)
 if classify_all:
     widgets.classify(client, pictures, results)
 elif st.session_state.pop("classify_new", False):

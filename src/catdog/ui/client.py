@@ -11,8 +11,9 @@ Classification(label='cat', confidence=0.998, probabilities={'cat': 0.998, 'dog'
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import requests
 
@@ -20,6 +21,10 @@ import requests
 BATCH_FILES = 16
 #: Most bytes of image data in one batch request (the API's default body limit is 10 MB).
 BATCH_BYTES = 8 * 1024 * 1024
+#: Seconds a readiness probe may take: the sidebar must not hang on a stuck API.
+PROBE_TIMEOUT = 5.0
+#: Header that carries the API key (``CATDOG_API_KEY``) when the API requires one.
+API_KEY_HEADER = "X-API-Key"
 #: Answers that blame one file (bad image, too large, too many pixels), not the API.
 FILE_ERROR_STATUSES = frozenset({400, 413, 415, 422})
 #: Batch-request answers that may depend on how many files went together: retry in halves.
@@ -89,21 +94,24 @@ class Upload(NamedTuple):
 class ApiClient:
     """Talks to one catdog API at ``base_url``; every request waits at most ``timeout`` seconds."""
 
-    def __init__(self, base_url: str, timeout: float = 15.0):
+    def __init__(self, base_url: str, timeout: float = 15.0, api_key: str | None = None):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.headers = {API_KEY_HEADER: api_key} if api_key else {}
 
     # -- public calls -------------------------------------------------------------------------
 
     def health(self) -> ApiStatus:
         """Readiness from ``/readyz``; never raises, because "down" is an answer here."""
         try:
-            body = self._json("GET", "/readyz")
+            body = self._json("GET", "/readyz", timeout=min(self.timeout, PROBE_TIMEOUT))
         except ApiError as exc:
-            return ApiStatus(self.base_url, ready=False, reachable=exc.status is not None,
-                             message=exc.message)
-        return ApiStatus(self.base_url, ready=True, reachable=True,
-                         message=str(body.get("status", "ready")))
+            return ApiStatus(
+                self.base_url, ready=False, reachable=exc.status is not None, message=exc.message
+            )
+        return ApiStatus(
+            self.base_url, ready=True, reachable=True, message=str(body.get("status", "ready"))
+        )
 
     def model_info(self) -> ModelInfo | None:
         """The served model's card, or None if the API has no model to describe (404/503)."""
@@ -129,8 +137,9 @@ class ApiClient:
         body = self._json("POST", "/predict", files={"image": (filename, data, content_type)})
         return self._classification(body, "/predict")
 
-    def classify_many(self, uploads: Sequence[Upload | tuple[bytes, str, str]]
-                      ) -> list[Classification | ApiError]:
+    def classify_many(
+        self, uploads: Sequence[Upload | tuple[bytes, str, str]]
+    ) -> list[Classification | ApiError]:
         """Several photos; one result per upload, in order: a classification or that file's error.
 
         Files travel through ``/v1/predict/batch`` in chunks (one request and one model
@@ -173,8 +182,10 @@ class ApiClient:
     def _batch_item(self, item: Any) -> Classification | ApiError:
         if isinstance(item, dict) and isinstance(item.get("error"), dict):
             error = item["error"]
-            return ApiError(str(error.get("message") or "The API could not classify this file."),
-                            code=error.get("code"))
+            return ApiError(
+                str(error.get("message") or "The API could not classify this file."),
+                code=error.get("code"),
+            )
         return self._classification(item, "/v1/predict/batch")
 
     def _classification(self, body: Any, path: str) -> Classification:
@@ -183,19 +194,26 @@ class ApiClient:
                 label=str(body["label"]),
                 confidence=float(body["confidence"]),
                 probabilities={str(k): float(v) for k, v in body["probabilities"].items()},
-                elapsed_ms=float(body["elapsed_ms"]) if body.get("elapsed_ms") is not None else None,
+                elapsed_ms=float(body["elapsed_ms"])
+                if body.get("elapsed_ms") is not None
+                else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError):
             raise self._unexpected(path) from None
 
-    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        """Send one request; return its JSON object or raise :class:`ApiError` with a readable message."""
+    def _json(
+        self, method: str, path: str, *, timeout: float | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """One request: its JSON object, or raise :class:`ApiError` with a readable message."""
         url = self.base_url + path
+        timeout = timeout or self.timeout
         try:
-            response = requests.request(method, url, timeout=self.timeout, **kwargs)
+            response = requests.request(
+                method, url, timeout=timeout, headers=self.headers, **kwargs
+            )
         except requests.Timeout:
             raise ApiError(
-                f"The catdog API at {self.base_url} did not answer within {self.timeout:g} s. "
+                f"The catdog API at {self.base_url} did not answer within {timeout:g} s. "
                 "It may be busy or stuck; try again, or raise CATDOG_API_TIMEOUT."
             ) from None
         except requests.ConnectionError:
@@ -204,7 +222,9 @@ class ApiClient:
                 "(or run the whole app with `catdog up`), or set CATDOG_API_URL to where it runs."
             ) from None
         except requests.RequestException as exc:
-            raise ApiError(f"Could not send the request to the catdog API at {url}: {exc}") from None
+            raise ApiError(
+                f"Could not send the request to the catdog API at {url}: {exc}"
+            ) from None
 
         try:
             body = response.json()
@@ -216,24 +236,30 @@ class ApiClient:
             return body
         error = body.get("error") if isinstance(body, dict) else None
         if isinstance(error, dict) and error.get("message"):
-            raise ApiError(str(error["message"]), status=response.status_code, code=error.get("code"))
+            raise ApiError(
+                str(error["message"]), status=response.status_code, code=error.get("code")
+            )
         reason = f"{response.status_code} {response.reason or ''}".strip()
         raise ApiError(
             f"The server at {self.base_url} answered HTTP {reason} without a catdog error message"
-            + (" (it is failing or overloaded; try again in a moment)." if response.status_code >= 500
-               else "; is CATDOG_API_URL pointing at the catdog API?"),
+            + (
+                " (it is failing or overloaded; try again in a moment)."
+                if response.status_code >= 500
+                else "; is CATDOG_API_URL pointing at the catdog API?"
+            ),
             status=response.status_code,
         )
 
     def _unexpected(self, path: str) -> ApiError:
         return ApiError(
-            f"The server at {self.base_url} sent an answer to {path} that catdog does not understand; "
+            f"The server at {self.base_url} sent an answer to {path} that catdog does not "
+            "understand; "
             "is CATDOG_API_URL pointing at the catdog API, and are the UI and API the same version?"
         )
 
 
 def _find_accuracy(metrics: dict[str, Any]) -> float | None:
-    """The headline accuracy of a model card: top-level, else the first evaluation split that has one."""
+    """A model card's headline accuracy: top-level, else the first evaluation split with one."""
     candidates = [metrics] + [value for value in metrics.values() if isinstance(value, dict)]
     for candidate in candidates:
         value = candidate.get("accuracy")
@@ -243,7 +269,7 @@ def _find_accuracy(metrics: dict[str, Any]) -> float | None:
 
 
 def _chunks(uploads: list[Upload], max_files: int, max_bytes: int) -> Iterator[list[Upload]]:
-    """Consecutive groups of at most ``max_files`` uploads and (unless one file alone is bigger) ``max_bytes``."""
+    """Consecutive groups of at most ``max_files`` uploads and ``max_bytes`` (or one big file)."""
     chunk: list[Upload] = []
     size = 0
     for upload in uploads:

@@ -10,9 +10,9 @@ import hashlib
 import html
 import mimetypes
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import streamlit as st
 from PIL import Image, ImageOps
@@ -26,8 +26,6 @@ EXAMPLES_DIR = Path(__file__).parent / "examples"
 THUMBNAIL = 200
 #: Below this confidence the page adds a gentle "not sure" note.
 UNSURE_BELOW = 0.7
-#: Pictures per row of the results grid.
-GRID_COLUMNS = 2
 
 LABEL_ICONS = {"cat": "🐱", "dog": "🐶"}
 LABEL_COLOURS = {"cat": "#f59e0b", "dog": "#3b82f6"}
@@ -68,18 +66,30 @@ def load_example(name: str) -> Picture:
 
 def pictures_from(uploads: Iterable, example_names: Iterable[str]) -> list[Picture]:
     """Uploaded files (Streamlit ``UploadedFile``) first, then the chosen examples."""
-    pictures = [Picture(f.name, f.getvalue(), f.type or "application/octet-stream") for f in uploads or []]
+    pictures = [
+        Picture(f.name, f.getvalue(), f.type or "application/octet-stream") for f in uploads or []
+    ]
     return pictures + [load_example(name) for name in example_names]
 
 
-def thumbnail(data: bytes, side: int = THUMBNAIL) -> Image.Image:
-    """The photo fitted into a ``side`` x ``side`` square, padded, upright; raises ImageError.
+def thumbnail(data: bytes, side: int = THUMBNAIL, *, crop: bool = False) -> Image.Image:
+    """The photo in a ``side`` x ``side`` square, upright; raises ImageError.
 
+    By default the whole photo is fitted and padded (never stretched, never cut);
+    ``crop=True`` fills the square by cutting the edges (for the example buttons).
     Decoding goes through catdog's bounded decoder (pixel limit, EXIF rotation, draft
     mode), so a hostile upload cannot hurt the page any more than the API.
     """
     image = decode_image(data, min_side=side)
+    if crop:
+        return ImageOps.fit(image, (side, side), method=Image.Resampling.LANCZOS)
     return ImageOps.pad(image, (side, side), method=Image.Resampling.LANCZOS, color=PAD_COLOUR)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_thumbnail(data: bytes, side: int = THUMBNAIL, *, crop: bool = False) -> Image.Image:
+    """:func:`thumbnail`, remembered: Streamlit reruns the page on every click."""
+    return thumbnail(data, side, crop=crop)
 
 
 # -- formatting -------------------------------------------------------------------------------
@@ -104,13 +114,17 @@ def probability_bar(probabilities: Mapping[str, float]) -> str:
     for label, p in probabilities.items():
         colour = LABEL_COLOURS.get(label, "#9ca3af")
         title = html.escape(f"P({label}) = {percent(p)}")
-        segments.append(f'<div title="{title}" style="width:{p * 100:.2f}%;background:{colour}"></div>')
-        legend.append(f"<span>{LABEL_ICONS.get(label, '')} P({html.escape(label)}) {percent(p)}</span>")
+        segments.append(
+            f'<div title="{title}" style="width:{p * 100:.2f}%;background:{colour}"></div>'
+        )
+        legend.append(
+            f"<span>{LABEL_ICONS.get(label, '')} P({html.escape(label)}) {percent(p)}</span>"
+        )
     return (
         '<div style="display:flex;height:10px;border-radius:5px;overflow:hidden;background:#e5e7eb;'
         f'margin:0.25rem 0">{"".join(segments)}</div>'
         '<div style="display:flex;justify-content:space-between;font-size:0.85rem;color:#6b7280">'
-        f'{"".join(legend)}</div>'
+        f"{''.join(legend)}</div>"
     )
 
 
@@ -138,8 +152,10 @@ def show_api_status(client: ApiClient) -> None:
         st.caption("The API does not describe its model yet.")
         return
     st.markdown(f"**{info.name}** · version {info.version}")
-    accuracy = "not measured" if info.accuracy is None else f"{info.accuracy:.1%}"
-    st.metric("Accuracy on held-out photos", accuracy)
+    if info.accuracy is None:
+        st.caption("Accuracy: not measured yet.")
+    else:
+        st.metric("Accuracy on held-out photos", f"{info.accuracy:.1%}")
     st.caption(f"Knows {len(info.labels)} classes only: {', '.join(info.labels)}.")
 
 
@@ -147,16 +163,23 @@ def show_examples(on_pick) -> None:
     """One button per bundled example; ``on_pick(name)`` runs when one is clicked."""
     files = example_files()
     for column, path in zip(st.columns(len(files)), files):
-        column.image(str(path), width="stretch")
-        column.button(f"Try {path.stem}", key=f"example-{path.name}", on_click=on_pick,
-                      args=(path.name,), width="stretch")
+        column.image(cached_thumbnail(path.read_bytes(), crop=True), width="stretch")
+        column.button(
+            f"Try {path.stem}",
+            key=f"example-{path.name}",
+            on_click=on_pick,
+            args=(path.name,),
+            width="stretch",
+        )
 
 
 def classify(client: ApiClient, pictures: Sequence[Picture], results: dict[str, Result]) -> None:
     """Send ``pictures`` to the API and store each outcome in ``results``; errors go on the page."""
     if not pictures:
         return
-    with st.spinner(f"Asking the API about {len(pictures)} photo{'s' if len(pictures) > 1 else ''}..."):
+    with st.spinner(
+        f"Asking the API about {len(pictures)} photo{'s' if len(pictures) > 1 else ''}..."
+    ):
         try:
             outcomes = client.classify_many([p.upload for p in pictures])
         except ApiError as exc:
@@ -171,7 +194,9 @@ def show_summary(pictures: Sequence[Picture], results: Mapping[str, Result]) -> 
     if len(pictures) < 2 or not outcomes:
         return
     labels = Counter(o.label for o in outcomes if isinstance(o, Classification))
-    unsure = sum(1 for o in outcomes if isinstance(o, Classification) and o.confidence < UNSURE_BELOW)
+    unsure = sum(
+        1 for o in outcomes if isinstance(o, Classification) and o.confidence < UNSURE_BELOW
+    )
     failed = sum(1 for o in outcomes if isinstance(o, ApiError))
     cells = [("🐱 Cats", labels.get("cat", 0)), ("🐶 Dogs", labels.get("dog", 0))]
     cells += [("🤔 Not sure", unsure)] if unsure else []
@@ -181,19 +206,17 @@ def show_summary(pictures: Sequence[Picture], results: Mapping[str, Result]) -> 
 
 
 def show_grid(pictures: Sequence[Picture], results: Mapping[str, Result]) -> None:
-    """Each picture in a card: the photo on the left, what the API said on the right."""
-    for start in range(0, len(pictures), GRID_COLUMNS):
-        row = pictures[start:start + GRID_COLUMNS]
-        for column, picture in zip(st.columns(GRID_COLUMNS), row):
-            with column.container(border=True):
-                show_card(picture, results.get(picture.key))
+    """One card per picture: the photo on the left, what the API said on the right."""
+    for picture in pictures:
+        with st.container(border=True):
+            show_card(picture, results.get(picture.key))
 
 
 def show_card(picture: Picture, result: Result | None) -> None:
-    left, right = st.columns([1, 1.4], vertical_alignment="center")
+    left, right = st.columns([1, 2], gap="medium", vertical_alignment="center")
     with left:
         try:
-            st.image(thumbnail(picture.data), caption=picture.name, width=THUMBNAIL)
+            st.image(cached_thumbnail(picture.data), caption=picture.name, width=THUMBNAIL)
         except ImageError as exc:
             st.caption(f"No preview for {picture.name}: {exc.message}")
     with right:
@@ -210,5 +233,7 @@ def show_prediction(result: Classification) -> None:
     st.markdown(f"**{percent(result.confidence)}** confident")
     st.markdown(probability_bar(result.probabilities), unsafe_allow_html=True)
     if result.confidence < UNSURE_BELOW:
-        st.info("Not sure about this one. The model only knows cats and dogs, so a blurry photo, "
-                "both animals, or something else entirely can confuse it.", icon="🤔")
+        st.caption(
+            "🤔 Not sure about this one. The model only knows cats and dogs, so a blurry "
+            "photo, both animals, or something else entirely can confuse it."
+        )

@@ -1,0 +1,200 @@
+"""HTTP serving speed: the production gunicorn server on loopback, 1, 4 and 16 clients.
+
+Starts ``gunicorn --config python:catdog.api.gunicorn_conf "catdog.api:create_app()"``
+on a free port (N sync workers, one ONNX thread each), then runs closed-loop clients
+(``bench/_load.py``: threads, one ``http.client`` connection per request) against
+``POST /v1/predict`` with a real ~500x400 JPEG. Reports p50/p95/p99 latency and
+requests/s per level, plus the CPU the client itself burned per request: on a 2-core
+machine the load generator competes with the server, so its cost is part of the story.
+
+    python bench/http_serving.py                       # workers = CPUs, 10 s per level
+    python bench/http_serving.py --seconds 3 --levels 1,16 --no-write
+
+Writes the "HTTP serving" section of docs/benchmarks.md and docs/bench/http.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _load import LoadResult, multipart_body, post, run_load, wait_until_serving
+from _report import ROOT, machine, table, update_section, write_json
+
+HOST = "127.0.0.1"
+PATH = "/v1/predict"
+DEFAULT_IMAGE = ROOT / "tests" / "data" / "images" / "cat" / "cat.4001.jpg"
+SERVER_CMD = [sys.executable, "-m", "gunicorn", "--config", "python:catdog.api.gunicorn_conf",
+              "catdog.api:create_app()"]
+#: Targets from issue 3, on a 2-core machine.
+TARGET_P50_MS_AT_1 = 25.0
+TARGET_RPS_AT_16 = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far (Linux /proc; 0 elsewhere)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def worker_pids(master: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+class Server:
+    """The production gunicorn command in its own process group, stopped with SIGTERM."""
+
+    def __init__(self, workers: int, model: str | None):
+        self.port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CATDOG_", "PROMETHEUS_"))}
+        env.update(PORT=str(self.port), CATDOG_HOST=HOST, CATDOG_WORKERS=str(workers), CATDOG_THREADS="1")
+        if model:
+            env["CATDOG_MODEL"] = model
+        self.process = subprocess.Popen(SERVER_CMD, env=env, cwd=ROOT, start_new_session=True,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)  # gunicorn stops its workers gracefully
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+
+
+def measure(server: Server, body, clients: int, seconds: float, warmup: float) -> dict:
+    """One load level, plus the CPU the client and the workers spent per counted request."""
+    workers = worker_pids(server.process.pid)
+    load_before = os.getloadavg()[0]
+    client_cpu, server_cpu = time.process_time(), cpu_seconds(workers)
+    result: LoadResult = run_load(HOST, server.port, PATH, [body], clients=clients, seconds=seconds,
+                                  warmup=warmup)
+    client_cpu = time.process_time() - client_cpu
+    server_cpu = cpu_seconds(workers) - server_cpu
+    # CPU is spent during the warm-up too; spread it over every request made, counted or not.
+    made = max(1, round(result.ok * (seconds + warmup) / seconds)) if result.ok else 1
+    return {
+        **result.to_dict(),
+        "client_cpu_ms_per_request": 1000 * client_cpu / made,
+        "server_cpu_ms_per_request": 1000 * server_cpu / made if workers else None,
+        "loadavg_1m_before": load_before,
+    }
+
+
+def report(levels: list[dict], info: dict) -> str:
+    rows = [
+        [lv["clients"], f"{lv['rps']:.1f}", f"{lv['p50_ms']:.1f}", f"{lv['p95_ms']:.1f}", f"{lv['p99_ms']:.1f}",
+         lv["ok"], lv["errors"], f"{lv['client_cpu_ms_per_request']:.2f}",
+         "-" if lv["server_cpu_ms_per_request"] is None else f"{lv['server_cpu_ms_per_request']:.1f}",
+         f"{lv['loadavg_1m_before']:.2f}"]
+        for lv in levels
+    ]
+    headers = ["clients", "req/s", "p50 ms", "p95 ms", "p99 ms", "ok", "errors",
+               "client CPU ms/req", "server CPU ms/req", "load avg before"]
+    by_clients = {lv["clients"]: lv for lv in levels}
+    checks = []
+    if 1 in by_clients:
+        p50 = by_clients[1]["p50_ms"]
+        checks.append(f"p50 at 1 client: {p50:.1f} ms (target <= {TARGET_P50_MS_AT_1:.0f} ms: "
+                      f"{'met' if p50 <= TARGET_P50_MS_AT_1 else 'NOT met'})")
+    if 16 in by_clients:
+        rps = by_clients[16]["rps"]
+        checks.append(f"throughput at 16 clients: {rps:.1f} req/s (target >= {TARGET_RPS_AT_16:.0f}: "
+                      f"{'met' if rps >= TARGET_RPS_AT_16 else 'NOT met'})")
+    return f"""## HTTP serving
+
+`python bench/http_serving.py` runs the production command
+(`gunicorn --config python:catdog.api.gunicorn_conf "catdog.api:create_app()"`) on loopback
+with {info['workers']} sync workers and one ONNX Runtime thread per worker, and closed-loop
+clients (threads, `http.client`, a new connection per request as sync workers close them)
+POSTing `{info['image']}` ({info['image_bytes'] // 1024} KB JPEG, {info['image_size']}) as
+multipart to `{PATH}`. {info['seconds']:g} s per level after {info['warmup']:g} s of warm-up.
+
+Machine: {info['machine']}. {info['note']}
+
+{table(headers, rows)}
+
+{chr(10).join(f'- {c}' for c in checks)}
+- "client CPU" is what the load generator itself used per request: on a 2-core machine it
+  competes with the workers for the same cores, so the server alone would do a little better.
+- Model: `{info['model']}`. Measured {info['date']}.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+                        help="gunicorn workers (default: CPUs)")
+    parser.add_argument("--levels", default="1,4,16", help="concurrent clients per level, comma-separated")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per level")
+    parser.add_argument("--warmup", type=float, default=2.0, help="uncounted seconds before each level")
+    parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE, help="JPEG to send")
+    parser.add_argument("--model", default=None, help="model to serve (default: bundled)")
+    parser.add_argument("--note", default="", help="context for the doc, e.g. what else was running")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
+    args = parser.parse_args(argv)
+
+    from PIL import Image
+
+    data = args.image.read_bytes()
+    body = multipart_body("image", "photo.jpg", data)
+    levels = [int(n) for n in args.levels.split(",")]
+    with Server(args.workers, args.model) as server, Image.open(args.image) as image:
+        image_size = f"{image.width}x{image.height}"
+        wait_until_serving(HOST, server.port, PATH, body, timeout=120,
+                           alive=lambda: server.process.poll() is None)
+        _, answer = post(HOST, server.port, PATH, body)
+        print(f"server on port {server.port}, {args.workers} workers; sample answer: {answer.decode()}")
+        results = []
+        for clients in levels:
+            level = measure(server, body, clients, args.seconds, args.warmup)
+            print(f"{clients:>3} clients: {level['rps']:6.1f} req/s  p50 {level['p50_ms']:6.1f} ms  "
+                  f"p95 {level['p95_ms']:6.1f}  p99 {level['p99_ms']:6.1f}  errors {level['errors']}  "
+                  f"client CPU {level['client_cpu_ms_per_request']:.2f} ms/req", flush=True)
+            results.append(level)
+
+    load = os.getloadavg()
+    info = {
+        "workers": args.workers, "seconds": args.seconds, "warmup": args.warmup,
+        "image": str(args.image.relative_to(ROOT)) if args.image.is_relative_to(ROOT) else args.image.name,
+        "image_bytes": len(data), "image_size": image_size, "machine": machine(),
+        "model": args.model or "bundled catdog-lite0", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "loadavg_after": list(load),
+        "note": args.note or f"Load average (1/5/15 min) right after the run: {load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f}.",
+    }
+    markdown = report(results, info)
+    print("\n" + markdown)
+    if not args.no_write:
+        print(f"wrote {update_section('http', markdown)} and {write_json('http', {'info': info, 'levels': results})}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""The application factory: one Flask app, one loaded model, per process.
+
+Nothing here runs at import time. ``create_app`` reads the settings (from the
+environment unless given), loads the model once, and wires the pieces, each of
+which lives in its own module: resources, errors, observability, security, docs.
+Under gunicorn each worker calls it after the fork, so each has its own ONNX
+Runtime session.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from catdog.api.docs import init_docs
+from catdog.api.errors import register_error_handlers
+from catdog.api.observability import Metrics, configure_logging, init_observability
+from catdog.api.resources import JsonApi, Service, add_resources
+from catdog.api.schemas import openapi_document
+from catdog.api.security import init_security
+from catdog.config import Settings
+from catdog.model.engine import Classifier
+
+
+def create_app(settings: Settings | None = None, *, classifier: Classifier | None = None) -> Flask:
+    """Build the API.
+
+    ``classifier`` lets tests share one loaded model between many apps; when it is
+    given, ``settings.model``, ``threads`` and ``max_pixels`` are not used to load one.
+    """
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+    if classifier is None:
+        # One intra-op thread unless told otherwise: a server runs one process per core.
+        classifier = Classifier.load(settings.model, threads=settings.threads or 1,
+                                     max_pixels=settings.max_pixels)
+
+    app = Flask(__name__, static_folder=None)
+    # Werkzeug refuses a larger body (413) from its Content-Length, before reading it.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
+    app.json.sort_keys = False
+    if settings.proxy_hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops)  # type: ignore[method-assign]
+
+    metrics = Metrics.create()
+    metrics.model_load_seconds.set(classifier.load_seconds)
+    model_info = {key: value for key, value in classifier.info().items() if key != "file"}
+    model_info["limits"] = {
+        "max_upload_mb": settings.max_upload_mb,
+        "max_batch": settings.max_batch,
+        "max_pixels": classifier.max_pixels,
+    }
+    service = Service(settings=settings, classifier=classifier, metrics=metrics, model_info=model_info)
+    app.extensions["catdog"] = service
+
+    # Order matters: the request id exists before anything can fail, security runs before the views.
+    init_observability(app, metrics)
+    init_security(app, settings)
+    register_error_handlers(app)
+    add_resources(JsonApi(app), service)
+    init_docs(app, openapi_document(settings, model_info))
+    return app

@@ -1,0 +1,59 @@
+"""API fixtures: apps built by the real factory around the session's loaded model, and bad inputs."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import pytest
+from PIL import Image
+
+from catdog.api import create_app
+from catdog.config import Settings
+from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, encode
+
+PHOTOS = [(path, "cat") for path in CAT_PHOTOS] + [(path, "dog") for path in DOG_PHOTOS]
+
+
+@pytest.fixture
+def make_app(classifier, monkeypatch):
+    """``make_app(max_batch=2, ...)``: a fresh app with those settings, sharing the loaded model."""
+    for name in ("CATDOG_API_KEYS", "CATDOG_RATE_LIMIT", "CATDOG_CORS_ORIGINS", "CATDOG_MAX_UPLOAD_MB"):
+        monkeypatch.delenv(name, raising=False)
+
+    def build(**overrides):
+        return create_app(Settings(**overrides), classifier=classifier)
+
+    return build
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny valid PNG whose header claims ``width`` x ``height`` (a decompression bomb's shape)."""
+    data = bytearray(encode(Image.new("L", (1, 1)), "PNG"))
+    ihdr = 8 + 4  # signature, then the IHDR chunk's length field
+    data[ihdr + 4:ihdr + 12] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[ihdr:ihdr + 17]))  # chunk type + 13 data bytes
+    data[ihdr + 17:ihdr + 21] = struct.pack(">I", crc)
+    return bytes(data)
+
+
+@pytest.fixture(scope="session")
+def bad_inputs(cat_bytes) -> dict[str, bytes]:
+    """Generated bad uploads, by the error code each must produce."""
+    return {
+        "empty_file": b"",
+        "not_an_image": b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << >>\n%%EOF\n",
+        "truncated_image": cat_bytes[: len(cat_bytes) // 2],
+        "unsupported_format": encode(Image.new("RGB", (32, 32), "gray"), "TIFF"),
+        "too_many_pixels": png_claiming(50_000, 50_000),
+    }
