@@ -87,6 +87,15 @@ def targets_line(results: dict) -> str:
     return "catdog's requests/s at 16 clients: " + "; ".join(parts) + "."
 
 
+def backends_sentence(results: dict) -> str:
+    """Which Keras backends served the original design, and why each one is there."""
+    why = {"jax": "JAX (what `catdog[keras]` installs)",
+           "tensorflow": "TensorFlow (what the original design was written for; in its own virtualenv)",
+           "torch": "PyTorch"}
+    names = [why.get(key.split("-", 1)[1], key) for key in results if key.startswith("original-")]
+    return "The original design is served with Keras on " + " and on ".join(names) + "."
+
+
 def markdown(raw: dict) -> str:
     """The "compare" section of docs/benchmarks.md."""
     results, s = raw["results"], raw["settings"]
@@ -105,8 +114,7 @@ Every server runs under gunicorn with {s["workers"]} sync workers and one comput
 catdog's `CATDOG_THREADS=1`); catdog is started by its production command
 (`gunicorn --config python:catdog.api.gunicorn_conf "catdog.api:create_app()"`), the baselines by
 `gunicorn --chdir bench/baselines "original_app:create_app()"` / `"torch_app:create_app()"`.
-The original design is served on two Keras backends: JAX (what `catdog[keras]` installs) and
-TensorFlow (what the original design used).
+{backends_sentence(results)}
 
 - **Accuracy, log loss, ECE**: all {n} photos of `cats-vs-dogs/val`, each system's own preprocessing.
 - **Engine**: decode + preprocess + model per photo, one thread, in a fresh process per system

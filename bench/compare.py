@@ -16,8 +16,17 @@ the machine's load hits all alike); RSS per worker; cold start (process start to
 first 200 from ``POST /predict``); installed size. Ratios against the original are what
 to read: these machines are noisy.
 
-    python bench/compare.py                                  # about 5-6 minutes
+    python bench/compare.py                                  # about 5-7 minutes
     python bench/compare.py --model runs/lite0-v1 --seconds 4 --rounds 2
+    python bench/compare.py --from-json docs/bench/compare.json   # re-render only
+
+The original design on TensorFlow (what it was written for) needs TensorFlow in a
+virtualenv of its own, because Keras imports TensorFlow whenever it is installed, even
+on the JAX backend, which would skew the JAX baseline:
+
+    python3.11 -m venv ../venv-tf
+    ../venv-tf/bin/pip install tensorflow-cpu keras flask gunicorn pillow psutil
+    python bench/compare.py --tf-python ../venv-tf/bin/python
 
 Writes the "compare" section of docs/benchmarks.md, docs/bench/compare.json and two plots
 in docs/bench/. Trains ``bench/baselines/artifacts/cat_dog.h5`` first if it is missing.
@@ -79,29 +88,46 @@ class System:
     title: str
     packages: tuple[str, ...]
     env: tuple[tuple[str, str], ...] = ()
+    python: str = sys.executable  # another virtualenv's interpreter, e.g. one with TensorFlow
 
     def server(self, args: argparse.Namespace, port: int) -> tuple[list[str], dict]:
         """The gunicorn command line and extra environment for this system."""
         env = dict(self.env) | {"ORIGINAL_MODEL": str(args.original), "CATDOG_MODEL": str(args.model)}
         if self.kind == "catdog":  # the production command, configured only by environment
-            return ([sys.executable, "-m", "gunicorn", "--config", "python:catdog.api.gunicorn_conf",
+            return ([self.python, "-m", "gunicorn", "--config", "python:catdog.api.gunicorn_conf",
                      "catdog.api:create_app()"],
                     env | {"PORT": str(port), "CATDOG_HOST": HOST, "CATDOG_WORKERS": str(args.workers)})
         app = {"original": "original_app:create_app()", "pytorch": "torch_app:create_app()"}[self.kind]
-        return ([sys.executable, "-m", "gunicorn", "--chdir", str(BASELINES), "--workers", str(args.workers),
+        return ([self.python, "-m", "gunicorn", "--chdir", str(BASELINES), "--workers", str(args.workers),
                  "--worker-class", "sync", "--bind", f"{HOST}:{port}", "--timeout", "120", app], env)
 
 
-def systems(keras_backends: list[str]) -> list[System]:
-    """The original design on each installed Keras backend, then PyTorch eager, then catdog."""
+def keras_python(backend: str, args: argparse.Namespace) -> str | None:
+    """The interpreter that serves the original design on ``backend``, or None to skip it.
+
+    TensorFlow lives in its own virtualenv (``--tf-python``) because Keras imports it
+    whenever it is installed, even on another backend, which would inflate the JAX
+    baseline's memory and start-up.
+    """
     import importlib.util
 
-    originals = [
-        System(f"original-{b}", "original", f"original design (Keras CNN 64x64 on {b}, Flask)",
-               ("flask", "gunicorn", "pillow", "numpy", "keras", KERAS_BACKEND_PACKAGES[b]),
-               env=(("KERAS_BACKEND", b),))
-        for b in keras_backends if importlib.util.find_spec(b) is not None
-    ]
+    if backend == "tensorflow" and args.tf_python:
+        return str(args.tf_python)
+    return sys.executable if importlib.util.find_spec(backend) is not None else None
+
+
+def systems(args: argparse.Namespace) -> list[System]:
+    """The original design on each available Keras backend, then PyTorch eager, then catdog."""
+    originals = []
+    for backend in args.keras_backends:
+        python = keras_python(backend, args)
+        if python is None:
+            print(f"skipping the original design on {backend}: not installed (see --tf-python)", flush=True)
+            continue
+        originals.append(System(
+            f"original-{backend}", "original", f"original design (Keras CNN 64x64 on {backend}, Flask)",
+            ("flask", "gunicorn", "pillow", "numpy", "keras", KERAS_BACKEND_PACKAGES[backend]),
+            env=(("KERAS_BACKEND", backend),), python=python))
     return [
         *originals,
         System("pytorch", "pytorch", "PyTorch eager (EfficientNet-Lite0, Flask)",
@@ -146,48 +172,61 @@ def time_calls(fn, seconds: float, min_calls: int) -> list[float]:
     return durations
 
 
-def engine_child(kind: str, args: argparse.Namespace) -> dict:
-    """Runs inside the child process: load, score the validation set, time batch 1 and 16."""
-    from catdog.training.data import find_samples
-    from catdog.training.metrics import classification_report
+def val_photos(val: Path, limit: int = 0) -> list[tuple[Path, int]]:
+    """(photo, 0 for cat / 1 for dog), sorted; ``limit`` keeps that many, half of each class."""
+    cats, dogs = sorted((val / "cat").glob("*.jpg")), sorted((val / "dog").glob("*.jpg"))
+    if limit:
+        cats, dogs = cats[: limit // 2], dogs[: limit - limit // 2]
+    return [(p, 0) for p in cats] + [(p, 1) for p in dogs]
 
+
+def engine_child(kind: str, args: argparse.Namespace) -> dict:
+    """In a fresh process: load, score every validation photo, time batch 1 and 16, size the stack.
+
+    It imports nothing from catdog for the original design, so it also runs in another
+    virtualenv (the TensorFlow one).
+    """
     started = time.perf_counter()
     predict = engine_batch_fn(kind, args)
     load_seconds = time.perf_counter() - started
-    samples = find_samples([args.val])
-    if args.limit:
-        samples = samples[: args.limit // 2] + samples[-(args.limit - args.limit // 2):]
+    photos = val_photos(args.val, args.limit)
     probs: list[float] = []
     t0 = time.perf_counter()
-    for i in range(0, len(samples), 16):
-        probs.extend(float(p) for p in predict([s.path.read_bytes() for s in samples[i:i + 16]]))
+    for i in range(0, len(photos), 16):
+        probs.extend(float(p) for p in predict([path.read_bytes() for path, _ in photos[i:i + 16]]))
     scoring_seconds = time.perf_counter() - t0
-    report = classification_report(np.array([s.label for s in samples]), np.array(probs))
-    picks = samples[:: max(1, len(samples) // 16)][:16]
-    photos = [s.path.read_bytes() for s in picks]
+    sample = [path.read_bytes() for path, _ in photos[:: max(1, len(photos) // 16)][:16]]
     cycle = iter(range(10**9))
-    one = time_calls(lambda: predict([photos[next(cycle) % len(photos)]]), args.engine_seconds, 10)
-    sixteen = time_calls(lambda: predict(photos), args.engine_seconds, 3)
+    one = time_calls(lambda: predict([sample[next(cycle) % len(sample)]]), args.engine_seconds, 10)
+    sixteen = time_calls(lambda: predict(sample), args.engine_seconds, 3)
+    packages_mb, distributions = installed_mb(tuple(args.packages.split(",")))
     return {
+        "labels": [label for _, label in photos], "p_dog": probs,
         "load_seconds": load_seconds, "scoring_seconds": scoring_seconds,
-        "accuracy": report["accuracy"], "log_loss": report["log_loss"], "ece": report["ece"],
-        "roc_auc": report["roc_auc"], "errors": report["errors"], "n": report["n"],
         "ms_per_image_b1": float(np.median(one)), "ms_per_image_b1_p95": float(np.percentile(one, 95)),
-        "ms_per_image_b16": float(np.median(sixteen)) / len(photos), "calls_b1": len(one),
-        "calls_b16": len(sixteen),
+        "ms_per_image_b16": float(np.median(sixteen)) / len(sample), "calls_b1": len(one),
+        "calls_b16": len(sixteen), "packages_mb": packages_mb, "distributions": distributions,
     }
 
 
-def run_engine(system: System, args: argparse.Namespace) -> dict:
-    """Start ``compare.py --engine-child KEY`` in a fresh process and read its JSON answer."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--engine-child", system.kind,
-           "--model", str(args.model), "--original", str(args.original), "--val", str(args.val),
-           "--limit", str(args.limit), "--engine-seconds", str(args.engine_seconds)]
+def run_engine(system: System, args: argparse.Namespace) -> tuple[dict, dict]:
+    """Run :func:`engine_child` for ``system`` in its interpreter; return (engine, install) results."""
+    from catdog.training.metrics import classification_report
+
+    cmd = [system.python, str(Path(__file__).resolve()), "--engine-child", system.kind,
+           "--packages", ",".join(system.packages), "--model", str(args.model),
+           "--original", str(args.original), "--val", str(args.val), "--limit", str(args.limit),
+           "--engine-seconds", str(args.engine_seconds)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False,
                           env=os.environ | ONE_THREAD_ENV | dict(system.env))
     if done.returncode != 0:
         raise RuntimeError(f"engine run for {system.key} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    child = json.loads(done.stdout.strip().splitlines()[-1])
+    report = classification_report(np.array(child.pop("labels")), np.array(child.pop("p_dog")))
+    engine = {k: report[k] for k in ("n", "accuracy", "errors", "log_loss", "ece", "roc_auc")}
+    install = {"packages_mb": child.pop("packages_mb"), "distributions": child.pop("distributions"),
+               "model_mb": model_mb(system, args), "python": system.python}
+    return engine | child, install
 
 
 # -- servers ---------------------------------------------------------------------------------
@@ -310,7 +349,8 @@ def model_mb(system: System, args: argparse.Namespace) -> float:
 
 def http_bodies(val: Path, count: int = 32) -> tuple[list[Body], dict[str, bytes]]:
     """``count`` validation photos (half cats, half dogs) as ready-to-send multipart bodies."""
-    cats, dogs = sorted((val / "cat").glob("*.jpg")), sorted((val / "dog").glob("*.jpg"))
+    photos = val_photos(val)
+    cats, dogs = [p for p, y in photos if y == 0], [p for p, y in photos if y == 1]
     half = count // 2
     picks = [p for folder in (cats, dogs) for p in folder[:: max(1, len(folder) // half)][:half]]
     bodies = [multipart_body("image", p.name, p.read_bytes()) for p in picks]
@@ -328,14 +368,11 @@ def ensure_original(args: argparse.Namespace) -> None:
 def measure(args: argparse.Namespace) -> dict:
     ensure_original(args)
     bodies, known = http_bodies(args.val)
-    contenders = systems(args.keras_backends)
+    contenders = systems(args)
     results: dict[str, dict] = {s.key: {"kind": s.kind, "title": s.title} for s in contenders}
     for system in contenders:
         print(f"engine: {system.key} ...", flush=True)
-        results[system.key]["engine"] = run_engine(system, args)
-        size, count = installed_mb(system.packages)
-        results[system.key]["install"] = {"packages_mb": size, "distributions": count,
-                                          "model_mb": model_mb(system, args)}
+        results[system.key]["engine"], results[system.key]["install"] = run_engine(system, args)
 
     loads: dict[tuple[str, int], LoadResult] = {}
     with ExitStack() as stack:
@@ -396,6 +433,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers for every server")
     parser.add_argument("--keras-backends", type=lambda v: v.split(","), default=["jax", "tensorflow"],
                         help="Keras backends to serve the original design on (installed ones only)")
+    parser.add_argument("--tf-python", type=Path, default=None,
+                        help="python of a virtualenv with tensorflow-cpu, keras, flask, gunicorn, pillow, "
+                        "psutil (serves the original design on TensorFlow)")
     parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per level, system and round")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds over systems and levels")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each level")
@@ -403,6 +443,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
     parser.add_argument("--from-json", type=Path, help="re-render the report of a saved compare.json")
     parser.add_argument("--engine-child", help=argparse.SUPPRESS)
+    parser.add_argument("--packages", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.model, args.original, args.val = (p.resolve() for p in (args.model, args.original, args.val))
     return args

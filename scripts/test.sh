@@ -12,10 +12,11 @@ echo "== installing catdog with the train, test and keras extras into $VENV"
   | grep -v "^WARNING: Location" || true
 
 # A real browser for the end-to-end UI test: Debian's Chromium (Playwright's own download cannot work here).
-if [ ! -x /usr/bin/chromium ]; then
-  echo "== installing Debian's chromium for the browser test"
+# The emoji font makes the page's 🐱/🐶 render in the screenshot.
+if [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/fonts/truetype/noto ]; then
+  echo "== installing Debian's chromium (and an emoji font) for the browser test"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  ($SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null) \
+  ($SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium fonts-noto-color-emoji >/dev/null) \
     || echo "warning: could not install chromium; the browser test will be skipped"
 fi
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from catdog.config import Settings
-from catdog.model.engine import Classifier
 from catdog.model.decode import IMAGE_SUFFIXES
+from catdog.model.engine import Classifier
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

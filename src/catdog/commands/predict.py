@@ -69,9 +69,9 @@ def run(args: argparse.Namespace) -> int:
                 if args.json:
                     print(json.dumps(row), flush=True)
                 elif "error" in row:
-                    print(f"{str(path):<{width}}  error: {row['error']['message']}")
+                    print(f"{path!s:<{width}}  error: {row['error']['message']}")
                 else:
-                    print(f"{str(path):<{width}}  {row['label']:<5}  {row['confidence']:>9.1%}")
+                    print(f"{path!s:<{width}}  {row['label']:<5}  {row['confidence']:>9.1%}")
             bar.update(len(chunk))
     if failures and not args.json:
         print(f"catdog: {failures} of {len(files)} files could not be classified", file=sys.stderr)

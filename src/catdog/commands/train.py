@@ -17,7 +17,14 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("data", nargs="+", type=Path, metavar="DATA_DIR")
     parser.add_argument("--out", type=Path, default=Path("runs/latest"), help="output folder (default runs/latest)")
+    parser.add_argument("--arch", default="efficientnet_lite0",
+                        help="backbone: efficientnet_lite0 (default), efficientnet_lite1, efficientnet_lite2")
+    parser.add_argument("--image-size", type=int, default=None, help="input side (default: the backbone's)")
     parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--crop-scale", type=float, default=0.25,
+                        help="smallest random crop as a fraction of the photo (default 0.25)")
+    parser.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                        help="keep an exponential moving average of the weights (e.g. 0.998); 0 = off")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3, help="head learning rate; the backbone gets 0.3x")
     parser.add_argument("--holdout", type=float, default=0.1, help="fraction held out (default 0.1)")
@@ -37,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"catdog train needs the training extra: pip install 'catdog[train]' ({exc})")
         return 2
     summary = train(TrainConfig(
-        data=list(args.data), out=args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        data=list(args.data), out=args.out, arch=args.arch, image_size=args.image_size, epochs=args.epochs,
+        crop_scale=args.crop_scale, ema_decay=args.ema, batch_size=args.batch_size, lr=args.lr,
         holdout_fraction=args.holdout, freeze_stages=args.freeze_stages, seed=args.seed,
         threads=args.threads, limit_per_class=args.limit_per_class,
     ))

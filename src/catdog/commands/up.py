@@ -156,6 +156,9 @@ def ui_command(host: str, port: int, *, max_upload_mb: float | None = None) -> l
         str(math.ceil(max_upload_mb)),
         "--browser.gatherUsageStats",
         "false",
+        # Streamlit's own banner would look up the public IP on a wildcard address: no network calls.
+        "--logger.hideWelcomeMessage",
+        "true",
         "--client.toolbarMode",
         "minimal",
         "--global.developmentMode",

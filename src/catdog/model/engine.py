@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -84,7 +84,7 @@ class Classifier:
 
     @classmethod
     def load(cls, model: str | Path | None = None, *, threads: int | None = None,
-             max_pixels: int = DEFAULT_MAX_PIXELS, warmup: bool = True) -> "Classifier":
+             max_pixels: int = DEFAULT_MAX_PIXELS, warmup: bool = True) -> Classifier:
         """Load a model file (``.onnx``, or Keras ``.h5``/``.keras``) and warm it up.
 
         The recipe is the ``model.json`` beside the file, else the backend's default

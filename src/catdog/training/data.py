@@ -8,9 +8,9 @@ epoch would cost more than the model's backward pass.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -86,12 +86,13 @@ class AugmentedImages:
     Only for training: evaluation goes through :func:`catdog.model.preprocess.prepare`.
     """
 
-    def __init__(self, images: Sequence[Image.Image], labels: Sequence[int], spec: InputSpec):
+    def __init__(self, images: Sequence[Image.Image], labels: Sequence[int], spec: InputSpec,
+                 crop_scale: float = 0.25):
         from torchvision.transforms import v2 as T
 
         self.images, self.labels, self.spec = images, list(labels), spec
         self.augment = T.Compose([
-            T.RandomResizedCrop(spec.size, scale=(0.25, 1.0), antialias=True,
+            T.RandomResizedCrop(spec.size, scale=(crop_scale, 1.0), antialias=True,
                                 interpolation=T.InterpolationMode.BICUBIC),
             T.RandomHorizontalFlip(),
             T.RandomApply([T.ColorJitter(0.3, 0.3, 0.3, 0.03)], p=0.8),

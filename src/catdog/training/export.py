@@ -36,7 +36,7 @@ def max_abs_difference(model: nn.Module, onnx_path: str | Path, batch: np.ndarra
     return float(np.abs(expected - got).max())
 
 
-def torch_from_onnx(onnx_path: str | Path) -> nn.Module:
+def torch_from_onnx(onnx_path: str | Path, arch: str | None = None) -> nn.Module:
     """Rebuild the PyTorch model from an exported catdog ONNX file (eval mode, same weights).
 
     The exporter folds each BatchNorm into the convolution before it, so every Conv
@@ -48,16 +48,22 @@ def torch_from_onnx(onnx_path: str | Path) -> nn.Module:
     import onnx
     from onnx import numpy_helper
 
-    from catdog.training.backbone import catdog_model
+    from catdog.model.recipe import RECIPE_FILENAME, Recipe
+    from catdog.training.backbone import BACKBONES, catdog_model
 
+    onnx_path = Path(onnx_path)
+    if arch is None:
+        recipe_path = onnx_path.with_name(RECIPE_FILENAME)
+        written = Recipe.read(recipe_path).architecture if recipe_path.is_file() else None
+        arch = written if written in BACKBONES else "efficientnet_lite0"
     graph = onnx.load(str(onnx_path)).graph
     weights = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     convs = [[weights[name] for name in node.input[1:]] for node in graph.node if node.op_type == "Conv"]
     gemm = next(node for node in graph.node if node.op_type == "Gemm")
-    model = catdog_model(pretrained=False).eval()
+    model = catdog_model(arch, pretrained=False).eval()
     pairs = [(m, bn) for m, bn in _conv_bn_pairs(model)]
     if len(pairs) != len(convs):
-        raise ValueError(f"{onnx_path} has {len(convs)} convolutions; efficientnet_lite0 has {len(pairs)}")
+        raise ValueError(f"{onnx_path} has {len(convs)} convolutions; {arch} has {len(pairs)}")
     with torch.no_grad():
         for (conv, bn), (weight, *bias) in zip(pairs, convs):
             conv.weight.copy_(torch.tensor(weight))

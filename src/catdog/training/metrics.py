@@ -75,7 +75,7 @@ def classification_report(y: np.ndarray, p: np.ndarray, labels=("cat", "dog"), t
         f1 = 2 * precision * recall / (precision + recall) if predicted and actual and tp else 0.0
         per_class[name] = {"precision": precision, "recall": recall, "f1": f1, "support": actual}
     return {
-        "n": int(len(y)),
+        "n": len(y),
         "accuracy": float((pred == y).mean()) if len(y) else float("nan"),
         "errors": int((pred != y).sum()),
         "roc_auc": roc_auc(y, p),

@@ -8,8 +8,8 @@ val accuracy within 0.3 points of fp32 and be faster (see docs/benchmarks.md).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -20,7 +20,12 @@ from catdog.model.recipe import RECIPE_FILENAME, Recipe
 def quantize_model(model_dir: str | Path, out_dir: str | Path, calibration_images: Sequence[Path],
                    *, per_channel: bool = True) -> Path:
     """Write ``out_dir/model.onnx`` (int8 weights and activations) and a copy of the recipe."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)

@@ -35,7 +35,8 @@ log = logging.getLogger("catdog.train")
 class TrainConfig:
     data: list[Path]
     out: Path
-    epochs: int = 4
+    arch: str = backbone.ARCHITECTURE
+    epochs: int = 6
     batch_size: int = 32
     lr: float = 1e-3
     backbone_lr_ratio: float = 0.3
@@ -43,7 +44,9 @@ class TrainConfig:
     warmup_steps: int = 60
     holdout_fraction: float = 0.1
     freeze_stages: int = 2
-    image_size: int = 224
+    image_size: int | None = None  # default: the backbone's ImageNet resolution
+    crop_scale: float = 0.25  # smallest random crop, as a fraction of the photo's area
+    ema_decay: float = 0.0  # > 0: evaluate and export an exponential moving average of the weights
     seed: int = 0
     threads: int | None = None
     limit_per_class: int | None = None
@@ -58,9 +61,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def input_spec(image_size: int) -> InputSpec:
-    # timm's efficientnet_lite0 pretrained_cfg: bicubic, crop_pct 0.875, ImageNet mean/std.
-    return InputSpec(size=image_size, resize=round(image_size / 0.875))
+def input_spec(arch: str = backbone.ARCHITECTURE, image_size: int | None = None) -> InputSpec:
+    """Serving preprocessing for a backbone: timm's pretrained_cfg (bicubic, its crop_pct, ImageNet mean/std)."""
+    spec = backbone.BACKBONES[arch]
+    size = image_size or spec.input_size
+    return InputSpec(size=size, resize=round(size / spec.crop_pct))
 
 
 def _limit(samples, per_class: int | None):
@@ -97,14 +102,14 @@ def train(cfg: TrainConfig) -> dict:
         torch.set_num_threads(cfg.threads)
     cfg.out = Path(cfg.out)
     cfg.out.mkdir(parents=True, exist_ok=True)
-    spec = input_spec(cfg.image_size)
+    spec = input_spec(cfg.arch, cfg.image_size)
 
     samples = _limit(find_samples(cfg.data), cfg.limit_per_class)
     train_samples, holdout_samples = stratified_split(samples, cfg.holdout_fraction, cfg.seed)
     log.info("%d photos: %d to train, %d held out for selection and calibration",
              len(samples), len(train_samples), len(holdout_samples))
 
-    bar = lambda it, **kw: tqdm(it, unit="img", dynamic_ncols=True, **kw)  # noqa: E731
+    bar = lambda it, **kw: tqdm(it, unit="img", dynamic_ncols=True, **kw)
     train_images, train_kept = load_for_training(train_samples, short_side=round(spec.resize * 1.15),
                                                  progress=lambda s: bar(s, desc="decode train"))
     # Held-out photos go through the exact serving path: calibration must see serving's tensors.
@@ -118,12 +123,12 @@ def train(cfg: TrainConfig) -> dict:
     holdout_t = torch.from_numpy(np.stack(holdout_x)) if holdout_x else torch.zeros(0, 3, spec.size, spec.size)
     holdout_y_np = np.asarray(holdout_y, dtype=int)
 
-    dataset = AugmentedImages(train_images, [s.label for s in train_kept], spec)
+    dataset = AugmentedImages(train_images, [s.label for s in train_kept], spec, crop_scale=cfg.crop_scale)
     generator = torch.Generator().manual_seed(cfg.seed)
     loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True,
                                          drop_last=len(dataset) > cfg.batch_size, generator=generator)
 
-    model = backbone.catdog_model()
+    model = backbone.catdog_model(cfg.arch)
     trainable = backbone.freeze_stem_and_stages(model, cfg.freeze_stages)
     frozen_modules = [model.conv_stem, model.bn1, *model.blocks[:cfg.freeze_stages]]
     head = list(model.get_classifier().parameters())
@@ -136,6 +141,10 @@ def train(cfg: TrainConfig) -> dict:
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     total_steps = max(1, cfg.epochs * len(loader))
     loss_fn = nn.CrossEntropyLoss()
+    # An exponential moving average of the weights: a cheap, steadier model for short fine-tunes.
+    ema = (torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+        if cfg.ema_decay else None)
 
     history, best, step = [], None, 0
     for epoch in range(1, cfg.epochs + 1):
@@ -151,19 +160,22 @@ def train(cfg: TrainConfig) -> dict:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if ema is not None:
+                ema.update_parameters(model)
             step += 1
             running += loss.item() * len(y)
             seen += len(y)
             progress.set_postfix(loss=f"{running / seen:.4f}")
         row = {"epoch": epoch, "train_loss": running / max(1, seen)}
+        evaluated = ema.module if ema is not None else model
         if len(holdout_t):
-            logits = logits_of(model, holdout_t)
+            logits = logits_of(evaluated, holdout_t)
             p = torch.softmax(torch.from_numpy(logits), 1)[:, 1].numpy()
             report = classification_report(holdout_y_np, p)
             row.update(holdout_accuracy=report["accuracy"], holdout_log_loss=report["log_loss"])
             key = (report["accuracy"], -report["log_loss"])
             if best is None or key > best[0]:
-                best = (key, epoch, {k: v.clone() for k, v in model.state_dict().items()})
+                best = (key, epoch, {k: v.clone() for k, v in evaluated.state_dict().items()})
         history.append(row)
         log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items() if k != "epoch"})
 
@@ -200,7 +212,7 @@ def train(cfg: TrainConfig) -> dict:
     }
     summary["config"]["data"] = [str(d) for d in cfg.data]
     recipe = Recipe(
-        name=cfg.name, version=cfg.version, architecture=backbone.ARCHITECTURE, input=spec,
+        name=cfg.name, version=cfg.version, architecture=cfg.arch, input=spec,
         output="logits", threshold=0.5, temperature=temperature,
         metrics={"holdout": {k: holdout_report.get(k) for k in ("n", "accuracy", "log_loss", "ece", "roc_auc")}},
         training={k: summary[k] for k in ("best_epoch", "n_train", "n_holdout", "seconds", "onnx_max_abs_diff")}
