@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -89,35 +90,60 @@ class Server:
                 self.process.wait(10)
 
 
-def measure(server: Server, body, clients: int, seconds: float, warmup: float) -> dict:
-    """One load level, plus the CPU the client and the workers spent per counted request."""
-    workers = worker_pids(server.process.pid)
-    load_before = os.getloadavg()[0]
-    client_cpu, server_cpu = time.process_time(), cpu_seconds(workers)
-    result: LoadResult = run_load(HOST, server.port, PATH, [body], clients=clients, seconds=seconds,
-                                  warmup=warmup)
-    client_cpu = time.process_time() - client_cpu
-    server_cpu = cpu_seconds(workers) - server_cpu
-    # CPU is spent during the warm-up too; spread it over every request made, counted or not.
-    made = max(1, round(result.ok * (seconds + warmup) / seconds)) if result.ok else 1
-    return {
-        **result.to_dict(),
-        "client_cpu_ms_per_request": 1000 * client_cpu / made,
-        "server_cpu_ms_per_request": 1000 * server_cpu / made if workers else None,
-        "loadavg_1m_before": load_before,
-    }
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (not idle or waiting on I/O) since boot."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return 0.0
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Level:
+    """One concurrency level, accumulated over the rounds it ran in."""
+
+    clients: int
+    result: LoadResult | None = None
+    wall: float = 0.0
+    made: int = 0  # requests made, counting the uncounted warm-up ones (CPU is spent on them too)
+    client_cpu: float = 0.0
+    server_cpu: float = 0.0
+    other_cpu: float = 0.0
+
+    def run(self, server: Server, body, seconds: float, warmup: float) -> LoadResult:
+        workers = worker_pids(server.process.pid)
+        busy, client, srv, started = busy_cpu_seconds(), time.process_time(), cpu_seconds(workers), time.perf_counter()
+        result = run_load(HOST, server.port, PATH, [body], clients=self.clients, seconds=seconds, warmup=warmup)
+        self.wall += time.perf_counter() - started
+        client, srv = time.process_time() - client, cpu_seconds(workers) - srv
+        self.client_cpu += client
+        self.server_cpu += srv
+        self.other_cpu += max(0.0, busy_cpu_seconds() - busy - client - srv)
+        self.made += round(result.ok * (seconds + warmup) / seconds)
+        self.result = result if self.result is None else self.result.merge(result)
+        return result
+
+    def to_dict(self) -> dict:
+        made = max(1, self.made)
+        return {
+            **self.result.to_dict(),
+            "client_cpu_ms_per_request": 1000 * self.client_cpu / made,
+            "server_cpu_ms_per_request": 1000 * self.server_cpu / made,
+            # Cores busy with everything else on the machine (training, other jobs): the noise.
+            "other_cores_busy": self.other_cpu / self.wall if self.wall else 0.0,
+        }
 
 
 def report(levels: list[dict], info: dict) -> str:
     rows = [
         [lv["clients"], f"{lv['rps']:.1f}", f"{lv['p50_ms']:.1f}", f"{lv['p95_ms']:.1f}", f"{lv['p99_ms']:.1f}",
          lv["ok"], lv["errors"], f"{lv['client_cpu_ms_per_request']:.2f}",
-         "-" if lv["server_cpu_ms_per_request"] is None else f"{lv['server_cpu_ms_per_request']:.1f}",
-         f"{lv['loadavg_1m_before']:.2f}"]
+         f"{lv['server_cpu_ms_per_request']:.1f}", f"{lv['other_cores_busy']:.2f}"]
         for lv in levels
     ]
     headers = ["clients", "req/s", "p50 ms", "p95 ms", "p99 ms", "ok", "errors",
-               "client CPU ms/req", "server CPU ms/req", "load avg before"]
+               "client CPU ms/req", "server CPU ms/req", "other jobs (cores)"]
     by_clients = {lv["clients"]: lv for lv in levels}
     checks = []
     if 1 in by_clients:
@@ -128,6 +154,10 @@ def report(levels: list[dict], info: dict) -> str:
         rps = by_clients[16]["rps"]
         checks.append(f"throughput at 16 clients: {rps:.1f} req/s (target >= {TARGET_RPS_AT_16:.0f}: "
                       f"{'met' if rps >= TARGET_RPS_AT_16 else 'NOT met'})")
+    if levels:
+        cpu_ms = min(lv["server_cpu_ms_per_request"] for lv in levels)
+        checks.append(f"ceiling from server CPU alone: {info['cores']} cores / {cpu_ms:.1f} ms = "
+                      f"{info['cores'] * 1000 / cpu_ms:.0f} req/s")
     return f"""## HTTP serving
 
 `python bench/http_serving.py` runs the production command
@@ -135,7 +165,8 @@ def report(levels: list[dict], info: dict) -> str:
 with {info['workers']} sync workers and one ONNX Runtime thread per worker, and closed-loop
 clients (threads, `http.client`, a new connection per request as sync workers close them)
 POSTing `{info['image']}` ({info['image_bytes'] // 1024} KB JPEG, {info['image_size']}) as
-multipart to `{PATH}`. {info['seconds']:g} s per level after {info['warmup']:g} s of warm-up.
+multipart to `{PATH}`. {info['seconds']:g} s per level, measured in {info['rounds']} interleaved rounds,
+each after {info['warmup']:g} s of uncounted warm-up.
 
 Machine: {info['machine']}. {info['note']}
 
@@ -144,6 +175,9 @@ Machine: {info['machine']}. {info['note']}
 {chr(10).join(f'- {c}' for c in checks)}
 - "client CPU" is what the load generator itself used per request: on a 2-core machine it
   competes with the workers for the same cores, so the server alone would do a little better.
+- "server CPU" is the workers' CPU per request (decode + model + HTTP): {info['cores']} cores
+  divided by it is the throughput ceiling when nothing else runs.
+- "other jobs" is how many cores the rest of the machine kept busy meanwhile (a shared box).
 - Model: `{info['model']}`. Measured {info['date']}.
 """
 
@@ -153,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
                         help="gunicorn workers (default: CPUs)")
     parser.add_argument("--levels", default="1,4,16", help="concurrent clients per level, comma-separated")
-    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per level")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per level, in all")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds the seconds are split into")
     parser.add_argument("--warmup", type=float, default=2.0, help="uncounted seconds before each level")
     parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE, help="JPEG to send")
     parser.add_argument("--model", default=None, help="model to serve (default: bundled)")
@@ -165,28 +200,30 @@ def main(argv: list[str] | None = None) -> int:
 
     data = args.image.read_bytes()
     body = multipart_body("image", "photo.jpg", data)
-    levels = [int(n) for n in args.levels.split(",")]
+    clients_per_level = [int(n) for n in args.levels.split(",")]
     with Server(args.workers, args.model) as server, Image.open(args.image) as image:
         image_size = f"{image.width}x{image.height}"
         wait_until_serving(HOST, server.port, PATH, body, timeout=120,
                            alive=lambda: server.process.poll() is None)
         _, answer = post(HOST, server.port, PATH, body)
         print(f"server on port {server.port}, {args.workers} workers; sample answer: {answer.decode()}")
-        results = []
-        for clients in levels:
-            level = measure(server, body, clients, args.seconds, args.warmup)
-            print(f"{clients:>3} clients: {level['rps']:6.1f} req/s  p50 {level['p50_ms']:6.1f} ms  "
-                  f"p95 {level['p95_ms']:6.1f}  p99 {level['p99_ms']:6.1f}  errors {level['errors']}  "
-                  f"client CPU {level['client_cpu_ms_per_request']:.2f} ms/req", flush=True)
-            results.append(level)
+        # Levels are interleaved round by round, so a neighbour's burst of work spreads over
+        # all of them instead of ruining one.
+        levels = [Level(n) for n in clients_per_level]
+        for round_number in range(1, args.rounds + 1):
+            for level in levels:
+                r = level.run(server, body, args.seconds / args.rounds, args.warmup)
+                print(f"round {round_number}: {level.clients:>3} clients: {r.rps:6.1f} req/s  "
+                      f"p50 {r.p50:6.1f} ms  p95 {r.p95:6.1f}  errors {r.errors}", flush=True)
+        results = [level.to_dict() for level in levels]
 
     load = os.getloadavg()
     info = {
-        "workers": args.workers, "seconds": args.seconds, "warmup": args.warmup,
+        "workers": args.workers, "seconds": args.seconds, "rounds": args.rounds, "warmup": args.warmup,
         "image": str(args.image.relative_to(ROOT)) if args.image.is_relative_to(ROOT) else args.image.name,
         "image_bytes": len(data), "image_size": image_size, "machine": machine(),
         "model": args.model or "bundled catdog-lite0", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "loadavg_after": list(load),
+        "loadavg_after": list(load), "cores": len(os.sched_getaffinity(0)),
         "note": args.note or f"Load average (1/5/15 min) right after the run: {load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f}.",
     }
     markdown = report(results, info)

@@ -21,6 +21,9 @@ def add_parser(subparsers) -> None:
                         help="backbone: efficientnet_lite0 (default), efficientnet_lite1, efficientnet_lite2")
     parser.add_argument("--image-size", type=int, default=None, help="input side (default: the backbone's)")
     parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--serve-sizes", type=int, nargs="*", default=[256], metavar="PX",
+                        help="also try serving at these sides and keep the best on the held-out split "
+                             "(default 256; none to serve at the training size)")
     parser.add_argument("--crop-scale", type=float, default=0.25,
                         help="smallest random crop as a fraction of the photo (default 0.25)")
     parser.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     summary = train(TrainConfig(
         data=list(args.data), out=args.out, arch=args.arch, image_size=args.image_size, epochs=args.epochs,
-        crop_scale=args.crop_scale, ema_decay=args.ema, batch_size=args.batch_size, lr=args.lr,
+        crop_scale=args.crop_scale, ema_decay=args.ema, serve_sizes=tuple(args.serve_sizes), batch_size=args.batch_size, lr=args.lr,
         holdout_fraction=args.holdout, freeze_stages=args.freeze_stages, seed=args.seed,
         threads=args.threads, limit_per_class=args.limit_per_class,
     ))
