@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import re
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +35,7 @@ def update_section(name: str, markdown: str, doc: Path = DOC) -> Path:
     text = doc.read_text() if doc.exists() else HEADER
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     block = f"{start}\n{markdown.strip()}\n{end}"
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     doc.write_text(text)
     return doc
@@ -53,3 +54,13 @@ def table(headers: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in cells]
     return "\n".join(lines)
+
+
+def time_calls(fn, seconds: float, min_calls: int = 5) -> list[float]:
+    """Milliseconds per call of ``fn``, called for about ``seconds`` (at least ``min_calls`` times)."""
+    durations, deadline = [], time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(durations) < min_calls:
+        t0 = time.perf_counter()
+        fn()
+        durations.append((time.perf_counter() - t0) * 1000)
+    return durations

@@ -58,7 +58,7 @@ BASELINES = HERE / "baselines"
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(HERE), str(BASELINES)]
 from _compare_report import markdown, plot, ratio_table, summary_table, targets_line
 from _load import Body, LoadResult, multipart_body, post, run_load, wait_until_serving
-from _report import RESULTS, ROOT, machine, update_section
+from _report import RESULTS, ROOT, machine, time_calls, update_section
 
 DEFAULT_VAL = ROOT.parent / "shared" / "data" / "cats-vs-dogs" / "val"
 DEFAULT_MODEL = ROOT / "models" / "catdog-lite0"
@@ -160,16 +160,6 @@ def engine_batch_fn(kind: str, args: argparse.Namespace):
         return [r.probabilities["dog"] if hasattr(r, "probabilities") else 0.5 for r in results]
 
     return p_dog
-
-
-def time_calls(fn, seconds: float, min_calls: int) -> list[float]:
-    """Milliseconds per call of ``fn``, called for about ``seconds`` (at least ``min_calls``)."""
-    durations, deadline = [], time.perf_counter() + seconds
-    while time.perf_counter() < deadline or len(durations) < min_calls:
-        t0 = time.perf_counter()
-        fn()
-        durations.append((time.perf_counter() - t0) * 1000)
-    return durations
 
 
 def val_photos(val: Path, limit: int = 0) -> list[tuple[Path, int]]:

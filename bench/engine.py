@@ -16,13 +16,13 @@ import argparse
 import statistics
 import subprocess
 import sys
-import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import ROOT, machine, table, update_section, write_json  # noqa: E402
+from _report import ROOT, machine, table, time_calls, update_section, write_json
 
 DEFAULT_IMAGE = ROOT / "tests" / "data" / "images" / "cat" / "cat.4001.jpg"
 
@@ -52,16 +52,6 @@ predict = lambda data: clf.predict(data).label
 
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
-
-
-def time_calls(fn, seconds: float, min_calls: int = 5) -> list[float]:
-    """Call ``fn`` repeatedly for about ``seconds``; return each call's duration in ms."""
-    durations, deadline = [], time.perf_counter() + seconds
-    while time.perf_counter() < deadline or len(durations) < min_calls:
-        t0 = time.perf_counter()
-        fn()
-        durations.append((time.perf_counter() - t0) * 1000)
-    return durations
 
 
 def cold_start(load: str, model: Path, image: Path, repeats: int) -> tuple[float, float, str]:
@@ -114,16 +104,12 @@ def main() -> None:
     for round_ in range(args.rounds):
         print(f"round {round_ + 1}/{args.rounds} ...", flush=True)
         for t in thread_counts:
-            clf = engines[t]
-            add(("decode+preprocess", t, "pipeline"), lambda: clf.prepare(data))
-            add(("onnxruntime", t, "batch 1"), lambda: clf.backend.run(x1))
-            add(("onnxruntime", t, "batch 16"), lambda: clf.backend.run(x16))
-            add(("onnxruntime", t, "end to end"), lambda: clf.predict(data))
-            if torch_engines:
-                eager = torch_engines[t]
-                add(("pytorch eager", t, "batch 1"), lambda: eager.backend.run(x1))
-                add(("pytorch eager", t, "batch 16"), lambda: eager.backend.run(x16))
-                add(("pytorch eager", t, "end to end"), lambda: eager.predict(data))
+            runtimes = [("onnxruntime", engines[t])] + ([("pytorch eager", torch_engines[t])] if torch_engines else [])
+            add(("decode+preprocess", t, "pipeline"), partial(engines[t].prepare, data))
+            for runtime, clf in runtimes:
+                add((runtime, t, "batch 1"), partial(clf.backend.run, x1))
+                add((runtime, t, "batch 16"), partial(clf.backend.run, x16))
+                add((runtime, t, "end to end"), partial(clf.predict, data))
 
     rows, results = [], []
     for (runtime, threads, what), durations in cases.items():
@@ -176,7 +162,7 @@ Cold start is a new Python process importing catdog, loading the model and answe
 """
     update_section("engine", md)
     write_json("engine", {"machine": machine(), "speed": results, "cold_start": cold})
-    print(f"\nwritten: docs/benchmarks.md (engine section), docs/bench/engine.json")
+    print("\nwritten: docs/benchmarks.md (engine section), docs/bench/engine.json")
 
 
 if __name__ == "__main__":

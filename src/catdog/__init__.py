@@ -10,5 +10,5 @@ The public API reads like the sentence a user would say::
 from catdog.model.engine import Classifier, Prediction
 from catdog.model.errors import ImageError, ModelError
 
-__all__ = ["Classifier", "Prediction", "ImageError", "ModelError", "__version__"]
+__all__ = ["Classifier", "ImageError", "ModelError", "Prediction", "__version__"]
 __version__ = "1.0.0"

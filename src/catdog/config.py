@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     max_pixels: int = Field(40_000_000, ge=1, description="largest image (width x height) accepted")
 
     # -- API
-    max_upload_mb: float = Field(10.0, gt=0, le=1024, description="largest request body, in MB")
+    max_upload_mb: float = Field(10.0, gt=0, le=1024, description="largest request body, in MB (10^6 bytes)")
     max_batch: int = Field(32, ge=1, le=1024, description="most files in one /v1/predict/batch request")
     cors_origins: CommaList = Field(["http://localhost:8501"], description="origins allowed by CORS, comma-separated")
     api_keys: CommaList = Field([], description="if set, requests need X-API-Key with one of these")
@@ -59,4 +59,4 @@ class Settings(BaseSettings):
 
     @property
     def max_upload_bytes(self) -> int:
-        return int(self.max_upload_mb * 1024 * 1024)
+        return int(self.max_upload_mb * 1_000_000)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -24,7 +23,7 @@ from catdog.model.errors import (
     UnsupportedFormat,
 )
 
-ImageSource = Union[bytes, bytearray, memoryview, str, Path, Image.Image]
+ImageSource = bytes | bytearray | memoryview | str | Path | Image.Image
 
 #: Formats catdog decodes (Pillow's JPEG opener also yields MPO, how many phones store
 #: JPEGs). Keeping the list short keeps Pillow's riskier plugins (EPS runs
@@ -81,7 +80,7 @@ def _open(data: bytes) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             return Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except Image.DecompressionBombError as exc:
-        raise TooManyPixels(*_bomb_size(exc), limit=DEFAULT_MAX_PIXELS) from None
+        raise TooManyPixels(None, None, DEFAULT_MAX_PIXELS, pixels=_bomb_pixels(exc)) from None
     except UnidentifiedImageError:
         detected = sniff(data)
         if detected and any(word in detected for word in _UNSUPPORTED_IMAGE_WORDS):
@@ -92,10 +91,10 @@ def _open(data: bytes) -> Image.Image:
         raise TruncatedImage("The image header is corrupt; re-export or re-upload the photo.") from None
 
 
-def _bomb_size(exc: Exception) -> tuple[int, int]:
-    # Pillow words it "Image size (W pixels) exceeds ..."; the exact sides are not given.
+def _bomb_pixels(exc: Exception) -> int | None:
+    # Pillow words it "Image size (N pixels) exceeds limit of ..." and does not give the sides.
     digits = [int(tok) for tok in str(exc).replace("(", " ").split() if tok.isdigit()]
-    return (digits[0], 1) if digits else (0, 0)
+    return digits[0] if digits else None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

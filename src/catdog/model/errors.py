@@ -11,6 +11,11 @@ from __future__ import annotations
 SUPPORTED_FORMATS_TEXT = "a JPEG, PNG, WebP, GIF or BMP photo"
 
 
+def _megabytes(size: int) -> str:
+    """Bytes as decimal megabytes, with enough digits that two different sizes never read alike."""
+    return f"{size / 1e6:.3g} MB" if size < 10e6 else f"{size / 1e6:,.1f} MB"
+
+
 class CatdogError(Exception):
     """Base of every error catdog raises on purpose."""
 
@@ -76,12 +81,14 @@ class TruncatedImage(ImageError):
 class TooManyPixels(ImageError):
     code = "too_many_pixels"
 
-    def __init__(self, width: int, height: int, limit: int):
+    def __init__(self, width: int | None, height: int | None, limit: int, *, pixels: int | None = None):
+        pixels = pixels if pixels is not None else (width or 0) * (height or 0)
+        size = f"{width}x{height} = {pixels:,} pixels" if width and height else f"{pixels:,} pixels"
         super().__init__(
-            f"The image is {width}x{height} = {width * height:,} pixels, over the limit of "
-            f"{limit:,}; scale it down (a few megapixels is plenty) and send it again."
+            f"The image is {size}, over the limit of {limit:,}; scale it down "
+            "(a few megapixels is plenty) and send it again."
         )
-        self.width, self.height, self.limit = width, height, limit
+        self.width, self.height, self.pixels, self.limit = width, height, pixels, limit
 
 
 class ImageTooLarge(ImageError):
@@ -91,7 +98,7 @@ class ImageTooLarge(ImageError):
 
     def __init__(self, size: int, limit: int):
         super().__init__(
-            f"The file is {size / 1e6:.1f} MB, over the limit of {limit / 1e6:.1f} MB; "
+            f"The file is {_megabytes(size)}, over the limit of {_megabytes(limit)}; "
             "send a smaller or more compressed photo."
         )
         self.size, self.limit = size, limit

@@ -56,7 +56,7 @@ def stratified_split(samples: Sequence[Sample], holdout_fraction: float, seed: i
     for key in sorted(groups, key=lambda k: (str(k[0]), k[1])):
         group = list(groups[key])
         rng.shuffle(group)
-        n_hold = int(round(len(group) * holdout_fraction)) if len(group) > 1 else 0
+        n_hold = round(len(group) * holdout_fraction) if len(group) > 1 else 0
         holdout.extend(group[:n_hold])
         train.extend(group[n_hold:])
     return train, holdout

@@ -84,7 +84,7 @@ def _conv_bn_pairs(model: nn.Module):
     modules = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
     for conv, bn in zip(modules[::2], modules[1::2]):
         if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)):
-            raise ValueError("unexpected layer order: expected Conv2d followed by BatchNorm2d")
+            raise TypeError("unexpected layer order: expected Conv2d followed by BatchNorm2d")
         yield conv, bn
 
 

@@ -6,6 +6,8 @@ probability of the second label).
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 
@@ -44,7 +46,7 @@ def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict]:
     conf = np.where(pred == 1, p, 1 - p)
     edges = np.linspace(0.5, 1.0, bins + 1)
     rows = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         mask = (conf >= lo) & ((conf < hi) if hi < 1.0 else (conf <= hi))
         if mask.any():
             rows.append({"lo": float(lo), "hi": float(hi), "confidence": float(conf[mask].mean()),
