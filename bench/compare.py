@@ -92,7 +92,7 @@ class System:
 
     def server(self, args: argparse.Namespace, port: int) -> tuple[list[str], dict]:
         """The gunicorn command line and extra environment for this system."""
-        env = dict(self.env) | {"ORIGINAL_MODEL": str(args.original), "CATDOG_MODEL": str(args.model)}
+        env = dict(self.env) | {"ORIGINAL_MODEL": str(args.original), "CATDOG_MODEL": str(model_for(self.kind, args))}
         if self.kind == "catdog":  # the production command, configured only by environment
             return ([self.python, "-m", "gunicorn", "--config", "python:catdog.api.gunicorn_conf",
                      "catdog.api:create_app()"],
@@ -204,7 +204,7 @@ def run_engine(system: System, args: argparse.Namespace) -> tuple[dict, dict]:
     from catdog.training.metrics import classification_report
 
     cmd = [system.python, str(Path(__file__).resolve()), "--engine-child", system.kind,
-           "--packages", ",".join(system.packages), "--model", str(args.model),
+           "--packages", ",".join(system.packages), "--model", str(model_for(system.kind, args)),
            "--original", str(args.original), "--val", str(args.val), "--limit", str(args.limit),
            "--engine-seconds", str(args.engine_seconds)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False,
@@ -328,7 +328,7 @@ def model_mb(system: System, args: argparse.Namespace) -> float:
 
     if system.kind == "original":
         return args.original.stat().st_size / 1e6
-    path = resolve_model_path(args.model)
+    path = resolve_model_path(model_for(system.kind, args))
     weights = path.with_name("model.pt")
     main = weights if system.kind == "pytorch" and weights.is_file() else path
     files = [main, path.with_name("model.json")]
@@ -403,7 +403,9 @@ def models_description(args: argparse.Namespace) -> str:
     original = json.loads(history.read_text()) if history.is_file() else {}
     params = f"{original['params']:,}" if "params" in original else "?"
     return (f"catdog `{recipe.name}` {recipe.version} ({recipe.architecture}, `{rel(path)}`; PyTorch eager "
-            f"runs the same weights); original CNN `{rel(args.original)}` ({params} parameters, trained "
+            f"runs `{rel(args.torch_model)}`"
+            + (", the same weights" if args.torch_model == args.model else ", the float weights it was quantised from")
+            + f"); original CNN `{rel(args.original)}` ({params} parameters, trained "
             f"with Keras {original.get('keras', '?')} on {original.get('backend', '?')} on the same photos, "
             f"{original.get('epochs_run', '?')} epochs, held-out accuracy "
             f"{original.get('holdout_accuracy', float('nan')):.3f})")
@@ -414,9 +416,17 @@ def rel(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
+def model_for(kind: str, args: argparse.Namespace) -> Path:
+    """The model a system serves: PyTorch needs float weights, which an int8 ONNX file lacks."""
+    return args.torch_model if kind == "pytorch" else args.model
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="catdog model directory or file")
+    parser.add_argument("--torch-model", type=Path, default=None,
+                        help="float model PyTorch eager serves (default: models/catdog-lite0-fp32 if it "
+                             "exists, else --model): the weights the shipped model was quantised from")
     parser.add_argument("--original", type=Path, default=ORIGINAL_H5, help="the original design's .h5")
     parser.add_argument("--val", type=Path, default=DEFAULT_VAL, help="validation photos (cat/, dog/)")
     parser.add_argument("--limit", type=int, default=0, help="score only this many val photos (0 = all)")
@@ -435,7 +445,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--engine-child", help=argparse.SUPPRESS)
     parser.add_argument("--packages", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    args.model, args.original, args.val = (p.resolve() for p in (args.model, args.original, args.val))
+    if args.torch_model is None:
+        fp32 = ROOT / "models" / "catdog-lite0-fp32"
+        args.torch_model = fp32 if fp32.is_dir() else args.model
+    args.model, args.torch_model, args.original, args.val = (
+        p.resolve() for p in (args.model, args.torch_model, args.original, args.val))
     return args
 
 
