@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import struct
-import zlib
-
 import pytest
 from PIL import Image
 
 from catdog.api import create_app
 from catdog.config import Settings
 from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, encode
+from tests.hostile import png_claiming
 
 PHOTOS = [(path, "cat") for path in CAT_PHOTOS] + [(path, "dog") for path in DOG_PHOTOS]
 
@@ -35,16 +33,6 @@ def app(make_app):
 @pytest.fixture
 def client(app):
     return app.test_client()
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A tiny valid PNG whose header claims ``width`` x ``height`` (a decompression bomb's shape)."""
-    data = bytearray(encode(Image.new("L", (1, 1)), "PNG"))
-    ihdr = 8 + 4  # signature, then the IHDR chunk's length field
-    data[ihdr + 4:ihdr + 12] = struct.pack(">II", width, height)
-    crc = zlib.crc32(bytes(data[ihdr:ihdr + 17]))  # chunk type + 13 data bytes
-    data[ihdr + 17:ihdr + 21] = struct.pack(">I", crc)
-    return bytes(data)
 
 
 @pytest.fixture(scope="session")

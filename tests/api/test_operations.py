@@ -37,7 +37,7 @@ def test_model_info_is_the_model_card(client, classifier):
     for key in ("name", "version", "labels", "input_size", "threshold", "temperature", "metrics"):
         assert body[key] == classifier.info()[key]
     assert body["labels"] == ["cat", "dog"]
-    assert body["input_size"] == 224
+    assert body["input_size"] == classifier.recipe.input.size == 256
     assert body["limits"] == {"max_upload_mb": 10.0, "max_batch": 32, "max_pixels": classifier.max_pixels}
     assert "file" not in body  # nothing about the server's file system
 
@@ -200,8 +200,8 @@ def test_default_cors_origin_is_the_streamlit_ui(client):
     assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:8501"
 
 
-def test_large_bodies_spooled_to_disk_read_the_same(client, cat_bytes):
-    """Werkzeug spools bodies over 500 KB to a temporary file; both paths must read the same."""
+def test_bodies_over_the_spooling_threshold_read_the_same(client, cat_bytes):
+    """Over 500 KB Werkzeug would spool a part to disk; the API keeps it in memory, same answer."""
     padded = cat_bytes + b"\0" * 600_000  # JPEG decoders ignore trailing bytes
     small = client.post("/v1/predict", data=upload(cat_bytes)).json
     large = client.post("/v1/predict", data={"image": (io.BytesIO(padded), "x.jpg")}).json

@@ -100,7 +100,7 @@ def test_temperature_scales_confidence_without_changing_the_label(classifier, do
 
 def test_info_describes_the_model(classifier):
     info = classifier.info()
-    assert info["labels"] == ["cat", "dog"] and info["input_size"] == 224
+    assert info["labels"] == ["cat", "dog"] and info["input_size"] == classifier.recipe.input.size
     assert info["name"] and info["version"]
 
 

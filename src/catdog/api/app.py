@@ -18,6 +18,7 @@ from catdog.api.observability import Metrics, configure_logging, init_observabil
 from catdog.api.resources import JsonApi, Service, add_resources
 from catdog.api.schemas import openapi_document
 from catdog.api.security import init_security
+from catdog.api.uploads import UploadRequest
 from catdog.config import Settings
 from catdog.model.engine import Classifier
 
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None, *, classifier: Classifier | Non
                                      max_pixels=settings.max_pixels)
 
     app = Flask(__name__, static_folder=None)
+    app.request_class = UploadRequest  # uploads stay in memory; unparseable forms are errors
     # Werkzeug refuses a larger body (413) from its Content-Length, before reading it.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
     app.json.sort_keys = False

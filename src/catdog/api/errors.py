@@ -50,6 +50,21 @@ class MissingField(RequestError):
         self.field, self.sent = field, sent
 
 
+class MalformedForm(RequestError):
+    """A form body Werkzeug cannot parse (left silent, it would read as an empty form: a
+    misleading "missing field")."""
+
+    code = "malformed_form"
+
+    def __init__(self, mimetype: str, not_utf8: bool):
+        why = ("a field or file name is not UTF-8 text" if not_utf8
+               else "it is cut short, or its boundary is missing or does not match the Content-Type header")
+        super().__init__(
+            f"The {mimetype[:64]} body cannot be parsed: {why}; send the photo as the file field "
+            "'image' with a standard HTTP client (curl -F image=@photo.jpg)."
+        )
+
+
 class TooManyFiles(RequestError):
     code = "too_many_files"
 
@@ -83,6 +98,7 @@ STATUS: dict[type[CatdogError], int] = {
     ImageError: 400,
     TooManyFiles: 400,
     MissingField: 400,
+    MalformedForm: 400,
     Unauthorized: 401,
     RequestError: 400,
     ModelError: 500,
@@ -105,6 +121,7 @@ ERROR_TABLE: tuple[tuple[int, str, str], ...] = (
     (400, MissingField.code, "no file in the expected form field (the message names the fields sent)"),
     (400, EmptyFile.code, "the file is 0 bytes"),
     (400, TruncatedImage.code, "an image header was recognised but the data is truncated or corrupt"),
+    (400, MalformedForm.code, "a form body that cannot be parsed (cut short, wrong boundary, non-UTF-8 names)"),
     (400, TooManyFiles.code, "a batch with more files than the limit"),
     (401, Unauthorized.code, "an API key is required and X-API-Key is missing or wrong"),
     (404, HTTP_CODES[404], "no endpoint at this path"),

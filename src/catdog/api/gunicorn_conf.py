@@ -27,7 +27,8 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def _bind() -> str:
-    host = os.environ.get("CATDOG_HOST") or "0.0.0.0"
+    # Binding every interface is intended (bandit B104): a container must (Cloud Run, compose).
+    host = os.environ.get("CATDOG_HOST") or "0.0.0.0"  # nosec B104
     port = os.environ.get("PORT") or "8000"
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -52,7 +53,9 @@ limit_request_field_size = 8190
 accesslog = None  # the app logs one structured line per request
 errorlog = "-"
 loglevel = (os.environ.get("CATDOG_LOG_LEVEL") or "info").lower()
-worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+# bandit B108 (temp dir) is intended: gunicorn's worker heartbeat files, in memory as its docs
+# advise for containers.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # nosec B108
 # gunicorn >= 25 opens a management socket in $HOME by default: not needed in a container
 # (read-only home) and two servers on one machine would fight over the same path.
 control_socket_disable = True
@@ -71,6 +74,29 @@ def on_starting(server) -> None:
         path = tempfile.mkdtemp(prefix="catdog-metrics-", dir=worker_tmp_dir)
         server.catdog_metrics_dir = path
         os.environ[MULTIPROC_ENV] = path
+
+
+def post_fork(server, worker) -> None:
+    """A model that cannot load is a configuration error, not a crash: one line, then stop.
+
+    gunicorn logs a traceback for any exception raised while a worker loads the app. Raised
+    as gunicorn's ``AppImportError`` instead, catdog's own errors (a missing or corrupt model
+    file) print as their message alone, and the master halts with "App failed to load"
+    (exit code 4) rather than serve without a model.
+    """
+    load_wsgi = worker.load_wsgi
+
+    def load_or_explain() -> None:
+        from gunicorn.errors import AppImportError
+
+        from catdog.model.errors import CatdogError
+
+        try:
+            load_wsgi()
+        except CatdogError as exc:
+            raise AppImportError(f"catdog: error: {exc.message}") from None
+
+    worker.load_wsgi = load_or_explain
 
 
 def child_exit(server, worker) -> None:

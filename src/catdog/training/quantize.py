@@ -18,7 +18,7 @@ from catdog.model.recipe import RECIPE_FILENAME, Recipe
 
 
 def quantize_model(model_dir: str | Path, out_dir: str | Path, calibration_images: Sequence[Path],
-                   *, per_channel: bool = True) -> Path:
+                   *, per_channel: bool = True, keep_ends_float: bool = True) -> Path:
     """Write ``out_dir/model.onnx`` (int8 weights and activations) and a copy of the recipe."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -42,8 +42,17 @@ def quantize_model(model_dir: str | Path, out_dir: str | Path, calibration_image
             path = next(self.items, None)
             return None if path is None else {"image": prepare(path, recipe.input)[None]}
 
+    # The stem sees raw pixels and the head makes the decision: both are cheap, and keeping
+    # them in float is the usual way to hold accuracy.
+    import onnx
+
+    nodes = onnx.load(str(pre)).graph.node
+    convs = [n.name for n in nodes if n.op_type == "Conv"]
+    head = [n.name for n in nodes if n.op_type in ("Gemm", "MatMul")]
+    exclude = (convs[:1] + head) if keep_ends_float else []
     quantize_static(str(pre), str(out_dir / "model.onnx"), Reader(), quant_format=QuantFormat.QDQ,
-                    per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                    per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    nodes_to_exclude=exclude)
     pre.unlink()
     recipe = recipe.model_copy(update={"name": recipe.name + "-int8", "training": recipe.training | {"quantized": "int8 static QDQ"}})
     recipe.write(out_dir / RECIPE_FILENAME)
