@@ -67,7 +67,9 @@ def cold_start(load: str, model: Path, image: Path, repeats: int) -> tuple[float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, default=None, help="model (default: the bundled one)")
+    parser.add_argument("--model", type=Path, default=None, help="model (default: the bundled int8 one)")
+    parser.add_argument("--float-model", type=Path, default=ROOT / "models" / "catdog-lite0-fp32",
+                        help="the float model it was quantised from (ONNX Runtime fp32 and PyTorch eager run it)")
     parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE, help="a real photo (default: a 498x415 JPEG)")
     parser.add_argument("--seconds", type=float, default=2.0, help="seconds per measurement per round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
@@ -82,17 +84,22 @@ def main() -> None:
     all_threads = default_threads()
     data = args.image.read_bytes()
     thread_counts = sorted({1, all_threads})
-    engines = {t: Classifier.load(args.model, threads=t) for t in thread_counts}
-    model_path = engines[1].path
-    x1 = engines[1].prepare(data)[None]
-    x16 = np.repeat(x1, 16, axis=0)
-
-    torch_engines = {}
+    # runtime name -> {threads: Classifier}; the first is what catdog ships.
+    runtimes: dict[str, dict[int, Classifier]] = {
+        "onnxruntime": {t: Classifier.load(args.model, threads=t) for t in thread_counts}}
+    model_path = runtimes["onnxruntime"][1].path
+    float_path = Classifier.load(args.float_model, threads=1, warmup=False).path
+    if float_path != model_path:
+        runtimes["onnxruntime fp32"] = {t: Classifier.load(float_path, threads=t) for t in thread_counts}
     if not args.no_torch:
         from catdog.training.export import TorchBackend, torch_from_onnx
 
-        weights = torch_from_onnx(model_path)
-        torch_engines = {t: Classifier(TorchBackend(weights, threads=t), engines[t].recipe) for t in thread_counts}
+        weights = torch_from_onnx(float_path)
+        recipe = runtimes["onnxruntime"][1].recipe
+        runtimes["pytorch eager"] = {t: Classifier(TorchBackend(weights, threads=t), recipe) for t in thread_counts}
+    shipped = runtimes["onnxruntime"]
+    x1 = shipped[1].prepare(data)[None]
+    x16 = np.repeat(x1, 16, axis=0)
 
     # (runtime, threads, what) -> durations in ms per call
     cases: dict[tuple[str, int, str], list[float]] = {}
@@ -104,9 +111,9 @@ def main() -> None:
     for round_ in range(args.rounds):
         print(f"round {round_ + 1}/{args.rounds} ...", flush=True)
         for t in thread_counts:
-            runtimes = [("onnxruntime", engines[t])] + ([("pytorch eager", torch_engines[t])] if torch_engines else [])
-            add(("decode+preprocess", t, "pipeline"), partial(engines[t].prepare, data))
-            for runtime, clf in runtimes:
+            add(("decode+preprocess", t, "pipeline"), partial(shipped[t].prepare, data))
+            for runtime, by_threads in runtimes.items():
+                clf = by_threads[t]
                 add((runtime, t, "batch 1"), partial(clf.backend.run, x1))
                 add((runtime, t, "batch 16"), partial(clf.backend.run, x16))
                 add((runtime, t, "end to end"), partial(clf.predict, data))
@@ -121,24 +128,23 @@ def main() -> None:
         results.append(result)
         rows.append([runtime, threads, what, len(durations), f"{p50:.2f}", f"{result['ms_per_call_p95']:.2f}"])
 
-    ratios = []
-    if torch_engines:
-        for t in thread_counts:
-            for what in ("batch 1", "batch 16", "end to end"):
-                ort_ms = next(r["ms_per_image_p50"] for r in results
-                              if r["runtime"] == "onnxruntime" and r["threads"] == t and r["case"] == what)
-                pt_ms = next(r["ms_per_image_p50"] for r in results
-                             if r["runtime"] == "pytorch eager" and r["threads"] == t and r["case"] == what)
-                ratios.append([t, what, f"{pt_ms / ort_ms:.2f}x"])
+    def ms(runtime: str, threads: int, what: str) -> float:
+        return next(r["ms_per_image_p50"] for r in results
+                    if r["runtime"] == runtime and r["threads"] == threads and r["case"] == what)
+
+    others = [name for name in runtimes if name != "onnxruntime"]
+    ratios = [[t, what, *(f"{ms(name, t, what) / ms('onnxruntime', t, what):.2f}x" for name in others)]
+              for t in thread_counts for what in ("batch 1", "batch 16", "end to end")]
 
     print("cold start ...", flush=True)
     cold = [["onnxruntime", *cold_start(LOAD_ONNX, model_path, args.image, args.cold_repeats)]]
-    if torch_engines:
-        cold.append(["pytorch eager", *cold_start(LOAD_TORCH, model_path, args.image, args.cold_repeats)])
+    if "pytorch eager" in runtimes:
+        cold.append(["pytorch eager", *cold_start(LOAD_TORCH, float_path, args.image, args.cold_repeats)])
     cold_rows = [[name, f"{s:.2f}", f"{rss:.0f}", answer] for name, s, rss, answer in cold]
 
     speed = table(["runtime", "threads", "case", "calls", "ms/image p50", "ms/call p95"], rows)
-    ratio = table(["threads", "batch", "PyTorch eager / ONNX Runtime (time per image)"], ratios) if ratios else ""
+    ratio = table(["threads", "case", *(f"{name} / shipped onnxruntime (time per image)" for name in others)],
+                  ratios) if others else ""
     cold_table = table(["runtime", "cold start s (median)", "peak RSS MB", "answer"], cold_rows)
     print("\n" + speed + "\n\n" + ratio + "\n\n" + cold_table)
     if args.no_write:
@@ -148,8 +154,9 @@ def main() -> None:
 Machine: {machine()}. Model: `{model_path.relative_to(ROOT) if model_path.is_relative_to(ROOT) else model_path}`,
 image: `{args.image.name}` ({len(data):,} bytes). Command: `python bench/engine.py` ({args.rounds} interleaved
 rounds of {args.seconds:g} s per case). "pipeline" is decode + preprocess alone (JPEG draft mode, one
-resample of the crop box); "end to end" is `Classifier.predict(bytes)`. PyTorch runs the same weights
-(rebuilt from the ONNX file by `catdog.training.export.torch_from_onnx`).
+resample of the crop box); "end to end" is `Classifier.predict(bytes)`. "onnxruntime" is the shipped int8 model;
+"onnxruntime fp32" and "pytorch eager" run the float weights it was quantised from
+(PyTorch rebuilds them from the fp32 ONNX file with `catdog.training.export.torch_from_onnx`).
 
 {speed}
 
