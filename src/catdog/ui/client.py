@@ -259,8 +259,11 @@ class ApiClient:
 
 
 def _find_accuracy(metrics: dict[str, Any]) -> float | None:
-    """A model card's headline accuracy: top-level, else the first evaluation split with one."""
-    candidates = [metrics] + [value for value in metrics.values() if isinstance(value, dict)]
+    """A model card's headline accuracy: the validation split's (data the model never saw
+    during training or selection), else top-level, else the first split with one."""
+    splits = [value for value in metrics.values() if isinstance(value, dict)]
+    val = metrics.get("val")
+    candidates = ([val] if isinstance(val, dict) else []) + [metrics] + splits
     for candidate in candidates:
         value = candidate.get("accuracy")
         if isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -155,7 +155,7 @@ def show_api_status(client: ApiClient) -> None:
     if info.accuracy is None:
         st.caption("Accuracy: not measured yet.")
     else:
-        st.metric("Accuracy on held-out photos", f"{info.accuracy:.1%}")
+        st.metric("Accuracy on validation photos", f"{info.accuracy:.1%}")
     st.caption(f"Knows {len(info.labels)} classes only: {', '.join(info.labels)}.")
 
 
