@@ -69,7 +69,7 @@ def test_training_and_serving_preprocess_identically(images_dir):
 
     clf = Classifier.load(threads=1)
     photo = next((images_dir / "dog").glob("*.jpg"))
-    spec = train_module.input_spec()
+    spec = train_module.input_spec(image_size=clf.recipe.input.size)
     assert spec == clf.recipe.input
     np.testing.assert_array_equal(train_module.prepare(photo, spec), clf.prepare(photo))
 
