@@ -74,7 +74,7 @@ class StressResult:
     other_code: int = 0
     statuses: Counter = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
-    examples: list[str] = field(default_factory=list)  # the first few failures, to print
+    examples: list[str] = field(default_factory=list)  # the first few unexpected answers, to print
 
     def percentile(self, q: float) -> float:
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     markdown = report(result, info)
     print("\n" + markdown)
     if result.examples:
-        print("first failures:\n  " + "\n  ".join(result.examples))
+        print("first unexpected answers:\n  " + "\n  ".join(result.examples))
     if not args.no_write:
         update_section("stress", markdown)
         update_section("stress", markdown, doc=RELIABILITY_DOC)

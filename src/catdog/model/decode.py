@@ -47,7 +47,10 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image"),
     (b"8BPS", "a Photoshop document"),
 )
-_UNSUPPORTED_IMAGE_WORDS = ("TIFF", "JPEG 2000", "Photoshop")
+_UNSUPPORTED_IMAGE_WORDS = ("TIFF", "JPEG 2000", "Photoshop", "HEIC")
+#: Signatures of the accepted formats: bytes that start like one of them but that Pillow
+#: cannot open are a damaged photo (400), not a foreign file (415).
+_ACCEPTED_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
 
 
 def sniff(data: bytes) -> str | None:
@@ -82,6 +85,8 @@ def _open(data: bytes) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise TooManyPixels(None, None, DEFAULT_MAX_PIXELS, pixels=_bomb_pixels(exc)) from None
     except UnidentifiedImageError:
+        if data.startswith(_ACCEPTED_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+            raise TruncatedImage() from None
         detected = sniff(data)
         if detected and any(word in detected for word in _UNSUPPORTED_IMAGE_WORDS):
             raise UnsupportedFormat(detected.removeprefix("a ").removeprefix("an ")) from None
