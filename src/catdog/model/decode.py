@@ -89,7 +89,7 @@ def _open(data: bytes) -> Image.Image:
             raise TruncatedImage() from None
         detected = sniff(data)
         if detected and any(word in detected for word in _UNSUPPORTED_IMAGE_WORDS):
-            raise UnsupportedFormat(detected.removeprefix("a ").removeprefix("an ")) from None
+            raise UnsupportedFormat(detected.split(" ", 1)[1].removesuffix(" image")) from None
         raise NotAnImage(detected=detected) from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError):
         # Pillow found a known header and then choked on it.
