@@ -4,12 +4,8 @@
 #   bash scripts/test.sh -m "not slow" tests/model   # any pytest arguments
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV=${CATDOG_VENV:-.venv}
-
-[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-echo "== installing catdog with the train, test and keras extras into $VENV"
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[train,test,keras]" 2>&1 \
-  | grep -v "^WARNING: Location" || true
+source scripts/_setup.sh
+install_catdog "train,test,keras"
 
 # A real browser for the end-to-end UI test: Debian's Chromium (Playwright's own download cannot work here).
 # The emoji font makes the page's 🐱/🐶 render in the screenshot.

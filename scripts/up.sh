@@ -4,10 +4,6 @@
 #   bash scripts/up.sh --api-port 9000 --ui-port 9501   # any `catdog up` options
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV=${CATDOG_VENV:-.venv}
-
-[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-echo "== installing catdog with the ui extra into $VENV"
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[ui]" 2>&1 \
-  | grep -v "^WARNING: Location" || true
+source scripts/_setup.sh
+install_catdog "ui"
 exec "$VENV/bin/catdog" up "$@"

@@ -91,14 +91,14 @@ def catdog_model(arch: str = ARCHITECTURE, *, drop_rate: float = 0.2, drop_path_
     return model
 
 
-def freeze_stem_and_stages(model: nn.Module, stages: int) -> list[nn.Parameter]:
-    """Freeze the stem and the first ``stages`` stages; return the parameters left to train.
+def freeze_stem_and_stages(model: nn.Module, stages: int) -> list[nn.Module]:
+    """Freeze the stem and the first ``stages`` stages; return the frozen modules.
 
     The early, high-resolution stages hold generic edge/texture filters and cost most of
     the backward pass on a CPU; freezing them keeps fine-tuning affordable on 2 cores.
+    The caller keeps them in eval mode so their BatchNorm statistics stay ImageNet's.
     """
     frozen = [model.conv_stem, model.bn1, *model.blocks[:stages]]
     for module in frozen:
-        for p in module.parameters():
-            p.requires_grad_(False)
-    return [p for p in model.parameters() if p.requires_grad]
+        module.requires_grad_(False)
+    return frozen

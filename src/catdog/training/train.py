@@ -153,7 +153,6 @@ def train(cfg: TrainConfig) -> dict:
     train_images, train_kept = load_for_training(train_samples, short_side=round(spec.resize * 1.15),
                                                  progress=lambda s: bar(s, desc="decode train"))
     holdout_t, holdout_y_np = serving_tensors(holdout_samples, spec, progress=lambda s: bar(s, desc="decode holdout"))
-    holdout_y = holdout_y_np.tolist()
 
     dataset = AugmentedImages(train_images, [s.label for s in train_kept], spec, crop_scale=cfg.crop_scale)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -161,8 +160,8 @@ def train(cfg: TrainConfig) -> dict:
                                          drop_last=len(dataset) > cfg.batch_size, generator=generator)
 
     model = backbone.catdog_model(cfg.arch)
-    trainable = backbone.freeze_stem_and_stages(model, cfg.freeze_stages)
-    frozen_modules = [model.conv_stem, model.bn1, *model.blocks[:cfg.freeze_stages]]
+    frozen_modules = backbone.freeze_stem_and_stages(model, cfg.freeze_stages)
+    trainable = [p for p in model.parameters() if p.requires_grad]
     head = list(model.get_classifier().parameters())
     head_ids = {id(p) for p in head}
     optimizer = torch.optim.AdamW(
@@ -217,7 +216,7 @@ def train(cfg: TrainConfig) -> dict:
     model.eval()
 
     temperature, holdout_report, serving = 1.0, {}, spec
-    if len(holdout_t) >= 10 and len(set(holdout_y)) == 2:
+    if len(holdout_t) >= 10 and len(set(holdout_y_np.tolist())) == 2:
         candidates = [spec] + [input_spec(cfg.arch, size) for size in cfg.serve_sizes if size != spec.size]
         serving, temperature, holdout_report, holdout_t = choose_serving_spec(
             model, holdout_samples, candidates, first=(holdout_t, holdout_y_np))
@@ -241,7 +240,7 @@ def train(cfg: TrainConfig) -> dict:
         "history": history,
         "seconds": round(time.time() - started, 1),
         "n_train": len(train_kept),
-        "n_holdout": len(holdout_y),
+        "n_holdout": len(holdout_y_np),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
     }
     summary["config"]["data"] = [str(d) for d in cfg.data]
