@@ -15,6 +15,20 @@ RESULTS = ROOT / "docs" / "bench"
 HEADER = "# Benchmarks\n\nEvery number here was produced by a script in `bench/` on the machine described in each section.\n"
 
 
+def float_model_of(model: Path | None = None) -> Path:
+    """The float model an int8 one was quantised from (PyTorch eager needs float weights).
+
+    By convention it is the sibling folder ``NAME-fp32`` (``models/catdog-lite2`` ->
+    ``models/catdog-lite2-fp32``); a model without one is its own float model.
+    """
+    from catdog.model.engine import bundled_model_dir
+
+    model = Path(model) if model else bundled_model_dir()
+    folder = model if model.is_dir() else model.parent
+    sibling = folder.with_name(folder.name + "-fp32")
+    return sibling if sibling.is_dir() else model
+
+
 def machine() -> str:
     """One line describing where the numbers were measured."""
     cpu = "unknown CPU"

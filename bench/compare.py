@@ -58,10 +58,10 @@ BASELINES = HERE / "baselines"
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(HERE), str(BASELINES)]
 from _compare_report import markdown, plot, ratio_table, summary_table, targets_line
 from _load import Body, LoadResult, multipart_body, post, run_load, wait_until_serving
-from _report import RESULTS, ROOT, machine, time_calls, update_section
+from _report import RESULTS, ROOT, float_model_of, machine, time_calls, update_section
 
 DEFAULT_VAL = ROOT.parent / "shared" / "data" / "cats-vs-dogs" / "val"
-DEFAULT_MODEL = ROOT / "models" / "catdog-lite0"
+DEFAULT_MODEL = ROOT / "models" / "catdog-lite2"
 ORIGINAL_H5 = BASELINES / "artifacts" / "cat_dog.h5"
 HOST = "127.0.0.1"
 LEVELS = (1, 16)
@@ -425,7 +425,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="catdog model directory or file")
     parser.add_argument("--torch-model", type=Path, default=None,
-                        help="float model PyTorch eager serves (default: models/catdog-lite0-fp32 if it "
+                        help="float model PyTorch eager serves (default: MODEL-fp32 beside --model if it "
                              "exists, else --model): the weights the shipped model was quantised from")
     parser.add_argument("--original", type=Path, default=ORIGINAL_H5, help="the original design's .h5")
     parser.add_argument("--val", type=Path, default=DEFAULT_VAL, help="validation photos (cat/, dog/)")
@@ -446,8 +446,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--packages", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.torch_model is None:
-        fp32 = ROOT / "models" / "catdog-lite0-fp32"
-        args.torch_model = fp32 if fp32.is_dir() else args.model
+        args.torch_model = float_model_of(args.model)
     args.model, args.torch_model, args.original, args.val = (
         p.resolve() for p in (args.model, args.torch_model, args.original, args.val))
     return args

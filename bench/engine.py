@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import ROOT, machine, table, time_calls, update_section, write_json
+from _report import ROOT, float_model_of, machine, table, time_calls, update_section, write_json
 
 DEFAULT_IMAGE = ROOT / "tests" / "data" / "images" / "cat" / "cat.4001.jpg"
 
@@ -68,8 +68,9 @@ def cold_start(load: str, model: Path, image: Path, repeats: int) -> tuple[float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=None, help="model (default: the bundled int8 one)")
-    parser.add_argument("--float-model", type=Path, default=ROOT / "models" / "catdog-lite0-fp32",
-                        help="the float model it was quantised from (ONNX Runtime fp32 and PyTorch eager run it)")
+    parser.add_argument("--float-model", type=Path, default=None,
+                        help="the float model it was quantised from (ONNX Runtime fp32 and PyTorch eager run it; "
+                             "default: the MODEL-fp32 folder beside the model)")
     parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE, help="a real photo (default: a 498x415 JPEG)")
     parser.add_argument("--seconds", type=float, default=2.0, help="seconds per measurement per round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
@@ -88,7 +89,7 @@ def main() -> None:
     runtimes: dict[str, dict[int, Classifier]] = {
         "onnxruntime": {t: Classifier.load(args.model, threads=t) for t in thread_counts}}
     model_path = runtimes["onnxruntime"][1].path
-    float_path = Classifier.load(args.float_model, threads=1, warmup=False).path
+    float_path = Classifier.load(args.float_model or float_model_of(args.model), threads=1, warmup=False).path
     if float_path != model_path:
         runtimes["onnxruntime fp32"] = {t: Classifier.load(float_path, threads=t) for t in thread_counts}
     if not args.no_torch:

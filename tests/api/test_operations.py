@@ -19,10 +19,10 @@ def test_healthz(client):
     assert response.json == {"status": "ok"}
 
 
-def test_readyz_when_loaded(client):
+def test_readyz_when_loaded(client, classifier):
     body = client.get("/readyz").json
     assert body["status"] == "ready"
-    assert body["model"]["name"] == "catdog-lite0"
+    assert body["model"]["name"] == classifier.recipe.name
 
 
 def test_readyz_503_without_a_model(app):

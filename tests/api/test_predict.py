@@ -21,7 +21,7 @@ def test_real_photos_get_their_label(client, path, label):
 
 
 @pytest.mark.parametrize("route", ["/predict", "/v1/predict"])
-def test_predict_response_shape(client, cat_bytes, route):
+def test_predict_response_shape(client, classifier, cat_bytes, route):
     response = client.post(route, data=upload(cat_bytes), content_type="multipart/form-data")
     assert response.status_code == 200
     body = response.json
@@ -29,7 +29,7 @@ def test_predict_response_shape(client, cat_bytes, route):
     assert set(body["probabilities"]) == {"cat", "dog"}
     assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     assert body["confidence"] == body["probabilities"][body["label"]]
-    assert body["model"] == {"name": "catdog-lite0", "version": body["model"]["version"]}
+    assert body["model"] == {"name": classifier.recipe.name, "version": classifier.recipe.version}
     assert body["elapsed_ms"] > 0
     assert response.mimetype == "application/json"
 
@@ -47,13 +47,13 @@ def test_file_name_and_declared_type_do_not_matter(client, cat_bytes):
     assert response.status_code == 200
 
 
-def test_batch_one_result_per_file_in_order(client, cat_photo, dog_photo):
+def test_batch_one_result_per_file_in_order(client, classifier, cat_photo, dog_photo):
     files = [(io.BytesIO(p.read_bytes()), p.name) for p in (cat_photo, dog_photo, cat_photo)]
     response = client.post("/v1/predict/batch", data={"images": files})
     assert response.status_code == 200
     body = response.json
     assert [r["label"] for r in body["results"]] == ["cat", "dog", "cat"]
-    assert body["model"]["name"] == "catdog-lite0"
+    assert body["model"]["name"] == classifier.recipe.name
     assert body["elapsed_ms"] > 0
 
 

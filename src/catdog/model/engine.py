@@ -20,12 +20,12 @@ from catdog.model.errors import ImageError, ModelError
 from catdog.model.preprocess import prepare
 from catdog.model.recipe import RECIPE_FILENAME, Recipe
 
-DEFAULT_MODEL_NAME = "catdog-lite0"
+DEFAULT_MODEL_NAME = "catdog-lite2"
 MODEL_ENV = "CATDOG_MODEL"
 
 
 def bundled_model_dir() -> Path:
-    """``models/catdog-lite0`` of the source tree (editable installs, the container's /app)."""
+    """``models/catdog-lite2`` of the source tree (editable installs, the container's /app)."""
     return Path(__file__).resolve().parents[3] / "models" / DEFAULT_MODEL_NAME
 
 

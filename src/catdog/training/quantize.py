@@ -13,13 +13,18 @@ from pathlib import Path
 
 import numpy as np
 
+from catdog.model.errors import ImageError
 from catdog.model.preprocess import prepare
 from catdog.model.recipe import RECIPE_FILENAME, Recipe
+from catdog.training.data import Sample
 
 
 def quantize_model(model_dir: str | Path, out_dir: str | Path, calibration_images: Sequence[Path],
-                   *, per_channel: bool = True, keep_ends_float: bool = True) -> Path:
-    """Write ``out_dir/model.onnx`` (int8 weights and activations) and a copy of the recipe."""
+                   *, per_channel: bool = True, float_convs: int = 8) -> Path:
+    """Write ``out_dir/model.onnx`` (int8 weights and activations) and a copy of the recipe.
+
+    The first ``float_convs`` convolutions, the last one and the head stay in float.
+    """
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -42,31 +47,111 @@ def quantize_model(model_dir: str | Path, out_dir: str | Path, calibration_image
             path = next(self.items, None)
             return None if path is None else {"image": prepare(path, recipe.input)[None]}
 
-    # The stem sees raw pixels and the head makes the decision: both are cheap, and keeping
-    # them in float is the usual way to hold accuracy.
+    # The early convolutions see (nearly) raw pixels, whose fine differences int8 rounds
+    # away, and the last convolution and head make the decision; all are cheap. Measured
+    # on catdog-lite2's held-out split: float stem + head alone flipped 1 of 399 answers
+    # of the fp32 model (mean |logit change| 0.25, 9.4 ms); also the first 8 and the last
+    # convolution in float, 0 flips (0.17, 10.5 ms; fp32 21.3 ms).
     import onnx
 
     nodes = onnx.load(str(pre)).graph.node
     convs = [n.name for n in nodes if n.op_type == "Conv"]
     head = [n.name for n in nodes if n.op_type in ("Gemm", "MatMul")]
-    exclude = (convs[:1] + head) if keep_ends_float else []
+    exclude = (convs[:float_convs] + convs[-1:] + head) if float_convs else []
     quantize_static(str(pre), str(out_dir / "model.onnx"), Reader(), quant_format=QuantFormat.QDQ,
                     per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     nodes_to_exclude=exclude)
     pre.unlink()
-    recipe = recipe.model_copy(update={"name": recipe.name + "-int8", "training": recipe.training | {"quantized": "int8 static QDQ"}})
+    shift = correct_head_bias(model_dir / "model.onnx", out_dir / "model.onnx",
+                              np.stack([prepare(path, recipe.input) for path in calibration_images]))
+    recipe = recipe.model_copy(update={"name": recipe.name.removesuffix("-fp32") + "-int8", "training": recipe.training | {
+        "quantized": f"int8 static QDQ (ONNX Runtime), {len(calibration_images)} calibration photos from train"
+                     + (f", first {float_convs} and last convolutions and head kept float" if float_convs else "")
+                     + f"; head bias corrected by {[round(float(v), 4) for v in -shift]}"}})
     recipe.write(out_dir / RECIPE_FILENAME)
     return out_dir / "model.onnx"
 
 
-def calibration_sample(roots: Sequence[Path], per_class: int = 100, seed: int = 0) -> list[Path]:
-    """A reproducible, class-balanced sample of training photos for calibration."""
-    from catdog.training.data import find_samples
+def correct_head_bias(float_model: Path, int8_model: Path, inputs: np.ndarray) -> np.ndarray:
+    """Remove the int8 model's average logit shift, measured against the float model.
 
-    samples = find_samples(roots)
+    Rounding errors do not cancel out on average: on catdog-lite2 the int8 logits leaned
+    towards *cat* by 0.09-0.14 on the training photos. Subtracting the mean shift from the
+    (float) head's bias is the empirical bias correction of Nagel et al. (2019). ``inputs``
+    are training photos, never validation ones. Returns the shift that was removed.
+    """
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    def logits(path: Path) -> np.ndarray:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return np.concatenate([session.run(None, {name: inputs[i:i + 32]})[0] for i in range(0, len(inputs), 32)])
+
+    shift = (logits(int8_model) - logits(float_model)).mean(axis=0)
+    model = onnx.load(str(int8_model))
+    gemm = [n for n in model.graph.node if n.op_type == "Gemm"]
+    if len(gemm) != 1 or len(gemm[0].input) < 3:
+        raise ValueError(f"{int8_model}: expected one float Gemm head with a bias to correct")
+    bias = next(t for t in model.graph.initializer if t.name == gemm[0].input[2])
+    corrected = numpy_helper.to_array(bias) - shift.astype(np.float32)
+    bias.CopyFrom(numpy_helper.from_array(corrected.astype(np.float32), bias.name))
+    onnx.save(model, str(int8_model))
+    return shift
+
+
+def calibration_sample(samples: Sequence[Sample], per_class: int = 128, seed: int = 0) -> list[Path]:
+    """A reproducible, class-balanced sample of training photos to fix activation ranges."""
     rng = np.random.default_rng(seed)
     chosen = []
-    for label in (0, 1):
+    for label in sorted({s.label for s in samples}):
         paths = [s.path for s in samples if s.label == label]
         chosen += [paths[i] for i in rng.choice(len(paths), size=min(per_class, len(paths)), replace=False)]
     return chosen
+
+
+def refit_temperature(model_dir: str | Path, holdout: Sequence[Sample]) -> dict:
+    """Fit the temperature on the held-out photos through ``model_dir``'s own model and save it.
+
+    Quantisation moves the logits a little; the confidence must be calibrated for the
+    model that is served, through the serving preprocessing, not for the float one.
+    Returns the calibrated held-out report.
+    """
+    from catdog.model.engine import Classifier
+    from catdog.training.metrics import classification_report, fit_temperature
+
+    model_dir = Path(model_dir)
+    clf = Classifier.load(model_dir, warmup=False)
+    logits, labels = [], []
+    for s in holdout:
+        try:
+            logits.append(clf.backend.run(clf.prepare(s.path)[None])[0])
+            labels.append(s.label)
+        except (ImageError, OSError):
+            continue
+    logits, y = np.asarray(logits, dtype=np.float64), np.asarray(labels)
+    temperature = fit_temperature(logits, y)
+    margin = (logits[:, 1] - logits[:, 0]) / temperature
+    report = classification_report(y, 1 / (1 + np.exp(-margin)))
+    recipe = clf.recipe
+    holdout_metrics = {k: report[k] for k in ("n", "accuracy", "log_loss", "ece", "roc_auc")}
+    recipe.model_copy(update={"temperature": temperature,
+                              "metrics": recipe.metrics | {"holdout": holdout_metrics}}
+                      ).write(model_dir / RECIPE_FILENAME)
+    return {"temperature": temperature, **holdout_metrics}
+
+
+def quantize_and_recalibrate(model_dir: str | Path, out_dir: str | Path, data: Sequence[Path], *,
+                             holdout_fraction: float = 0.1, seed: int = 0, per_class: int = 128,
+                             float_convs: int = 8, name: str | None = None) -> dict:
+    """The whole int8 recipe: the training split of ``data`` fixes the activation ranges,
+    the held-out split (the same stratified split training used) refits the temperature."""
+    from catdog.training.data import find_samples, stratified_split
+
+    train, holdout = stratified_split(find_samples(data), holdout_fraction, seed)
+    quantize_model(model_dir, out_dir, calibration_sample(train, per_class, seed), float_convs=float_convs)
+    if name:
+        recipe = Recipe.read(Path(out_dir) / RECIPE_FILENAME)
+        recipe.model_copy(update={"name": name}).write(Path(out_dir) / RECIPE_FILENAME)
+    return refit_temperature(out_dir, holdout)

