@@ -21,9 +21,11 @@ def float_model_of(model: Path | None = None) -> Path:
     By convention it is the sibling folder ``NAME-fp32`` (``models/catdog-lite2`` ->
     ``models/catdog-lite2-fp32``); a model without one is its own float model.
     """
-    from catdog.model.engine import bundled_model_dir
+    if model is None:
+        from catdog.model.engine import bundled_model_dir  # not importable in other runtimes' venvs
 
-    model = Path(model) if model else bundled_model_dir()
+        model = bundled_model_dir()
+    model = Path(model)
     folder = model if model.is_dir() else model.parent
     sibling = folder.with_name(folder.name + "-fp32")
     return sibling if sibling.is_dir() else model

@@ -5,7 +5,7 @@ compute thread per worker:
 
 - **original-jax** / **original-tensorflow**: the original design rebuilt (Keras CNN, 64x64,
   ``bench/baselines/original_app.py``) on each installed Keras backend of ``--keras-backends``;
-- **pytorch**: catdog's fine-tuned EfficientNet-Lite0 in PyTorch eager, same Flask shape
+- **pytorch**: catdog's fine-tuned EfficientNet-Lite in PyTorch eager, same Flask shape
   (``bench/baselines/torch_app.py``);
 - **catdog**: ONNX Runtime behind catdog's API, started by its production gunicorn command.
 
@@ -17,7 +17,7 @@ first 200 from ``POST /predict``); installed size. Ratios against the original a
 to read: these machines are noisy.
 
     python bench/compare.py                                  # about 5-7 minutes
-    python bench/compare.py --model runs/lite0-v1 --seconds 4 --rounds 2
+    python bench/compare.py --model runs/lite2-v1 --seconds 4 --rounds 2
     python bench/compare.py --from-json docs/bench/compare.json   # re-render only
 
 The original design on TensorFlow (what it was written for) needs TensorFlow in a
@@ -130,7 +130,7 @@ def systems(args: argparse.Namespace) -> list[System]:
             env=(("KERAS_BACKEND", backend),), python=python))
     return [
         *originals,
-        System("pytorch", "pytorch", "PyTorch eager (EfficientNet-Lite0, Flask)",
+        System("pytorch", "pytorch", "PyTorch eager (same EfficientNet-Lite weights, Flask)",
                ("catdog", "torch", "timm", "onnx")),
         System("catdog", "catdog", "catdog (ONNX Runtime, catdog API)", ("catdog",)),
     ]

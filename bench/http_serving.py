@@ -29,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _load import LoadResult, multipart_body, post, run_load, wait_until_serving
 from _report import ROOT, machine, table, update_section, write_json
 
+from catdog.model.engine import bundled_model_dir
+
 HOST = "127.0.0.1"
 PATH = "/v1/predict"
 DEFAULT_IMAGE = ROOT / "tests" / "data" / "images" / "cat" / "cat.4001.jpg"
@@ -222,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         "workers": args.workers, "seconds": args.seconds, "rounds": args.rounds, "warmup": args.warmup,
         "image": str(args.image.relative_to(ROOT)) if args.image.is_relative_to(ROOT) else args.image.name,
         "image_bytes": len(data), "image_size": image_size, "machine": machine(),
-        "model": args.model or "bundled catdog-lite0", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "model": args.model or f"bundled {bundled_model_dir().name}", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "loadavg_after": list(load), "cores": len(os.sched_getaffinity(0)),
         "note": args.note or f"Load average (1/5/15 min) right after the run: {load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f}.",
     }

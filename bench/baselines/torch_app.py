@@ -1,4 +1,4 @@
-"""PyTorch eager serving catdog's fine-tuned EfficientNet-Lite0, in the original app's Flask shape.
+"""PyTorch eager serving catdog's fine-tuned EfficientNet-Lite, in the original app's Flask shape.
 
 The obvious alternative to ONNX Runtime: the timm model in PyTorch, one Flask route,
 gunicorn. Decoding, preprocessing and calibration are catdog's own (``Classifier`` with a
@@ -7,7 +7,7 @@ come from ``model.pt`` beside the model when training wrote one, else they are r
 from the ONNX file (``catdog.training.export.torch_from_onnx``: same function, BatchNorm
 as identity plus the folded bias). Serve it with gunicorn:
 
-    CATDOG_MODEL=models/catdog-lite0 gunicorn --chdir bench/baselines -w 2 -b 127.0.0.1:8002 \\
+    CATDOG_MODEL=models/catdog-lite2-fp32 gunicorn --chdir bench/baselines -w 2 -b 127.0.0.1:8002 \\
         "torch_app:create_app()"
 
 ``TORCH_THREADS`` sets intra-op threads per worker (default 1, as catdog's workers).
