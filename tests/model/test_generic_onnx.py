@@ -17,8 +17,8 @@ def test_bundled_graph_without_recipe_uses_the_generic_contract(tmp_path, cat_ph
     shutil.copy(bundled_model_dir() / "model.onnx", path)
     clf = Classifier.load(path, threads=1)
     spec = clf.recipe.input
-    # the side comes from the graph (the bundled model is exported at 256 px), the crop fraction is 0.875
-    assert (spec.size, spec.resize, spec.layout, spec.crop) == (256, 293, "NCHW", True)
+    # the side comes from the graph (the bundled model is exported at 288 px), the crop fraction is 0.875
+    assert (spec.size, spec.resize, spec.layout, spec.crop) == (288, 329, "NCHW", True)
     assert clf.recipe.output == "logits" and clf.recipe.name == "other"
     assert clf.predict(cat_photo).label in ("cat", "dog")
 
