@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 from catdog.config import Settings
 from catdog.model.decode import IMAGE_SUFFIXES
@@ -36,3 +38,12 @@ def iter_image_files(paths: list[Path], recursive: bool = True) -> Iterator[Path
             yield from sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         else:
             yield path
+
+
+def import_training(module: str, command: str) -> ModuleType | None:
+    """``catdog.training.<module>``, or None after telling the user how to install the extra."""
+    try:
+        return importlib.import_module(f"catdog.training.{module}")
+    except ImportError as exc:
+        print(f"catdog {command} needs the training extra: pip install 'catdog[train]' ({exc})")
+        return None

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from catdog.commands._common import import_training
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -31,15 +33,13 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        from catdog.training.quantize import quantize_and_recalibrate
-    except ImportError as exc:
-        print(f"catdog quantize needs the training extra: pip install 'catdog[train]' ({exc})")
+    quantize = import_training("quantize", "quantize")
+    if quantize is None:
         return 2
     if not (args.model_dir / "model.onnx").is_file():
         print(f"{args.model_dir} has no model.onnx: point MODEL_DIR at a `catdog train --out` folder")
         return 2
-    held_out = quantize_and_recalibrate(args.model_dir, args.out, args.data, holdout_fraction=args.holdout,
+    held_out = quantize.quantize_and_recalibrate(args.model_dir, args.out, args.data, holdout_fraction=args.holdout,
                                         seed=args.seed, per_class=args.per_class,
                                         float_convs=args.float_convs, name=args.name)
     print(json.dumps({"held_out": held_out}))

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from catdog.commands._common import import_training
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -43,12 +45,10 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        from catdog.training.train import TrainConfig, train
-    except ImportError as exc:
-        print(f"catdog train needs the training extra: pip install 'catdog[train]' ({exc})")
+    training = import_training("train", "train")
+    if training is None:
         return 2
-    summary = train(TrainConfig(
+    summary = training.train(training.TrainConfig(
         data=list(args.data), out=args.out, arch=args.arch, image_size=args.image_size, epochs=args.epochs,
         crop_scale=args.crop_scale, ema_decay=args.ema, serve_sizes=tuple(args.serve_sizes), batch_size=args.batch_size, lr=args.lr,
         holdout_fraction=args.holdout, freeze_stages=args.freeze_stages, seed=args.seed,
