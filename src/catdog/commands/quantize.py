@@ -25,8 +25,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--per-class", type=int, default=128,
                         help="calibration photos per class (default 128)")
     parser.add_argument("--float-convs", type=int, default=8,
-                        help="keep the first N convolutions (and the last one and the head) in float; "
-                             "0 quantises everything (default 8)")
+                        help="keep the first N convolutions in float (default 8); the last convolution "
+                             "and the head always stay float")
     parser.add_argument("--holdout", type=float, default=0.1, help="held-out fraction used in training (default 0.1)")
     parser.add_argument("--seed", type=int, default=0, help="split seed used in training (default 0)")
     parser.set_defaults(func=run)

@@ -57,7 +57,8 @@ def quantize_model(model_dir: str | Path, out_dir: str | Path, calibration_image
     nodes = onnx.load(str(pre)).graph.node
     convs = [n.name for n in nodes if n.op_type == "Conv"]
     head = [n.name for n in nodes if n.op_type in ("Gemm", "MatMul")]
-    exclude = (convs[:float_convs] + convs[-1:] + head) if float_convs else []
+    # The head always stays float: correct_head_bias edits its bias.
+    exclude = convs[:float_convs] + convs[-1:] + head
     quantize_static(str(pre), str(out_dir / "model.onnx"), Reader(), quant_format=QuantFormat.QDQ,
                     per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     nodes_to_exclude=exclude)
@@ -66,7 +67,8 @@ def quantize_model(model_dir: str | Path, out_dir: str | Path, calibration_image
                               np.stack([prepare(path, recipe.input) for path in calibration_images]))
     recipe = recipe.model_copy(update={"name": recipe.name.removesuffix("-fp32") + "-int8", "training": recipe.training | {
         "quantized": f"int8 static QDQ (ONNX Runtime), {len(calibration_images)} calibration photos from train"
-                     + (f", first {float_convs} and last convolutions and head kept float" if float_convs else "")
+                     + (f", first {float_convs} and last convolutions" if float_convs else ", last convolution")
+                     + " and head kept float"
                      + f"; head bias corrected by {[round(float(v), 4) for v in -shift]}"}})
     recipe.write(out_dir / RECIPE_FILENAME)
     return out_dir / "model.onnx"
