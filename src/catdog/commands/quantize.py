@@ -14,14 +14,15 @@ def add_parser(subparsers) -> None:
         "quantize", help="make an int8 copy of a trained model (faster on CPU) and recalibrate it",
         description="Quantise MODEL_DIR (model.onnx + model.json from `catdog train`) to int8 with ONNX "
                     "Runtime static quantisation. Photos from the training split of DATA_DIR fix the "
-                    "activation ranges; the held-out split (the same stratified split `catdog train` used) "
+                    "activation ranges and measure the int8 model's average logit shift, which is removed from "
+                    "the head's bias; the held-out split (the same stratified split `catdog train` used) "
                     "refits the calibration temperature on the int8 model's own outputs. Check the result "
                     "with `catdog evaluate VAL_DIR --model OUT` before serving it.",
     )
     parser.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
     parser.add_argument("data", nargs="+", type=Path, metavar="DATA_DIR", help="the folders the model was trained on")
     parser.add_argument("--out", type=Path, required=True, help="output folder for the int8 model")
-    parser.add_argument("--name", default=None, help="model name written to model.json (default: NAME-int8)")
+    parser.add_argument("--name", default=None, help="model name written to model.json (default: the trained model's name + '-int8')")
     parser.add_argument("--per-class", type=int, default=128,
                         help="calibration photos per class (default 128)")
     parser.add_argument("--float-convs", type=int, default=8,
