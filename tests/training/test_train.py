@@ -114,7 +114,11 @@ def test_training_and_serving_preprocess_identically(images_dir):
     photo = next((images_dir / "dog").glob("*.jpg"))
     spec = train_module.input_spec(clf.recipe.architecture, clf.recipe.input.size)
     assert spec == clf.recipe.input
-    np.testing.assert_array_equal(train_module.prepare(photo, spec), clf.prepare(photo))
+    from catdog.training.data import Sample
+
+    held_out, labels = train_module.serving_tensors([Sample(photo, 1)], spec)
+    assert labels.tolist() == [1]
+    np.testing.assert_array_equal(held_out[0].numpy(), clf.prepare(photo))
 
 
 def test_pytorch_model_rebuilt_from_the_bundled_onnx_matches_it(cat_photo, dog_photo):

@@ -17,7 +17,7 @@ from PIL import Image
 
 from catdog.model.decode import IMAGE_SUFFIXES, load_image
 from catdog.model.errors import ImageError
-from catdog.model.preprocess import normalize
+from catdog.model.preprocess import normalize, prepare
 from catdog.model.recipe import InputSpec
 
 
@@ -79,6 +79,19 @@ def load_for_training(samples: Sequence[Sample], short_side: int, progress=None)
         images.append(image)
         kept.append(s)
     return images, kept
+
+
+def serving_inputs(samples: Sequence[Sample], spec: InputSpec, progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """Photos through the exact serving path (calibration must see serving's inputs); unreadable ones skipped."""
+    xs, ys = [], []
+    for s in progress(samples) if progress else samples:
+        try:
+            xs.append(prepare(s.path, spec))
+            ys.append(s.label)
+        except (ImageError, OSError):  # unreadable photo: skipped, as in training
+            continue
+    x = np.stack(xs) if xs else np.zeros((0, 3, spec.size, spec.size), dtype=np.float32)
+    return x, np.asarray(ys, dtype=int)
 
 
 class AugmentedImages:

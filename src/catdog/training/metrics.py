@@ -112,3 +112,11 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
         else:
             lo = a
     return float(np.exp((lo + hi) / 2))
+
+
+def calibrated_report(logits: np.ndarray, y: np.ndarray) -> tuple[float, dict]:
+    """Fit the temperature on (logits, y) and report the metrics of the calibrated probabilities."""
+    logits = np.asarray(logits, dtype=np.float64)
+    temperature = fit_temperature(logits, y)
+    margin = (logits[:, 1] - logits[:, 0]) / temperature
+    return temperature, classification_report(y, 1 / (1 + np.exp(-margin)))

@@ -13,17 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from catdog.model.errors import ImageError
 from catdog.model.preprocess import prepare
 from catdog.model.recipe import RECIPE_FILENAME, Recipe
 from catdog.training.data import Sample
 
 
 def quantize_model(model_dir: str | Path, out_dir: str | Path, calibration_images: Sequence[Path],
-                   *, per_channel: bool = True, float_convs: int = 8) -> Path:
+                   *, per_channel: bool = True, float_convs: int = 8, name: str | None = None) -> Path:
     """Write ``out_dir/model.onnx`` (int8 weights and activations) and a copy of the recipe.
 
-    The first ``float_convs`` convolutions, the last one and the head stay in float.
+    The first ``float_convs`` convolutions, the last one and the head stay in float. The
+    recipe's name becomes ``name`` (default: the float model's name + ``-int8``).
     """
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -39,13 +39,16 @@ def quantize_model(model_dir: str | Path, out_dir: str | Path, calibration_image
     pre = out_dir / "model.pre.onnx"
     quant_pre_process(str(model_dir / "model.onnx"), str(pre))
 
+    # Decoded once: the same inputs fix the activation ranges and measure the int8 shift.
+    inputs = np.stack([prepare(path, recipe.input) for path in calibration_images])
+
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.items = iter(calibration_images)
+            self.items = iter(inputs)
 
         def get_next(self):
-            path = next(self.items, None)
-            return None if path is None else {"image": prepare(path, recipe.input)[None]}
+            x = next(self.items, None)
+            return None if x is None else {"image": x[None]}
 
     # The early convolutions see (nearly) raw pixels, whose fine differences int8 rounds
     # away, and the last convolution and head make the decision; all are cheap. Measured
@@ -63,9 +66,8 @@ def quantize_model(model_dir: str | Path, out_dir: str | Path, calibration_image
                     per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     nodes_to_exclude=exclude)
     pre.unlink()
-    shift = correct_head_bias(model_dir / "model.onnx", out_dir / "model.onnx",
-                              np.stack([prepare(path, recipe.input) for path in calibration_images]))
-    recipe = recipe.model_copy(update={"name": recipe.name.removesuffix("-fp32") + "-int8", "training": recipe.training | {
+    shift = correct_head_bias(model_dir / "model.onnx", out_dir / "model.onnx", inputs)
+    recipe = recipe.model_copy(update={"name": name or recipe.name.removesuffix("-fp32") + "-int8", "training": recipe.training | {
         "quantized": f"int8 static QDQ (ONNX Runtime), {len(calibration_images)} calibration photos from train"
                      + (f", first {float_convs} and last convolutions" if float_convs else ", last convolution")
                      + " and head kept float"
@@ -121,26 +123,18 @@ def refit_temperature(model_dir: str | Path, holdout: Sequence[Sample]) -> dict:
     Returns the calibrated held-out report.
     """
     from catdog.model.engine import Classifier
-    from catdog.training.metrics import classification_report, fit_temperature
+    from catdog.training.data import serving_inputs
+    from catdog.training.metrics import calibrated_report
 
     model_dir = Path(model_dir)
     clf = Classifier.load(model_dir, warmup=False)
-    logits, labels = [], []
-    for s in holdout:
-        try:
-            logits.append(clf.backend.run(clf.prepare(s.path)[None])[0])
-            labels.append(s.label)
-        except (ImageError, OSError):
-            continue
-    logits, y = np.asarray(logits, dtype=np.float64), np.asarray(labels)
-    temperature = fit_temperature(logits, y)
-    margin = (logits[:, 1] - logits[:, 0]) / temperature
-    report = classification_report(y, 1 / (1 + np.exp(-margin)))
-    recipe = clf.recipe
+    x, y = serving_inputs(holdout, clf.recipe.input)
+    logits = np.concatenate([clf.backend.run(x[i:i + 32]) for i in range(0, len(x), 32)])
+    temperature, report = calibrated_report(logits, y)
     holdout_metrics = {k: report[k] for k in ("n", "accuracy", "log_loss", "ece", "roc_auc")}
-    recipe.model_copy(update={"temperature": temperature,
-                              "metrics": recipe.metrics | {"holdout": holdout_metrics}}
-                      ).write(model_dir / RECIPE_FILENAME)
+    clf.recipe.model_copy(update={"temperature": temperature,
+                                  "metrics": clf.recipe.metrics | {"holdout": holdout_metrics}}
+                          ).write(model_dir / RECIPE_FILENAME)
     return {"temperature": temperature, **holdout_metrics}
 
 
@@ -152,8 +146,5 @@ def quantize_and_recalibrate(model_dir: str | Path, out_dir: str | Path, data: S
     from catdog.training.data import find_samples, stratified_split
 
     train, holdout = stratified_split(find_samples(data), holdout_fraction, seed)
-    quantize_model(model_dir, out_dir, calibration_sample(train, per_class, seed), float_convs=float_convs)
-    if name:
-        recipe = Recipe.read(Path(out_dir) / RECIPE_FILENAME)
-        recipe.model_copy(update={"name": name}).write(Path(out_dir) / RECIPE_FILENAME)
+    quantize_model(model_dir, out_dir, calibration_sample(train, per_class, seed), float_convs=float_convs, name=name)
     return refit_temperature(out_dir, holdout)

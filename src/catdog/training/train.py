@@ -20,13 +20,17 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from catdog.model.errors import ImageError
-from catdog.model.preprocess import prepare
 from catdog.model.recipe import RECIPE_FILENAME, InputSpec, Recipe
-from catdog.training import backbone
-from catdog.training.data import AugmentedImages, find_samples, load_for_training, stratified_split
+from catdog.training import backbone, metrics
+from catdog.training.data import (
+    AugmentedImages,
+    find_samples,
+    load_for_training,
+    serving_inputs,
+    stratified_split,
+)
 from catdog.training.export import export_onnx, max_abs_difference
-from catdog.training.metrics import classification_report, fit_temperature
+from catdog.training.metrics import classification_report
 
 log = logging.getLogger("catdog.train")
 
@@ -88,24 +92,14 @@ def logits_of(model: nn.Module, tensors: torch.Tensor, batch_size: int = 64) -> 
 
 
 def serving_tensors(samples, spec: InputSpec, progress=None) -> tuple[torch.Tensor, np.ndarray]:
-    """Held-out photos through the exact serving path (calibration must see serving's tensors)."""
-    xs, ys = [], []
-    for s in progress(samples) if progress else samples:
-        try:
-            xs.append(prepare(s.path, spec))
-            ys.append(s.label)
-        except (ImageError, OSError):  # unreadable photo: skipped, as in training
-            continue
-    x = torch.from_numpy(np.stack(xs)) if xs else torch.zeros(0, 3, spec.size, spec.size)
-    return x, np.asarray(ys, dtype=int)
+    """Held-out photos through the exact serving path, as a tensor batch."""
+    x, y = serving_inputs(samples, spec, progress)
+    return torch.from_numpy(x), y
 
 
 def calibrated_report(model: nn.Module, x: torch.Tensor, y: np.ndarray) -> tuple[float, dict]:
     """Fit the temperature on (x, y) and report the calibrated metrics."""
-    logits = logits_of(model, x)
-    temperature = fit_temperature(logits, y)
-    margin = (logits[:, 1] - logits[:, 0]) / temperature
-    return temperature, classification_report(y, 1 / (1 + np.exp(-margin)))
+    return metrics.calibrated_report(logits_of(model, x), y)
 
 
 def choose_serving_spec(model: nn.Module, samples, candidates: list[InputSpec], first=None):
