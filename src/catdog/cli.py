@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     except CatdogError as exc:
         print(f"catdog: error: {exc.message}", file=sys.stderr)
         return 2
+    except FileNotFoundError as exc:  # a folder or file the user named is missing or empty
+        print(f"catdog: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -55,6 +55,19 @@ def test_missing_model_is_a_one_line_error(tmp_path, cat_photo, capsys):
     assert err.startswith("catdog: error: No model file") and "\n" not in err
 
 
+@pytest.mark.parametrize("command", ["evaluate", "quantize"])
+def test_a_data_folder_without_photos_is_a_one_line_error(tmp_path, capsys, command):
+    """No traceback for a mistyped or empty data folder: one line saying which layout is expected."""
+    from catdog.model.engine import bundled_model_dir
+
+    float_model = bundled_model_dir().with_name(bundled_model_dir().name + "-fp32")
+    args = {"evaluate": ["evaluate", str(tmp_path)],
+            "quantize": ["quantize", str(float_model), str(tmp_path), "--out", str(tmp_path / "q")]}[command]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"catdog: error: No images in {tmp_path}/") and "ImageFolder" in err and "\n" not in err
+
+
 def test_info_prints_the_recipe(capsys):
     assert main(["info", "--threads", "1"]) == 0
     info = json.loads(capsys.readouterr().out)
