@@ -190,7 +190,7 @@ def train_head(cfg: HeadConfig) -> dict:
     log.info("ONNX export verified: max |torch - onnxruntime| = %.2e", diff)
     summary = {
         "weight_decay": wd, "temperature": temperature, "other_threshold": threshold,
-        "holdout": report, "onnx_max_abs_diff": diff, "n_fit": int(len(y_train)), "n_holdout": int(len(y_hold)),
+        "holdout": report, "onnx_max_abs_diff": diff, "n_fit": len(y_train), "n_holdout": len(y_hold),
         "seconds": round(time.time() - started, 1),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
     }
