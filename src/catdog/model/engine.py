@@ -122,7 +122,8 @@ class Classifier:
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """(N, ...) model inputs to calibrated (N, K) probabilities, columns in ``self.labels`` order."""
-        raw = np.asarray(self.backend.run(np.ascontiguousarray(batch, dtype=np.float32)), dtype=np.float64)
+        raw = np.asarray(self.backend.run(np.ascontiguousarray(batch, dtype=self.recipe.input.dtype)),
+                         dtype=np.float64)
         probs = self._calibrated(raw, len(batch))
         if self.open_world or not self.recipe.other_label:
             return probs
@@ -211,7 +212,7 @@ class Classifier:
         """Run one dummy batch so the first real request does not pay for ORT's lazy setup."""
         spec = self.recipe.input
         shape = (1, 3, spec.size, spec.size) if spec.layout == "NCHW" else (1, spec.size, spec.size, 3)
-        self.probabilities(np.zeros(shape, dtype=np.float32))
+        self.probabilities(np.zeros(shape, dtype=spec.dtype))
 
     def info(self) -> dict:
         """What /v1/model and ``catdog info`` show about the loaded model."""

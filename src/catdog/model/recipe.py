@@ -35,6 +35,9 @@ class InputSpec(BaseModel):
     layout: Literal["NCHW", "NHWC"] = "NCHW"
     crop: bool = Field(True, description="centre-crop after the short-side resize; "
                        "false: resize the whole image to size x size")
+    dtype: Literal["float32", "uint8"] = Field(
+        "float32", description="float32: the model takes normalised pixels; uint8: the model takes the raw "
+        "0-255 pixels and normalises them itself (mean, std and scale are then inside the graph)")
 
 
 class Recipe(BaseModel):
