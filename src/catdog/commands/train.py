@@ -34,7 +34,8 @@ def add_parser(subparsers) -> None:
                         help="backbone: efficientnet_lite2 (default, the bundled model's), efficientnet_lite1, "
                              "efficientnet_lite0 (2.2x less compute, ~1 point less accurate)")
     parser.add_argument("--image-size", type=int, default=None, help="input side (default: the backbone's)")
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="default 5; with --init --others (open world) 3")
     parser.add_argument("--serve-sizes", type=int, nargs="*", default=[288], metavar="PX",
                         help="also try serving at these sides and keep the best on the held-out split "
                              "(default 288; none to serve at the training size)")
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if training is None:
         return 2
     summary = training.train(training.TrainConfig(
-        data=list(args.data), out=args.out, arch=args.arch, image_size=args.image_size, epochs=args.epochs,
+        data=list(args.data), out=args.out, arch=args.arch, image_size=args.image_size, epochs=args.epochs or 5,
         crop_scale=args.crop_scale, ema_decay=args.ema, serve_sizes=tuple(args.serve_sizes), batch_size=args.batch_size, lr=args.lr,
         holdout_fraction=args.holdout, freeze_stages=args.freeze_stages, seed=args.seed,
         threads=args.threads, limit_per_class=args.limit_per_class,
@@ -85,8 +86,9 @@ def run_open_world(args: argparse.Namespace) -> int:
         return 2
     summary = openworld.train_head(openworld.HeadConfig(
         init=args.init, data=list(args.data), others=list(args.others), out=args.out,
-        holdout_fraction=args.holdout, seed=args.seed, other_cap=args.other_cap, threads=args.threads))
-    print(json.dumps({k: summary[k] for k in ("weight_decay", "temperature", "other_threshold", "seconds")}
+        holdout_fraction=args.holdout, seed=args.seed, other_cap=args.other_cap, threads=args.threads,
+        epochs=args.epochs or 3, batch_size=args.batch_size, lr=args.lr, crop_scale=args.crop_scale))
+    print(json.dumps({k: summary[k] for k in ("best_epoch", "temperature", "other_threshold", "seconds")}
                      | {"held_out": summary["holdout"]["open_world"]}))
     return finish(args)
 
