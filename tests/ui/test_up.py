@@ -1,4 +1,4 @@
-"""``catdog up``: both servers start, answer, and stop cleanly; a dead child takes the app down."""
+"""``catdog up``: both servers start, answer, and stop cleanly; a dead child is restarted."""
 
 from __future__ import annotations
 
@@ -14,8 +14,11 @@ import pytest
 import requests
 
 from catdog.cli import main
+from catdog.commands import up
 from catdog.commands.up import api_command, ui_command
-from tests.ui.servers import ROOT, free_ports, stop, wait_for
+from catdog.servers import answers, free_ports, stop, wait_until_answering
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def descendants(pid: int) -> set[int]:
@@ -63,17 +66,22 @@ def catdog_up(tmp_path):
         process = subprocess.Popen(
             command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-        api_url, ui_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{ui_port}"
-        try:
-            wait_for(api_url + "/readyz", process, log)
-            wait_for(ui_url + "/_stcore/health", process, log)
-            yield process, api_url, ui_url, log
-        finally:
-            family = descendants(process.pid)
-            stop(process)
-            for pid in family:  # only if the test failed half-way: never leave servers behind
-                if alive(pid):
-                    os.kill(pid, signal.SIGKILL)
+    api_url, ui_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{ui_port}"
+    try:
+        wait_until_answering(api_url + "/readyz", process, name="catdog up", log=log)
+        wait_until_answering(ui_url + "/_stcore/health", process, name="catdog up", log=log)
+        yield process, api_url, ui_url, log
+    finally:
+        family = descendants(process.pid)
+        if process.poll() is None:  # SIGINT, as a terminal's Ctrl-C: only `catdog up` gets it
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                stop(process)
+        for pid in family | descendants(process.pid):  # only if a test failed half-way
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def wait_until_printed(log: Path, text: str, timeout: float = 30) -> str:
@@ -114,15 +122,62 @@ def test_up_stops_on_sigterm_too(catdog_up):
 
 
 @pytest.mark.slow
-def test_when_a_child_dies_up_stops_the_other_and_fails(catdog_up):
-    process, *_, log = catdog_up
+def test_when_the_api_dies_it_is_restarted_and_the_ui_stays_up(catdog_up):
+    process, api_url, ui_url, log = catdog_up
     wait_until_printed(log, "catdog is up")
-    family = descendants(process.pid)
-    api = next(pid for pid in family if _is_api(pid, process.pid))
-    os.kill(api, signal.SIGKILL)
-    assert process.wait(60) == 1
-    assert "the API stopped unexpectedly" in log.read_text()
-    assert not any_alive(family)
+    api = api_process(process.pid)
+    ui_pids = {pid for pid in descendants(process.pid) if pid != api} - descendants(api)
+    os.kill(api, signal.SIGKILL)  # as the kernel's out-of-memory killer would
+    wait_until_printed(log, "the API stopped unexpectedly (exit code -9); restarting it in 1 s")
+    assert process.poll() is None  # the supervisor carries on
+    assert answers(ui_url + "/_stcore/health")  # and so does the page
+    wait_until_printed(log, "the API is back", timeout=120)
+    assert requests.get(api_url + "/readyz", timeout=5).ok
+    assert api_process(process.pid) != api
+    assert all(alive(pid) for pid in ui_pids)  # the web UI was never restarted
+
+    process.send_signal(signal.SIGINT)
+    assert process.wait(60) == 0, log.read_text()[-4000:]
+
+
+def test_back_off_doubles_with_each_quick_failure_up_to_a_ceiling():
+    assert [up.backoff(n) for n in (1, 2, 3, 4)] == [1, 2, 4, 8]
+    assert up.backoff(20) == up.BACKOFF_MAX
+
+
+def test_supervision_restarts_a_dead_child_after_its_back_off(capsys):
+    """One child, really started and really killed; the clock is passed in, so nothing sleeps."""
+    child = up.Child("toy", [sys.executable, "-c", "import time; time.sleep(60)"], "http://x", {})
+    child.start()
+    first = child.process
+    try:
+        first.kill()
+        first.wait()
+        now = child.started + 1  # died a second after its start: a quick failure
+        up._check(child, now)
+        assert child.failures == 1 and child.restart_at == now + up.BACKOFF_FIRST
+        up._check(child, now + 0.5)  # still backing off
+        assert child.process is first
+        up._check(child, now + up.BACKOFF_FIRST)
+        assert child.process is not first and child.process.poll() is None
+        assert child.restarts == 1
+        child.process.kill()
+        child.process.wait()
+        up._check(child, child.started + 2)  # a second quick failure: twice as long
+        assert child.failures == 2 and child.restart_at == child.started + 2 + 2 * up.BACKOFF_FIRST
+        child.restart_at = None
+        child.started -= up.STABLE_SECONDS  # ran for a long while before dying: start over
+        up._check(child, child.started + up.STABLE_SECONDS + 1)
+        assert child.failures == 1
+    finally:
+        stop(child.process)
+    err = capsys.readouterr().err
+    assert "the toy stopped unexpectedly (exit code -9); restarting it in 1 s" in err
+    assert "restarting the toy (restart 1)" in err
+
+
+def api_process(up_pid: int) -> int:
+    return next(pid for pid in descendants(up_pid) if _is_api(pid, up_pid))
 
 
 def _is_api(pid: int, parent: int) -> bool:
