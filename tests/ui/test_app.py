@@ -169,6 +169,7 @@ def test_api_down_is_explained_in_plain_words(monkeypatch):
     at = page()
     assert not at.exception
     assert "may be restarting" in at.main.warning[0].value  # the live status line
+    assert "may be restarting" in at.sidebar.warning[0].value
     at.button(key="example-husky.jpg").click().run()
     assert not at.exception
     errors = [e.value for e in at.main.error]

@@ -58,7 +58,7 @@ st.markdown(
 )
 widgets.show_status(client)
 with st.sidebar:
-    widgets.show_model_card(info)
+    widgets.show_about(client)
 
 uploads = st.file_uploader(
     UPLOAD_LABEL,
@@ -91,11 +91,16 @@ clear_column.button(
     "Clear all", key="clear-all", icon="✖️", on_click=clear_all, disabled=not pictures,
     width="stretch",
 )  # fmt: skip
-if classify_all or st.session_state.pop("classify_new", False):
+# Messages go into this slot, so the results keep their place on the page between runs.
+notices = st.container()
+classified_now = classify_all or st.session_state.pop("classify_new", False)
+if classified_now:
     todo = pictures if classify_all else [p for p in pictures if p.key not in results]
-    widgets.classify(client, todo, results)
+    with notices:
+        widgets.classify(client, todo, results)
     st.session_state.classified += 1
-    widgets.scroll_to_results(st.session_state.classified)
 
 if pictures:
     widgets.show_results(pictures, results, labels, max_pixels)
+if classified_now:
+    widgets.scroll_to_results(st.session_state.classified)

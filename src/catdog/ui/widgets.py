@@ -345,8 +345,8 @@ def show_style() -> None:
 .st-key-examples img {{ border-radius: 0.5rem; display: block; margin: 0 auto; }}
 .st-key-examples button {{ padding: 0.1rem 0.4rem; min-height: 2rem; }}
 #catdog-results h2.catdog-h2 {{ font-size: 1.3rem; margin: 0.25rem 0; padding: 0; }}
-/* Streamlit's own grey (#828180) on white is 3.9:1; 4.5:1 is the minimum for small text. */
-[data-testid="stCaptionContainer"], [data-testid="stCaptionContainer"] p {{ color: #5f5e5c !important; }}
+/* Streamlit fades captions to 60% (3.9:1 on white); small text needs at least 4.5:1. */
+[data-testid="stCaptionContainer"] {{ opacity: 1 !important; color: #5f5e5c !important; }}
 .catdog-total {{ margin: 0; }}
 .catdog-summary {{ display: flex; flex-wrap: wrap; gap: 0.25rem 1rem; list-style: none;
   padding: 0; margin: 0 0 0.5rem 0; }}
@@ -403,12 +403,19 @@ def show_status(client: ApiClient) -> None:
         st.warning(text, icon="🔌")
 
 
-def show_model_card(info: ModelInfo | None) -> None:
-    """Sidebar: which model answers, how accurate it is, and what it knows."""
+@st.fragment(run_every=STATUS_EVERY)
+def show_about(client: ApiClient) -> None:
+    """Sidebar: whether the classifier answers, which model it is, how accurate, what it knows.
+
+    Live like the status line: it follows the API going away and coming back.
+    """
     st.header("About the classifier")
+    kind, text = status_line(client.health())
+    info = model_info(client) if kind == "ready" else None
     if info is None:
-        st.caption("The classifier is not answering, so its details are not available yet.")
+        st.warning(text if kind != "ready" else OFFLINE_TEXT, icon="🔌")
         return
+    st.caption(f"✅ {text}")
     st.markdown(f"**{info.name}** · version {info.version}")
     if info.accuracy is None:
         st.caption("Accuracy: not measured yet.")
@@ -514,7 +521,9 @@ def scroll_to_results(nonce: int) -> None:
   const go = () => {{
     const el = document.getElementById("catdog-results");
     if (!el) {{ if (tries++ < 100) setTimeout(go, 50); return; }}
-    el.scrollIntoView({{block: "start"}});
+    // The least scrolling that shows the first answer; focus goes to the results (for
+    // screen readers and the keyboard) without a second jump.
+    (el.querySelector(".catdog-row") || el).scrollIntoView({{block: "nearest"}});
     el.focus({{preventScroll: true}});
   }};
   go();
