@@ -168,9 +168,9 @@ class ApiClient:
         Raises :class:`ApiError` for problems that are not about a file (API down,
         timeout, server error, rate limit, auth).
         """
-        uploads = [Upload(*item) for item in uploads]
+        files = [Upload(*item) for item in uploads]
         results: list[Classification | ApiError] = []
-        for chunk in _chunks(uploads, BATCH_FILES, BATCH_BYTES):
+        for chunk in _chunks(files, BATCH_FILES, BATCH_BYTES):
             results.extend(self._classify_chunk(chunk))
         return results
 
