@@ -199,7 +199,8 @@ def ui_command(host: str, port: int, *, max_upload_mb: float | None = None) -> l
 
 
 def _wait_until_answering(child: Child, timeout: float = START_TIMEOUT) -> None:
-    assert child.process is not None
+    if child.process is None:
+        raise CatdogError(f"The {child.name} was never started.")
     try:
         servers.wait_until_answering(
             child.ready_url, child.process, name=child.name, timeout=timeout
@@ -226,11 +227,10 @@ def _check(child: Child, now: float) -> None:
             child.start()
         return
     code = child.exited()
-    if code is not None:
+    if child.process is not None and code is not None:
         quick = now - child.started < STABLE_SECONDS
         child.failures = child.failures + 1 if quick else 1
         delay = backoff(child.failures)
-        assert child.process is not None
         servers.stop(child.process, STOP_TIMEOUT)  # orphaned workers would keep its port
         _say(
             f"the {child.name} stopped unexpectedly (exit code {code}); restarting it in {delay:g} s. "
