@@ -254,7 +254,9 @@ def test_rejected_files_are_listed_and_counted(page, tmp_path, cat_bytes):
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
     upload(page, *(tmp_path / name for name in files))
-    expect(summary(page)).to_contain_text("4 not classified yet")
+    expect(summary(page)).to_contain_text("3 not classified yet")
+    expect(summary(page)).to_contain_text("1 failed")  # the HEIC photo, said at once
+    expect(row(page, "IMG_0042.heic")).to_contain_text("This is a HEIC photo")
     classify(page)
     expect(summary(page)).to_contain_text("2 failed")
     expect(summary(page)).to_contain_text("4 photos:")

@@ -81,6 +81,7 @@ pictures = widgets.pictures_from(
     limit_bytes=int(upload_mb * 1_000_000),
     max_pixels=max_pixels,
 )
+widgets.record_refusals(pictures, results)
 
 with st.container(key="actions"):
     classify_column, clear_column = st.columns(2)

@@ -443,15 +443,20 @@ def show_examples(on_pick: Callable[[str], None], max_pixels: int) -> None:
         )
 
 
-def classify(client: ApiClient, pictures: Sequence[Picture], results: dict[str, Result]) -> None:
-    """Send ``pictures`` to the API and store each outcome in ``results``.
-
-    A photo the page could not prepare gets its reason as its result, without a request.
-    If the API is away, the page says so in plain words (details in an expander and the log).
-    """
+def record_refusals(pictures: Sequence[Picture], results: dict[str, Result]) -> None:
+    """A photo the page cannot send (HEIC, too large to shrink) fails at once, with its reason:
+    listed and counted as soon as it is uploaded, not after a Classify that cannot help."""
     for picture in pictures:
         if picture.problem:
             results[picture.key] = ApiError(picture.problem, code="not_sent")
+
+
+def classify(client: ApiClient, pictures: Sequence[Picture], results: dict[str, Result]) -> None:
+    """Send ``pictures`` to the API and store each outcome in ``results``.
+
+    Photos the page refused (see :func:`record_refusals`) are not sent. If the API is away,
+    the page says so in plain words (details in an expander and the log).
+    """
     todo = [p for p in pictures if not p.problem]
     if not todo:
         return
