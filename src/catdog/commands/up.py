@@ -80,7 +80,9 @@ def add_parser(subparsers) -> None:
         "up",
         help="start the API and the web UI together (Ctrl-C stops both)",
         description="Start the REST API (catdog serve) and the Streamlit web UI as two processes, "
-        "wait until both answer, print the URL to open, and stop both on Ctrl-C.",
+        "wait until both answer, print the URL to open, and stop both on Ctrl-C. If one of them "
+        "dies, it is restarted (after 1 s, doubling up to 30 s if it keeps dying); the other "
+        "keeps running.",
     )
     parser.add_argument(
         "--host",

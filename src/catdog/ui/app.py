@@ -11,6 +11,8 @@ and ``classified`` (bumped by each Classify, to bring the answers into view).
 
 from __future__ import annotations
 
+import math
+
 import streamlit as st
 from pydantic import ValidationError
 
@@ -65,7 +67,7 @@ uploads = st.file_uploader(
     type=ACCEPTED_TYPES,
     accept_multiple_files=True,
     key=f"uploads-{st.session_state.uploader}",
-    max_upload_size=int(settings.ui_max_upload_mb),
+    max_upload_size=math.ceil(settings.ui_max_upload_mb),
 )
 st.caption(
     f"{FORMATS_TEXT}, up to {settings.ui_max_upload_mb:g} MB each; larger than "
