@@ -259,6 +259,25 @@ def test_a_proxy_error_is_the_plain_offline_message(recorded):
     assert "HTTP 502" in at.expander[0].caption[0].value
 
 
+def test_an_answer_that_is_not_the_catdog_api_is_plain_words_too(recorded):
+    recorded.post(URL + "/predict", status=404, body="<html>Not Found</html>")
+    at = page()
+    at.button(key="example-puppy.jpg").click().run()
+    assert at.main.error[0].value.startswith("The classifier sent an answer this page does not")
+    assert "HTTP 404" in at.expander[0].caption[0].value
+    assert not any(word in texts(at) for word in DEVELOPER_WORDS)
+
+
+def test_the_apis_own_messages_are_shown_as_they_are(recorded):
+    message = "Too many requests from your address (limit 2 per 1 minute); wait and retry."
+    recorded.post(
+        URL + "/predict", status=429, json={"error": {"code": "rate_limited", "message": message}}
+    )
+    at = page()
+    at.button(key="example-puppy.jpg").click().run()
+    assert [e.value for e in at.main.error] == [message]
+
+
 def test_a_slow_api_says_so(recorded, monkeypatch):
     monkeypatch.setenv("CATDOG_API_TIMEOUT", "1.5")
     recorded.post(URL + "/predict", body=requests.ReadTimeout("read timed out"))

@@ -48,6 +48,10 @@ OFFLINE_TEXT = (
     "The classifier is not answering right now; it may be restarting. Please try again in a moment."
 )
 
+UNEXPECTED_TEXT = (
+    "The classifier sent an answer this page does not understand. Please try again later."
+)
+
 Result = Classification | ApiError
 
 
@@ -472,13 +476,13 @@ def classify(client: ApiClient, pictures: Sequence[Picture], results: dict[str, 
 def show_api_error(exc: ApiError, url: str) -> None:
     """An error about the API, not a photo. The developer's version goes to the log."""
     log.warning("request to the API at %s failed: %s", url, exc.message)
-    if exc.offline:
-        st.error(OFFLINE_TEXT, icon="🔌")
-        with st.expander("Technical details"):
-            what = f"HTTP {exc.status}" if exc.status else "no answer"
-            st.caption(f"Classifier service address: {url} ({what}).")
-    else:
+    if exc.code and not exc.offline:  # the API's own message, written for people (rate limit...)
         st.error(exc.message, icon="🚫")
+        return
+    st.error(OFFLINE_TEXT if exc.offline else UNEXPECTED_TEXT, icon="🔌")
+    with st.expander("Technical details"):
+        what = f"HTTP {exc.status}" if exc.status else "no answer"
+        st.caption(f"Classifier service address: {url} ({what}).")
 
 
 def show_results(
