@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     api_url: str = Field("http://localhost:8000", description="where the web UI finds the API")
     api_timeout: float = Field(15.0, gt=0, description="seconds the web UI waits for the API")
     api_key: str | None = Field(None, description="X-API-Key the web UI sends, if the API requires keys")
+    ui_max_upload_mb: float = Field(
+        50.0, gt=0, le=1024,
+        description="largest photo the web page takes, in MB; photos over the API's limit are shrunk "
+        "by the page before they are sent (phone photos are often over 10 MB)",
+    )
 
     @field_validator("cors_origins", "api_keys", mode="before")
     @classmethod

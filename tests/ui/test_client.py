@@ -110,8 +110,10 @@ def test_model_info_finds_the_headline_accuracy(api, client):
             "input_size": 224,
             "threshold": 0.5,
             "temperature": 1.2,
-            "metrics": {"holdout": {"n": 399, "accuracy": 0.992},
-                        "val": {"n": 1000, "accuracy": 0.987, "log_loss": 0.04}},
+            "metrics": {
+                "holdout": {"n": 399, "accuracy": 0.992},
+                "val": {"n": 1000, "accuracy": 0.987, "log_loss": 0.04},
+            },
         },
     )
     info = client.model_info()

@@ -27,6 +27,8 @@ PROBE_TIMEOUT = 5.0
 API_KEY_HEADER = "X-API-Key"
 #: Answers that blame one file (bad image, too large, too many pixels), not the API.
 FILE_ERROR_STATUSES = frozenset({400, 413, 415, 422})
+#: Answers (without a catdog error body) that mean the API is away: proxy errors, not ready.
+OFFLINE_STATUSES = frozenset({502, 503, 504})
 #: Batch-request answers that may depend on how many files went together: retry in halves.
 SPLIT_STATUSES = frozenset({400, 413})
 
@@ -39,11 +41,21 @@ class ApiError(Exception):
     error code (``"not_an_image"``, ...) when it sent one.
     """
 
-    def __init__(self, message: str, status: int | None = None, code: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        status: int | None = None,
+        code: str | None = None,
+        *,
+        offline: bool = False,
+    ):
         super().__init__(message)
         self.message = message
         self.status = status
         self.code = code
+        #: The API is away (not running, restarting, stuck, or its proxy says it is down):
+        #: nothing is wrong with the photos, and trying again later may work.
+        self.offline = offline
 
     def __repr__(self) -> str:
         return f"ApiError({self.message!r}, status={self.status!r}, code={self.code!r})"
@@ -65,9 +77,12 @@ class ModelInfo:
 
     name: str
     version: str
-    labels: tuple[str, ...] = ("cat", "dog")
+    labels: tuple[str, ...] = ()
     accuracy: float | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    #: The limits the API enforces (``limits`` in ``/v1/model``), when it reports them.
+    max_upload_mb: float | None = None
+    max_pixels: int | None = None
 
 
 @dataclass(frozen=True)
@@ -122,12 +137,15 @@ class ApiClient:
                 return None
             raise
         try:
+            limits = body.get("limits") or {}
             return ModelInfo(
                 name=str(body["name"]),
                 version=str(body["version"]),
-                labels=tuple(body.get("labels") or ("cat", "dog")),
+                labels=tuple(str(label) for label in body.get("labels") or ()),
                 accuracy=_find_accuracy(body.get("metrics") or {}),
                 metrics=dict(body.get("metrics") or {}),
+                max_upload_mb=float(limits["max_upload_mb"]) if "max_upload_mb" in limits else None,
+                max_pixels=int(limits["max_pixels"]) if "max_pixels" in limits else None,
             )
         except (KeyError, TypeError, ValueError):
             raise self._unexpected("/v1/model") from None
@@ -150,9 +168,9 @@ class ApiClient:
         Raises :class:`ApiError` for problems that are not about a file (API down,
         timeout, server error, rate limit, auth).
         """
-        uploads = [Upload(*item) for item in uploads]
+        files = [Upload(*item) for item in uploads]
         results: list[Classification | ApiError] = []
-        for chunk in _chunks(uploads, BATCH_FILES, BATCH_BYTES):
+        for chunk in _chunks(files, BATCH_FILES, BATCH_BYTES):
             results.extend(self._classify_chunk(chunk))
         return results
 
@@ -214,12 +232,14 @@ class ApiClient:
         except requests.Timeout:
             raise ApiError(
                 f"The catdog API at {self.base_url} did not answer within {timeout:g} s. "
-                "It may be busy or stuck; try again, or raise CATDOG_API_TIMEOUT."
+                "It may be busy or stuck; try again, or raise CATDOG_API_TIMEOUT.",
+                offline=True,
             ) from None
         except requests.ConnectionError:
             raise ApiError(
                 f"The catdog API is not reachable at {self.base_url}; start it with `catdog serve` "
-                "(or run the whole app with `catdog up`), or set CATDOG_API_URL to where it runs."
+                "(or run the whole app with `catdog up`), or set CATDOG_API_URL to where it runs.",
+                offline=True,
             ) from None
         except requests.RequestException as exc:
             raise ApiError(
@@ -237,7 +257,10 @@ class ApiClient:
         error = body.get("error") if isinstance(body, dict) else None
         if isinstance(error, dict) and error.get("message"):
             raise ApiError(
-                str(error["message"]), status=response.status_code, code=error.get("code")
+                str(error["message"]),
+                status=response.status_code,
+                code=error.get("code"),
+                offline=response.status_code in OFFLINE_STATUSES,
             )
         reason = f"{response.status_code} {response.reason or ''}".strip()
         raise ApiError(
@@ -248,6 +271,7 @@ class ApiClient:
                 else "; is CATDOG_API_URL pointing at the catdog API?"
             ),
             status=response.status_code,
+            offline=response.status_code in OFFLINE_STATUSES,
         )
 
     def _unexpected(self, path: str) -> ApiError:
