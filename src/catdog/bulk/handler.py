@@ -19,6 +19,7 @@ import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 
 from catdog.config import Settings
+from catdog.model.decode import DEFAULT_MAX_PIXELS
 from catdog.model.engine import Classifier
 
 #: Photos per model call: ``catdog predict``'s default, measured to be past the knee of
@@ -39,10 +40,16 @@ class ModelSpec:
     threads: int | None = None
     max_pixels: int | None = None
 
-    def load(self) -> Classifier:
+    def resolved(self) -> ModelSpec:
+        """The spec with this process's settings filled in where a field is None."""
         settings = Settings()
-        return Classifier.load(self.model or settings.model, threads=self.threads or settings.threads,
-                               max_pixels=self.max_pixels or settings.max_pixels)
+        model = self.model or settings.model
+        return ModelSpec(model=str(model) if model else None, threads=self.threads or settings.threads,
+                         max_pixels=self.max_pixels or settings.max_pixels)
+
+    def load(self) -> Classifier:
+        spec = self.resolved()
+        return Classifier.load(spec.model, threads=spec.threads, max_pixels=spec.max_pixels or DEFAULT_MAX_PIXELS)
 
 
 _classifiers: dict[ModelSpec, Classifier] = {}
@@ -50,11 +57,16 @@ _classifiers_lock = threading.Lock()
 
 
 def shared_classifier(spec: ModelSpec) -> Classifier:
-    """The process's one ``Classifier`` for ``spec`` (loaded on first use)."""
+    """The process's one ``Classifier`` for ``spec`` (loaded on first use).
+
+    Keyed by the resolved spec, so a process whose settings change (a test, a notebook)
+    does not get the model it loaded before.
+    """
+    key = spec.resolved()
     with _classifiers_lock:
-        if spec not in _classifiers:
-            _classifiers[spec] = spec.load()
-        return _classifiers[spec]
+        if key not in _classifiers:
+            _classifiers[key] = key.load()
+        return _classifiers[key]
 
 
 def model_info(clf: Classifier) -> dict[str, str]:

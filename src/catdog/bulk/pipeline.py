@@ -110,22 +110,28 @@ def input_patterns(inputs: Sequence[str]) -> list[tuple[str, bool]]:
     return patterns
 
 
-def match_paths(entry: tuple[str, bool]) -> Iterator[str]:
-    """The files one pattern matches (only image files for a folder)."""
+def match_paths(entry: tuple[str, bool]) -> Iterator[tuple[str, int]]:
+    """``(path, size in bytes)`` of the files one pattern matches (only image files for a folder)."""
     pattern, images_only = entry
     for result in FileSystems.match([pattern]):
         for metadata in result.metadata_list:
             path = metadata.path
             if images_only and posixpath.splitext(path)[1].lower() not in IMAGE_SUFFIXES:
                 continue
-            yield path
+            yield path, int(metadata.size_in_bytes)
 
 
-def read_file(path: str, max_bytes: int) -> bytes:
-    """A file's bytes, reading at most ``max_bytes + 1`` of them (an enormous file costs nothing).
+def read_file(path: str, max_bytes: int, size: int | None = None) -> bytes:
+    """A file's bytes; an enormous one is refused by its listed size, unread.
 
-    Always uncompressed: Beam would otherwise gunzip a ``.gz`` by its name.
+    At most ``max_bytes + 1`` bytes are read even so, in case the file grew since it was
+    listed. Always uncompressed: Beam would otherwise gunzip a ``.gz`` by its name.
     """
+    if size is not None and size > max_bytes:
+        raise ImageTooLarge(size, max_bytes)
+    if _is_local(path) and Path(path).exists() and not Path(path).is_file():
+        # A named pipe or a device would block the read or never end.
+        raise UnreadableFile("Cannot read the file: it is not a regular file (a pipe or a device?).")
     try:
         with FileSystems.open(path, mime_type="application/octet-stream",
                               compression_type=CompressionTypes.UNCOMPRESSED) as f:
@@ -133,15 +139,8 @@ def read_file(path: str, max_bytes: int) -> bytes:
     except OSError as exc:  # BeamIOError is an OSError too
         raise UnreadableFile(f"Cannot read the file: {getattr(exc, 'strerror', None) or exc}.") from None
     if len(data) > max_bytes:
-        raise ImageTooLarge(_size(path, len(data)), max_bytes)
+        raise ImageTooLarge(len(data), max_bytes)  # at least that many: the rest was not read
     return data
-
-
-def _size(path: str, at_least: int) -> int:
-    try:
-        return int(FileSystems.match([path])[0].metadata_list[0].size_in_bytes)
-    except (OSError, IndexError):
-        return at_least
 
 
 def error_row(path: str, code: str, message: str) -> dict:
@@ -149,7 +148,7 @@ def error_row(path: str, code: str, message: str) -> dict:
 
 
 class ReadAndPrepare(beam.DoFn):
-    """Path ─▶ ``(path, model input)``, or an error row on the ``errors`` output.
+    """``(path, size)`` ─▶ ``(path, model input)``, or an error row on the ``errors`` output.
 
     The tensor comes from ``Classifier.prepare``: the server's own decoding and
     preprocessing, so a photo gets the same answer here as from the API.
@@ -163,9 +162,10 @@ class ReadAndPrepare(beam.DoFn):
     def setup(self) -> None:
         self.classifier = shared_classifier(self.spec)
 
-    def process(self, path: str):
+    def process(self, element: tuple[str, int]):
+        path, size = element
         try:
-            tensor = self.classifier.prepare(read_file(path, self.max_bytes))
+            tensor = self.classifier.prepare(read_file(path, self.max_bytes, size))
         except ImageError as exc:
             self.failed.inc()
             yield beam.pvalue.TaggedOutput(ERRORS, error_row(path, exc.code, exc.message))
