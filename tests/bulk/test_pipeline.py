@@ -180,3 +180,13 @@ def test_an_empty_folder_writes_empty_outputs_and_exits_1(tmp_path, capsys):
     assert run_bulk(str(folder), "--out", str(out)) == 1
     assert read_rows(out, "predictions") == [] and read_rows(out, "errors") == []
     assert "no files found" in capsys.readouterr().err
+
+
+def test_beam_options_pass_through_two_local_workers_same_rows(photo_folder, tmp_path):
+    """Options catdog does not know go to Beam: two worker threads give the same rows as one."""
+    folder, photos, broken = photo_folder
+    out = tmp_path / "out"
+    assert run_bulk(str(folder), "--out", str(out), "--direct_num_workers=2",
+                    "--direct_running_mode=multi_threading") == 0
+    assert sorted(r["path"] for r in read_rows(out, "predictions")) == sorted(map(str, photos))
+    assert sorted(r["path"] for r in read_rows(out, "errors")) == sorted(map(str, broken))

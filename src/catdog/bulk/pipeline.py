@@ -15,6 +15,7 @@ shuffles paths only, never photo bytes.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -297,6 +298,21 @@ def summarise(counts: list[dict], labels: Sequence[str], seconds: float) -> dict
     }
 
 
+def pipeline_options(job: BulkJob) -> PipelineOptions:
+    """Beam's options from the pass-through arguments, checked now (a bad value is one line,
+    not Beam's 150-line usage text after the model has loaded). Beam itself warns about
+    an unknown option and suggests the closest known one."""
+    options = PipelineOptions(list(job.pipeline_args), runner=job.runner)
+    usage = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(usage):
+            options.get_all_options(display_warnings=True)
+    except SystemExit:
+        last = (usage.getvalue().strip().splitlines() or ["invalid"])[-1]
+        raise BulkError(f"Beam pipeline option: {last.split(' error: ', 1)[-1]}") from None
+    return options
+
+
 def run(job: BulkJob) -> dict:
     """Run the job to the end and return its summary (also written to OUT/summary.json).
 
@@ -308,11 +324,11 @@ def run(job: BulkJob) -> dict:
             raise BulkError(f"unknown output format {fmt!r}; choose from {', '.join(EXTRA_FORMATS)}")
     if job.max_bytes < 1:
         raise BulkError("--max-file-mb must be positive")
+    options = pipeline_options(job)
     patterns = input_patterns(job.inputs)
     classifier = shared_classifier(job.spec)
     labels = list(classifier.recipe.labels)
     _prepare_out(job)
-    options = PipelineOptions(list(job.pipeline_args), runner=job.runner)
     log.info("classifying %s with %s on %s", ", ".join(p for p, _ in patterns), classifier.recipe.name, job.runner)
     started = time.perf_counter()
     pipeline = beam.Pipeline(options=options)
