@@ -8,12 +8,12 @@ import pytest
 
 pytest.importorskip("apache_beam", reason="needs the bulk extra: pip install -e '.[bulk]' (scripts/test.sh does)")
 
-import apache_beam as beam  # noqa: E402
-from apache_beam.ml.inference.base import KeyedModelHandler, RunInference  # noqa: E402
-from apache_beam.testing.util import assert_that, equal_to  # noqa: E402
+import apache_beam as beam
+from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+from apache_beam.testing.util import assert_that, equal_to
 
-from catdog.bulk.handler import ClassifierHandler, ModelSpec, shared_classifier  # noqa: E402
-from tests.conftest import CAT_PHOTOS, DOG_PHOTOS  # noqa: E402
+from catdog.bulk.handler import ClassifierHandler, ModelSpec, shared_classifier
+from tests.conftest import CAT_PHOTOS, DOG_PHOTOS
 
 SPEC = ModelSpec(threads=1)
 PHOTOS = CAT_PHOTOS + DOG_PHOTOS

@@ -17,10 +17,10 @@ from PIL import Image
 
 pytest.importorskip("apache_beam", reason="needs the bulk extra: pip install -e '.[bulk]' (scripts/test.sh does)")
 
-from catdog.bulk.handler import ModelSpec, shared_classifier  # noqa: E402
-from catdog.cli import main  # noqa: E402
-from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, encode  # noqa: E402
-from tests.hostile import png_claiming, zip_archive  # noqa: E402
+from catdog.bulk.handler import ModelSpec, shared_classifier
+from catdog.cli import main
+from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, encode
+from tests.hostile import png_claiming, zip_archive
 
 pytestmark = pytest.mark.slow
 
@@ -145,7 +145,7 @@ def test_every_photo_gets_the_engines_answer_and_every_broken_file_the_apis_code
 
 
 def test_globs_and_files_are_taken_as_given_and_outputs_are_not_overwritten(photo_folder, tmp_path, capsys):
-    folder, photos, _ = photo_folder
+    folder, _, _ = photo_folder
     out = tmp_path / "out"
     # A glob matches notes.txt too: named explicitly, it is reported, not skipped.
     assert run_bulk(str(folder / "*.txt"), str(CAT_PHOTOS[0]), "--out", str(out)) == 0

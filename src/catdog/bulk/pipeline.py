@@ -33,7 +33,13 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from catdog.bulk.handler import DEFAULT_BATCH_SIZE, ClassifierHandler, ModelSpec, model_info, shared_classifier
+from catdog.bulk.handler import (
+    DEFAULT_BATCH_SIZE,
+    ClassifierHandler,
+    ModelSpec,
+    model_info,
+    shared_classifier,
+)
 from catdog.model.decode import IMAGE_SUFFIXES
 from catdog.model.errors import CatdogError, ImageError, ImageTooLarge, UnreadableFile
 
@@ -171,7 +177,7 @@ class ReadAndPrepare(beam.DoFn):
             self.failed.inc()
             yield beam.pvalue.TaggedOutput(ERRORS, error_row(path, exc.code, exc.message))
             return
-        except Exception as exc:  # noqa: BLE001 - one file must never fail a job of millions
+        except Exception as exc:
             log.exception("unexpected error on %s", path)
             self.failed.inc()
             yield beam.pvalue.TaggedOutput(ERRORS, error_row(
@@ -198,7 +204,7 @@ def csv_line(row: dict, labels: Sequence[str]) -> str:
 
 
 def parquet_schema(labels: Sequence[str]):
-    import pyarrow as pa
+    import pyarrow as pa  # type: ignore[import-untyped]
 
     return pa.schema([
         ("path", pa.string()),
