@@ -20,7 +20,7 @@ from packaging.utils import canonicalize_name
 
 from tests.deploy.conftest import ROOT
 
-BLOCKED = ("torch", "torchvision", "timm", "streamlit")
+BLOCKED = ("torch", "torchvision", "timm", "streamlit", "apache_beam")
 # Loaded here by setuptools' .pth hook (_distutils_hack); the image's venv has neither.
 VENV_SEED = {"pip", "setuptools"}
 
