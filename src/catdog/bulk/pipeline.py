@@ -215,22 +215,27 @@ def parquet_schema(labels: Sequence[str]):
     ])
 
 
+def _write_jsonl(prefix: str, labels: Sequence[str]) -> beam.PTransform:
+    return beam.Map(json.dumps) | beam.io.WriteToText(prefix, file_name_suffix=".jsonl")
+
+
+def _write_csv(prefix: str, labels: Sequence[str]) -> beam.PTransform:
+    return beam.Map(csv_line, labels) | beam.io.WriteToText(prefix, file_name_suffix=".csv",
+                                                             header=csv_header(labels))
+
+
+def _write_parquet(prefix: str, labels: Sequence[str]) -> beam.PTransform:
+    return beam.io.WriteToParquet(prefix, parquet_schema(labels), file_name_suffix=".parquet")
+
+
+#: Output format -> the transform that writes prediction rows in it under a path prefix.
+WRITERS = {"jsonl": _write_jsonl, "csv": _write_csv, "parquet": _write_parquet}
+#: The formats a flag adds to the JSON lines that are always written.
+EXTRA_FORMATS = tuple(fmt for fmt in WRITERS if fmt != "jsonl")
+
+
 def _write(rows, out: str, name: str, fmt: str, labels: Sequence[str]):
-    prefix = FileSystems.join(out, name)
-    if fmt == "jsonl":
-        return (rows | f"{name} as JSON" >> beam.Map(json.dumps)
-                | f"write {name}.jsonl" >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl"))
-    if fmt == "csv":
-        return (rows | f"{name} as CSV" >> beam.Map(csv_line, labels)
-                | f"write {name}.csv" >> beam.io.WriteToText(prefix, file_name_suffix=".csv",
-                                                             header=csv_header(labels)))
-    if fmt == "parquet":
-        return rows | f"write {name}.parquet" >> beam.io.WriteToParquet(
-            prefix, parquet_schema(labels), file_name_suffix=".parquet")
-    raise ValueError(f"unknown output format {fmt!r}")
-
-
-EXTRA_FORMATS = ("csv", "parquet")
+    return rows | f"write {name}.{fmt}" >> WRITERS[fmt](FileSystems.join(out, name), labels)
 
 
 # -- the pipeline --------------------------------------------------------------------------
