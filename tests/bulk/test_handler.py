@@ -46,7 +46,7 @@ def test_run_inference_gives_one_row_per_tensor_in_order(tensors):
     clf = handler.load_model()
     rows = list(handler.run_inference(tensors, clf))
     assert len(rows) == len(PHOTOS)
-    labels = list(clf.recipe.labels)
+    labels = list(clf.labels)
     for photo, row in zip(PHOTOS, rows):
         single = clf.predict(photo).to_dict()  # one photo at a time, the API's path
         assert row["label"] == single["label"]

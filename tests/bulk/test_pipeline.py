@@ -93,7 +93,7 @@ def test_every_photo_gets_the_engines_answer_and_every_broken_file_the_apis_code
     out = tmp_path / "out"
     assert run_bulk(str(folder), "--out", str(out), "--batch-size", "3", "--csv", "--parquet") == 0
     clf = shared_classifier(ModelSpec(threads=1))
-    labels = list(clf.recipe.labels)
+    labels = list(clf.labels)
 
     rows = read_rows(out, "predictions")
     assert sorted(r["path"] for r in rows) == sorted(map(str, photos))
@@ -190,3 +190,46 @@ def test_beam_options_pass_through_two_local_workers_same_rows(photo_folder, tmp
                     "--direct_running_mode=multi_threading") == 0
     assert sorted(r["path"] for r in read_rows(out, "predictions")) == sorted(map(str, photos))
     assert sorted(r["path"] for r in read_rows(out, "errors")) == sorted(map(str, broken))
+
+
+def test_a_three_label_open_world_model_and_its_closed_world_setting(tmp_path):
+    """The labels are the model's: a crafted cat/dog/other model (tests/model/test_labels.py)
+    answers by colour, and every output (rows, CSV, Parquet, summary) carries all three."""
+    pytest.importorskip("onnx", reason="builds the three-label model")
+    from tests.model.test_labels import BLUE, GREEN, RED, colour_model, photo
+
+    model = tmp_path / "model"
+    colour_model(model, other_label="other", other_threshold=0.5)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    truth = {}
+    for name, colour, label in [("b1", BLUE, "cat"), ("b2", BLUE, "cat"), ("r1", RED, "dog"), ("g1", GREEN, "other"),
+                                ("g2", GREEN, "other"), ("g3", GREEN, "other")]:
+        path = folder / f"{name}.png"
+        photo(colour).save(path)
+        truth[str(path)] = label
+    (folder / "broken.png").write_bytes(b"")
+
+    out = tmp_path / "open"
+    assert run_bulk(str(folder), "--out", str(out), "--model", str(model), "--csv", "--parquet") == 0
+    rows = read_rows(out, "predictions")
+    assert {r["path"]: r["label"] for r in rows} == truth
+    assert all(list(r["probabilities"]) == ["cat", "dog", "other"] for r in rows)
+    assert all(r["model"]["name"] == "colours" for r in rows)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["labels"] == {"cat": 2, "dog": 1, "other": 3} and summary["error_codes"] == {"empty_file": 1}
+    with open(next(out.glob("predictions-*.csv")), newline="") as f:
+        table = list(csv.DictReader(f))
+    assert {"p_cat", "p_dog", "p_other"} <= set(table[0])
+    import pyarrow.parquet as pq
+
+    parquet = pq.read_table(sorted(out.glob("predictions-*.parquet"))).to_pylist()
+    assert all(set(r["probabilities"]) == {"cat", "dog", "other"} for r in parquet)
+
+    closed = tmp_path / "closed"
+    assert run_bulk(str(folder), "--out", str(closed), "--model", str(model), "--closed-world") == 0
+    rows = read_rows(closed, "predictions")
+    assert all(list(r["probabilities"]) == ["cat", "dog"] for r in rows)
+    assert all(r["label"] == truth[r["path"]] for r in rows if truth[r["path"]] != "other")
+    assert "other" not in {r["label"] for r in rows}
+    assert set(json.loads((closed / "summary.json").read_text())["labels"]) == {"cat", "dog"}

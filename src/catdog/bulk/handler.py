@@ -39,17 +39,20 @@ class ModelSpec:
     model: str | None = None
     threads: int | None = None
     max_pixels: int | None = None
+    open_world: bool | None = None  # False: never answer the model's "other" label
 
     def resolved(self) -> ModelSpec:
         """The spec with this process's settings filled in where a field is None."""
         settings = Settings()
         model = self.model or settings.model
         return ModelSpec(model=str(model) if model else None, threads=self.threads or settings.threads,
-                         max_pixels=self.max_pixels or settings.max_pixels)
+                         max_pixels=self.max_pixels or settings.max_pixels,
+                         open_world=settings.open_world if self.open_world is None else self.open_world)
 
     def load(self) -> Classifier:
         spec = self.resolved()
-        return Classifier.load(spec.model, threads=spec.threads, max_pixels=spec.max_pixels or DEFAULT_MAX_PIXELS)
+        return Classifier.load(spec.model, threads=spec.threads, max_pixels=spec.max_pixels or DEFAULT_MAX_PIXELS,
+                               open_world=spec.open_world is not False)
 
 
 _classifiers: dict[ModelSpec, Classifier] = {}

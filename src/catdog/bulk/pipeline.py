@@ -338,7 +338,7 @@ def run(job: BulkJob) -> dict:
     options = pipeline_options(job)
     patterns = input_patterns(job.inputs)
     classifier = shared_classifier(job.spec)
-    labels = list(classifier.recipe.labels)
+    labels = list(classifier.labels)
     _prepare_out(job)
     log.info("classifying %s with %s on %s", ", ".join(p for p, _ in patterns), classifier.recipe.name, job.runner)
     started = time.perf_counter()

@@ -10,6 +10,8 @@ import argparse
 import logging
 import sys
 
+from catdog.commands._common import add_model_arguments
+
 DESCRIPTION = """\
 Classify every photo under INPUT with an Apache Beam pipeline: on this machine by default
 (Beam's local runner), or on Dataflow, Flink or Spark with --runner and Beam's own options,
@@ -29,11 +31,7 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="folder, glob or file (local or gs://)")
     parser.add_argument("--out", required=True, help="output folder (local or gs://)")
-    parser.add_argument("--model", default=None,
-                        help="model file or directory on the workers (default: their $CATDOG_MODEL, "
-                             "else the bundled model)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="ONNX Runtime threads per worker process (default: $CATDOG_THREADS, else all cores)")
+    add_model_arguments(parser)  # --model, --threads, --closed-world: as for predict, on every worker
     parser.add_argument("--runner", default="DirectRunner",
                         help="Beam runner: DirectRunner (default, this machine), DataflowRunner, FlinkRunner...")
     parser.add_argument("--batch-size", type=int, default=16, help="photos per model call (default 16)")
@@ -65,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     job = pipeline.BulkJob(
         inputs=args.inputs, out=args.out,
-        spec=handler.ModelSpec(model=args.model, threads=args.threads),
+        spec=handler.ModelSpec(model=str(args.model) if args.model else None, threads=args.threads,
+                               open_world=False if args.closed_world else None),
         batch_size=args.batch_size, max_file_mb=args.max_file_mb,
         formats=[fmt for fmt in pipeline.EXTRA_FORMATS if getattr(args, fmt)],
         runner=args.runner, pipeline_args=args.extra_args, overwrite=args.overwrite,
