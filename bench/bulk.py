@@ -118,23 +118,23 @@ def main() -> int:
     markdown = "\n".join([
         "## Bulk: `catdog bulk` (Apache Beam) vs `catdog predict`",
         "",
-        f"`python bench/bulk.py` runs each command in a new process on `{data_rel}` ({photos:,} photos), "
+        (f"`python bench/bulk.py` runs each command in a new process on `{data_rel}` ({photos:,} photos), "
         f"{args.rounds} interleaved rounds, medians shown; wall time is launch to exit (start-up, model load "
-        "and Beam's pipeline set-up included), CPU is the process tree's user + system time. Commands:",
+        "and Beam's pipeline set-up included), CPU is the process tree's user + system time. Commands:"),
         "",
         *[f"- `{name}`: `{shlex.join(['catdog', *c[1:]]).replace(str(args.data), 'DIR')}`"
           for name, c in contenders(args.data, Path("OUT")).items()],
         "",
-        f"Machine: {machine()}. Load average (1/5/15 min) right after the run: "
-        f"{load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f} (other jobs share these cores: compare the ratios).",
+        (f"Machine: {machine()}. Load average (1/5/15 min) right after the run: "
+        f"{load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f} (other jobs share these cores: compare the ratios)."),
         "",
         table(["command", "wall s", "photos/s", "vs predict", "CPU s", "photos per CPU-second"], rows),
         "",
-        f"- Floor (within 2x of `catdog predict`): {'met' if summary['bulk']['photos_per_s'] * 2 >= base else 'NOT met'}"
-        f" ({summary['bulk']['photos_per_s'] / base:.2f}x).",
+        (f"- Floor (within 2x of `catdog predict`): {'met' if summary['bulk']['photos_per_s'] * 2 >= base else 'NOT met'}"
+        f" ({summary['bulk']['photos_per_s'] / base:.2f}x)."),
         f"- Every photo got the same label from `catdog bulk` as from `catdog predict`: {'yes' if same_answers else 'NO'}.",
-        "- Photos per CPU-second is what one Dataflow vCPU delivers with the same model; docs/bulk.md prices a "
-        "million photos from it.",
+        ("- Photos per CPU-second is what one Dataflow vCPU delivers with the same model; docs/bulk.md prices a "
+        "million photos from it."),
     ])
     print(markdown)
     if not args.no_write:
