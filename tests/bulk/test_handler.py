@@ -63,6 +63,7 @@ def test_the_size_of_a_batch_is_its_tensors_bytes(tensors):
     assert handler.get_num_bytes(tensors[:3]) == 3 * tensors[0].nbytes
 
 
+@pytest.mark.slow
 def test_runinference_feeds_the_handler_batches_of_the_configured_size(tensors):
     """Seven tensors, batches of three: 3 + 3 + 1, every row keyed by its path."""
     keyed = [(f"photo-{i}", tensors[i % len(tensors)]) for i in range(7)]
