@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -60,7 +61,7 @@ def test_a_data_folder_without_photos_is_a_one_line_error(tmp_path, capsys, comm
     """No traceback for a mistyped or empty data folder: one line saying which layout is expected."""
     from catdog.model.engine import bundled_model_dir
 
-    float_model = bundled_model_dir().with_name(bundled_model_dir().name + "-fp32")
+    float_model = Path(__file__).parents[2] / "models" / (bundled_model_dir().name + "-fp32")
     args = {"evaluate": ["evaluate", str(tmp_path)],
             "quantize": ["quantize", str(float_model), str(tmp_path), "--out", str(tmp_path / "q")]}[command]
     assert main(args) == 2
