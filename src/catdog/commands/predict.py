@@ -10,7 +10,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from catdog.commands._common import add_model_arguments, iter_image_files, load_classifier
-from catdog.model.engine import Prediction
+from catdog.prediction import Prediction
 from catdog.model.errors import ImageError, UnreadableFile
 
 
