@@ -53,10 +53,10 @@ def bad_inputs(cat_bytes) -> dict[str, bytes]:
 
 
 @contextmanager
-def serving(app) -> Iterator[str]:
-    """Serve ``app`` on a free loopback port in a thread (a real HTTP server, real sockets) for
-    the block; yields its base URL. For real client libraries against the real app."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+def serving(app, port: int = 0) -> Iterator[str]:
+    """Serve ``app`` on a loopback port (default: a free one) in a thread, a real HTTP server on
+    real sockets, for the block; yields its base URL. For real client libraries against the app."""
+    server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
