@@ -41,8 +41,9 @@ from catdog.prediction import Prediction
 
 __all__ = ["APIConnectionError", "APIError", "Client", "Limits", "ModelInfo", "Photo", "ServerStatus"]
 
-#: What a photo can be: a path, its bytes, a binary file object, or a PIL image.
-Photo = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, IO[bytes], Any]
+#: What a photo can be: a path, its bytes, a binary file object, a PIL image, or a
+#: ``(file name, bytes)`` pair (the name is only shown in the server's logs).
+Photo = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, IO[bytes], tuple[str, bytes], Any]
 
 API_KEY_HEADER = "X-API-Key"
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -331,6 +332,8 @@ def _upload(photo: Photo) -> _Upload:
     """The bytes (and a name for the form) of any kind of photo. Raises OSError, TypeError."""
     if isinstance(photo, (bytes, bytearray, memoryview)):
         return _Upload("photo", bytes(photo))
+    if isinstance(photo, tuple) and len(photo) == 2 and isinstance(photo[1], (bytes, bytearray)):
+        return _Upload(Path(str(photo[0])).name or "photo", bytes(photo[1]))
     if isinstance(photo, (str, os.PathLike)):
         path = Path(photo)
         return _Upload(path.name, path.read_bytes())
@@ -342,7 +345,8 @@ def _upload(photo: Photo) -> _Upload:
         if not isinstance(data, (bytes, bytearray)):
             raise TypeError("the file object must be opened in binary mode ('rb')")
         return _Upload(Path(str(getattr(photo, "name", "photo"))).name or "photo", bytes(data))
-    raise TypeError(f"a photo is a path, bytes, a binary file object or a PIL image, not {type(photo).__name__}")
+    raise TypeError("a photo is a path, bytes, a binary file object, a PIL image or a (name, bytes) pair, "
+                    f"not {type(photo).__name__}")
 
 
 def _is_pil_image(photo: object) -> bool:

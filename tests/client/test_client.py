@@ -30,9 +30,10 @@ def engine(classifier, data: bytes) -> dict:
 # -- one photo -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["path", "str", "bytes", "file"])
+@pytest.mark.parametrize("kind", ["path", "str", "bytes", "named", "file"])
 def test_classify_any_kind_of_photo_gives_the_engines_prediction(api, classifier, cat_photo, kind):
-    photo = {"path": cat_photo, "str": str(cat_photo), "bytes": cat_photo.read_bytes()}.get(kind)
+    photo = {"path": cat_photo, "str": str(cat_photo), "bytes": cat_photo.read_bytes(),
+             "named": ("tom.jpg", cat_photo.read_bytes())}.get(kind)
     if kind == "file":
         photo = cat_photo.open("rb")
     prediction = api.classify(photo)
@@ -64,7 +65,7 @@ def test_a_bad_photo_raises_the_apis_code(api, bad_inputs):
 
 
 def test_photo_of_the_wrong_type_is_a_type_error(api):
-    with pytest.raises(TypeError, match="path, bytes, a binary file object or a PIL image"):
+    with pytest.raises(TypeError, match="path, bytes, a binary file object, a PIL image or a"):
         api.classify(12)
     with pytest.raises(TypeError, match="binary mode"):
         api.classify(io.StringIO("text"))

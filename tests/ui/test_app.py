@@ -35,6 +35,14 @@ def prediction(label: str, confidence: float) -> dict:
     }
 
 
+def batch(*results: dict) -> dict:
+    """A /v1/predict/batch answer (the client sends every photo there)."""
+    return {"results": list(results), "model": {"name": "catdog-lite0", "version": "1.0.0"}, "elapsed_ms": 20.0}
+
+
+BATCH = URL + "/v1/predict/batch"
+
+
 @pytest.fixture
 def api(monkeypatch):
     """A mocked API that is up and ready; tests add /predict answers."""
@@ -94,7 +102,7 @@ def test_page_renders_title_description_uploader_and_sidebar(api):
 
 
 def test_one_click_on_an_example_shows_label_confidence_and_bar(api):
-    api.post(URL + "/predict", json=prediction("cat", 0.973))
+    api.post(BATCH, json=batch(prediction("cat", 0.973)))
     at = page()
     example_button(at, "kitten").click().run()
     assert not at.exception and not at.error
@@ -103,8 +111,8 @@ def test_one_click_on_an_example_shows_label_confidence_and_bar(api):
     assert "**97.3%** confident" in shown
     assert "P(cat) 97.3%" in shown and "P(dog) 2.7%" in shown
     assert "Not sure" not in shown
-    assert len(api.calls) >= 3 and api.calls[-1].request.url == URL + "/predict"
-    assert b'name="image"; filename="kitten.jpg"' in api.calls[-1].request.body
+    assert len(api.calls) >= 3 and api.calls[-1].request.url == BATCH
+    assert b'name="images"; filename="kitten.jpg"' in api.calls[-1].request.body
 
 
 def test_uploads_then_classify_shows_every_result_and_a_summary(api, cat_bytes, dog_bytes):
@@ -133,16 +141,12 @@ def test_uploads_then_classify_shows_every_result_and_a_summary(api, cat_bytes, 
 
 
 def test_a_file_the_api_rejects_shows_the_apis_message(api):
-    api.post(
-        URL + "/predict",
-        status=415,
-        json={
-            "error": {
-                "code": "not_an_image",
-                "message": "The file looks like a PDF document; send a JPEG photo.",
-            }
-        },
-    )
+    api.post(BATCH, json=batch({
+        "error": {
+            "code": "not_an_image",
+            "message": "The file looks like a PDF document; send a JPEG photo.",
+        }
+    }))
     at = page()
     at.file_uploader[0].set_value(("cat.jpg", b"%PDF-1.7 not a photo", "image/jpeg"))
     at.run()
@@ -169,7 +173,7 @@ def test_slow_api_shows_a_timeout_message(api, monkeypatch):
     import requests
 
     monkeypatch.setenv("CATDOG_API_TIMEOUT", "1.5")
-    api.post(URL + "/predict", body=requests.ReadTimeout("read timed out"))
+    api.post(BATCH, body=requests.ReadTimeout("read timed out"))
     at = page()
     example_button(at, "puppy").click().run()
     assert not at.exception
@@ -177,9 +181,7 @@ def test_slow_api_shows_a_timeout_message(api, monkeypatch):
 
 
 def test_server_error_without_json_is_explained(api):
-    api.post(
-        URL + "/predict", status=502, body="<html>Bad Gateway</html>", content_type="text/html"
-    )
+    api.post(BATCH, status=502, body="<html>Bad Gateway</html>", content_type="text/html")
     at = page()
     example_button(at, "puppy").click().run()
     assert not at.exception
@@ -188,9 +190,9 @@ def test_server_error_without_json_is_explained(api):
 
 def test_examples_accumulate_and_can_be_removed(api):
     def answer(request):
-        return 200, {}, json.dumps(prediction("dog", 0.9))
+        return 200, {}, json.dumps(batch(prediction("dog", 0.9)))
 
-    api.add_callback(responses.POST, URL + "/predict", callback=answer)
+    api.add_callback(responses.POST, BATCH, callback=answer)
     at = page()
     example_button(at, "husky").click().run()
     example_button(at, "puppy").click().run()

@@ -93,4 +93,4 @@ def test_picture_key_depends_on_name_and_content():
     assert a.key == Picture("a.jpg", b"1", "image/jpeg").key
     assert a.key != Picture("a.jpg", b"2", "image/jpeg").key
     assert a.key != Picture("b.jpg", b"1", "image/jpeg").key
-    assert a.upload == (b"1", "a.jpg", "image/jpeg")
+    assert a.upload == ("a.jpg", b"1")

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from catdog.config import Settings
 from catdog.ui import widgets
-from catdog.ui.client import ApiClient
+from catdog.client import Client
 
 
 def pick_example(name: str) -> None:
@@ -34,7 +34,7 @@ try:
 except ValidationError as exc:
     st.error(f"The catdog settings (CATDOG_* environment variables) are not valid:\n\n{exc}")
     st.stop()
-client = ApiClient(settings.api_url, timeout=settings.api_timeout, api_key=settings.api_key)
+client = Client(settings.api_url, api_key=settings.api_key, timeout=settings.api_timeout)
 st.session_state.setdefault("examples", [])
 results = st.session_state.setdefault("results", {})
 

@@ -19,7 +19,8 @@ from PIL import Image, ImageOps
 
 from catdog.model.decode import decode_image
 from catdog.model.errors import ImageError
-from catdog.ui.client import ApiClient, ApiError, Classification, Upload
+from catdog.client import APIError, Client
+from catdog.prediction import Prediction
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 #: Side of the square each photo is shown in (fitted and padded, never stretched).
@@ -31,7 +32,7 @@ LABEL_ICONS = {"cat": "🐱", "dog": "🐶"}
 LABEL_COLOURS = {"cat": "#f59e0b", "dog": "#3b82f6"}
 PAD_COLOUR = (240, 242, 246)  # Streamlit's light grey, so the padding reads as a frame
 
-Result = Classification | ApiError
+Result = Prediction | APIError
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,8 @@ class Picture:
         return f"{self.name}:{hashlib.blake2b(self.data, digest_size=8).hexdigest()}"
 
     @property
-    def upload(self) -> Upload:
-        return Upload(self.data, self.name, self.content_type)
+    def upload(self) -> tuple[str, bytes]:
+        return self.name, self.data
 
 
 # -- pictures ---------------------------------------------------------------------------------
@@ -131,10 +132,10 @@ def probability_bar(probabilities: Mapping[str, float]) -> str:
 # -- page parts -------------------------------------------------------------------------------
 
 
-def show_api_status(client: ApiClient) -> None:
+def show_api_status(client: Client) -> None:
     """Sidebar: is the API up, and which model does it serve?"""
     st.header("API")
-    status = client.health()
+    status = client.status()
     if status.ready:
         st.success(f"Ready at {status.url}", icon="✅")
     elif status.reachable:
@@ -144,12 +145,12 @@ def show_api_status(client: ApiClient) -> None:
         return
     st.header("Model")
     try:
-        info = client.model_info()
-    except ApiError as exc:
-        st.error(exc.message)
-        return
-    if info is None:
-        st.caption("The API does not describe its model yet.")
+        info = client.model()
+    except APIError as exc:
+        if exc.status in (404, 503):
+            st.caption("The API does not describe its model yet.")
+        else:
+            st.error(exc.message)
         return
     st.markdown(f"**{info.name}** · version {info.version}")
     if info.accuracy is None:
@@ -173,7 +174,7 @@ def show_examples(on_pick) -> None:
         )
 
 
-def classify(client: ApiClient, pictures: Sequence[Picture], results: dict[str, Result]) -> None:
+def classify(client: Client, pictures: Sequence[Picture], results: dict[str, Result]) -> None:
     """Send ``pictures`` to the API and store each outcome in ``results``; errors go on the page."""
     if not pictures:
         return
@@ -182,7 +183,7 @@ def classify(client: ApiClient, pictures: Sequence[Picture], results: dict[str, 
     ):
         try:
             outcomes = client.classify_many([p.upload for p in pictures])
-        except ApiError as exc:
+        except APIError as exc:
             st.error(exc.message, icon="🚫")
             return
     results.update({p.key: outcome for p, outcome in zip(pictures, outcomes)})
@@ -193,11 +194,11 @@ def show_summary(pictures: Sequence[Picture], results: Mapping[str, Result]) -> 
     outcomes = [results[p.key] for p in pictures if p.key in results]
     if len(pictures) < 2 or not outcomes:
         return
-    labels = Counter(o.label for o in outcomes if isinstance(o, Classification))
+    labels = Counter(o.label for o in outcomes if isinstance(o, Prediction))
     unsure = sum(
-        1 for o in outcomes if isinstance(o, Classification) and o.confidence < UNSURE_BELOW
+        1 for o in outcomes if isinstance(o, Prediction) and o.confidence < UNSURE_BELOW
     )
-    failed = sum(1 for o in outcomes if isinstance(o, ApiError))
+    failed = sum(1 for o in outcomes if isinstance(o, APIError))
     cells = [("🐱 Cats", labels.get("cat", 0)), ("🐶 Dogs", labels.get("dog", 0))]
     cells += [("🤔 Not sure", unsure)] if unsure else []
     cells += [("⚠️ Failed", failed)] if failed else []
@@ -222,13 +223,13 @@ def show_card(picture: Picture, result: Result | None) -> None:
     with right:
         if result is None:
             st.caption("Not classified yet: press **Classify**.")
-        elif isinstance(result, ApiError):
+        elif isinstance(result, APIError):
             st.error(result.message, icon="⚠️")
         else:
             show_prediction(result)
 
 
-def show_prediction(result: Classification) -> None:
+def show_prediction(result: Prediction) -> None:
     st.subheader(label_text(result.label), anchor=False)
     st.markdown(f"**{percent(result.confidence)}** confident")
     st.markdown(probability_bar(result.probabilities), unsafe_allow_html=True)
