@@ -30,7 +30,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Union
+from typing import IO, TYPE_CHECKING, Any, Union
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -38,6 +38,9 @@ from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from catdog.prediction import Prediction
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self from Python 3.11
 
 __all__ = ["APIConnectionError", "APIError", "Client", "Limits", "ModelInfo", "Photo", "ServerStatus"]
 
@@ -163,7 +166,7 @@ class Client:
         self.session.mount("https://", adapter)
         self._model: ModelInfo | None = None
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -229,14 +232,15 @@ class Client:
 
     def status(self) -> ServerStatus:
         """Readiness from ``/readyz``, in one quick attempt; never raises ("down" is an answer)."""
+        timeout = min(self.timeout, PROBE_TIMEOUT)
         try:
-            response = requests.get(self.url + "/readyz", timeout=min(self.timeout, PROBE_TIMEOUT),
-                                    headers=dict(self.session.headers))
+            # Not through the session: a probe is one attempt, without the retries.
+            response = requests.get(self.url + "/readyz", headers=dict(self.session.headers), timeout=timeout)
             body = self._body(response, "/readyz")
         except APIError as exc:
             return ServerStatus(self.url, ready=False, reachable=exc.status is not None, message=exc.message)
         except requests.RequestException as exc:
-            error = self._connection_error(exc, min(self.timeout, PROBE_TIMEOUT))
+            error = self._connection_error(exc, timeout)
             return ServerStatus(self.url, ready=False, reachable=False, message=error.message)
         return ServerStatus(self.url, ready=True, reachable=True, message=str(body.get("status", "ready")))
 

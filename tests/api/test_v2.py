@@ -174,8 +174,8 @@ def _post(url: str, body: bytes, **headers: str) -> requests.Response:
      "not valid base64"),
     (b'{"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [7]}]}', "base64-encoded"),
     (b'{"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1]}]}', "no data"),
-    (b'{"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": ["aGk="]}], '
-     b'"outputs": [{"name": "logits"}]}', "Unknown output 'logits'"),
+    ((b'{"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": ["aGk="]}], '
+      b'"outputs": [{"name": "logits"}]}'), "Unknown output 'logits'"),
 ])
 def test_protocol_violations_are_400_with_what_to_do(live_url, body, expected):
     message = v2_error(_post(live_url, body), 400, "invalid_inference_request")

@@ -167,18 +167,17 @@ def test_503_after_the_retries_keeps_what_the_server_said(app, cat_bytes):
     front = Interrupting(app, 10, "503 Service Unavailable",
                          b'{"error": {"code": "overloaded", "message": "Too busy, come back later."}}',
                          [("Content-Type", "application/json"), ("X-Request-ID", "abc123")])
-    with serving(front) as url, Client(url, retries=2, backoff=0.01) as client:
-        with pytest.raises(APIError) as info:
-            client.classify(cat_bytes)
+    with serving(front) as url, Client(url, retries=2, backoff=0.01) as client, \
+            pytest.raises(APIError) as info:
+        client.classify(cat_bytes)
     assert (info.value.code, info.value.status, info.value.message) == ("overloaded", 503, "Too busy, come back later.")
     assert info.value.request_id == "abc123" and front.seen == 3
 
 
 def test_an_error_page_that_is_not_catdogs_is_an_api_error(app, cat_bytes):
     front = Interrupting(app, 1, "502 Bad Gateway", b"<html>bad gateway</html>", [("Content-Type", "text/html")])
-    with serving(front) as url, Client(url) as client:
-        with pytest.raises(APIError) as info:
-            client.classify(cat_bytes)
+    with serving(front) as url, Client(url) as client, pytest.raises(APIError) as info:
+        client.classify(cat_bytes)
     assert (info.value.code, info.value.status) == ("http_error", 502)
     assert "502 Bad Gateway" in info.value.message and front.seen == 1  # 502 is not retried
 
@@ -204,9 +203,8 @@ def test_unreachable_and_too_slow_are_connection_errors(app, cat_bytes, free_por
         Client(f"http://127.0.0.1:{free_port}", retries=0).classify(cat_bytes)
     assert info.value.code == "unreachable" and info.value.status is None
     slow = Interrupting(app, 5, "200 OK", b"{}", [("Content-Type", "application/json")], delay=1.0)
-    with serving(slow) as url:
-        with pytest.raises(APIConnectionError) as info:
-            Client(url, timeout=0.3, retries=0).classify(cat_bytes)
+    with serving(slow) as url, pytest.raises(APIConnectionError) as info:
+        Client(url, timeout=0.3, retries=0).classify(cat_bytes)
     assert info.value.code == "timeout"
 
 

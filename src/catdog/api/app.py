@@ -11,11 +11,19 @@ Runtime session.
 from __future__ import annotations
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from catdog.api import docs, observability, resources, v2
 from catdog.api.docs import RenderedDocs
-from catdog.api.endpoint import DocContext, Endpoint, JsonApi, Service, add_endpoints, openapi_document
+from catdog.api.endpoint import (
+    DocContext,
+    Endpoint,
+    JsonApi,
+    Service,
+    add_endpoints,
+    openapi_document,
+)
 from catdog.api.errors import register_error_handlers
 from catdog.api.observability import Metrics, configure_logging, init_observability
 from catdog.api.security import init_security
@@ -47,7 +55,8 @@ def create_app(settings: Settings | None = None, *, classifier: Classifier | Non
     app.request_class = UploadRequest  # uploads stay in memory; unparseable forms are errors
     # Werkzeug refuses a larger body (413) from its Content-Length, before reading it.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
-    app.json.sort_keys = False
+    if isinstance(app.json, DefaultJSONProvider):
+        app.json.sort_keys = False  # bodies keep the order they are written in
     if settings.proxy_hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops)  # type: ignore[method-assign]
 

@@ -118,7 +118,8 @@ class RenderedDocs:
 
 
 def _rendered(service: Service) -> RenderedDocs:
-    assert service.docs is not None, "create_app publishes the docs before serving"
+    if service.docs is None:
+        raise RuntimeError("create_app publishes the docs before serving")
     return service.docs
 
 

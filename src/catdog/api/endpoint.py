@@ -26,6 +26,7 @@ from flask_restful import Api, Resource
 from catdog import __version__
 from catdog.api.errors import ERROR_TABLE
 from catdog.config import Settings
+from catdog.model.errors import ModelError
 
 if TYPE_CHECKING:
     from catdog.api.docs import RenderedDocs
@@ -53,6 +54,13 @@ class Service:
     @property
     def labels(self) -> list[str]:
         return list(self.model_info.get("labels") or [])
+
+    @property
+    def engine(self) -> Classifier:
+        """The loaded model, for endpoints that classify (create_app always loads one)."""
+        if self.classifier is None:
+            raise ModelError("The model is not loaded yet.")
+        return self.classifier
 
 
 @dataclass(frozen=True)

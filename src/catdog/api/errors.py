@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from catdog.model.errors import (
@@ -185,7 +185,7 @@ def _speaks_v2() -> bool:
 
 def error_response(status: int, code: str, message: str, headers: Any = None, **extra: Any) -> Response:
     shape = v2_error_body if _speaks_v2() else error_body
-    response = current_app.json.response(shape(code, message, **extra))
+    response = jsonify(shape(code, message, **extra))
     response.status_code = status
     if headers:
         response.headers.extend(headers)

@@ -71,8 +71,7 @@ class UploadImage(Endpoint):
         started = time.perf_counter()
         data, content_type = read_one_upload(request)
         annotate(size=len(data), type=content_type[:64])
-        assert self.service.classifier is not None  # create_app always loads one
-        prediction = self.service.classifier.predict(data)
+        prediction = self.service.engine.predict(data)
         self.service.metrics.predictions.labels(prediction.label).inc()
         annotate(label=prediction.label)
         return prediction_body(prediction, self.service.model_ref, (time.perf_counter() - started) * 1000)
@@ -146,8 +145,7 @@ class BatchPredict(Endpoint):
         if len(uploads) > limit:
             raise TooManyFiles(len(uploads), limit)
         blobs = [upload.read() for upload in uploads]
-        assert self.service.classifier is not None
-        results = self.service.classifier.predict_batch(blobs, return_errors=True)
+        results = self.service.engine.predict_batch(blobs, return_errors=True)
         labels = [r.label for r in results if isinstance(r, Prediction)]
         for label in labels:
             self.service.metrics.predictions.labels(label).inc()

@@ -80,7 +80,8 @@ def split_body(body: bytes, header_length: str | None) -> tuple[JSON, bytes]:
 
 def split_bytes_tensor(raw: bytes) -> list[bytes]:
     """A binary BYTES tensor: each element is its 4-byte little-endian length, then its bytes."""
-    elements, offset = [], 0
+    elements: list[bytes] = []
+    offset = 0
     while offset < len(raw):
         if offset + 4 > len(raw):
             raise _invalid("The binary data of input 'image' ends inside an element's 4-byte length.")
@@ -149,7 +150,8 @@ def read_images(infer: JSON, binary: bytes, max_batch: int) -> list[bytes]:
     if offset != len(binary):
         raise _invalid(f"The request carries {len(binary) - offset} bytes of binary data that no input "
                        "claims (binary_data_size).")
-    assert found is not None
+    if found is None:  # cannot happen: inputs is a non-empty list of 'image' tensors
+        raise _invalid("The request has no input 'image'.")
     tensor, chunk = found
     if tensor.get("datatype") != "BYTES":
         raise _invalid(f"Input 'image' has datatype {str(tensor.get('datatype'))[:20]!r}; it must be "
@@ -434,8 +436,7 @@ class ModelInfer(Endpoint):
         photos = read_images(head, binary, service.settings.max_batch)
         outputs = requested_outputs(head)
         annotate(files=len(photos), size=sum(map(len, photos)), binary=bool(binary))
-        assert service.classifier is not None
-        results = service.classifier.predict_batch(photos, return_errors=True)
+        results = service.engine.predict_batch(photos, return_errors=True)
         for index, result in enumerate(results):
             if isinstance(result, CatdogError):
                 # A tensor has no slot for one element's error: the request fails, naming the photo.

@@ -12,9 +12,9 @@ from __future__ import annotations
 import streamlit as st
 from pydantic import ValidationError
 
+from catdog.client import Client
 from catdog.config import Settings
 from catdog.ui import widgets
-from catdog.client import Client
 
 
 def pick_example(name: str) -> None:

@@ -17,9 +17,9 @@ from pathlib import Path
 import streamlit as st
 from PIL import Image, ImageOps
 
+from catdog.client import APIError, Client
 from catdog.model.decode import decode_image
 from catdog.model.errors import ImageError
-from catdog.client import APIError, Client
 from catdog.prediction import Prediction
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
