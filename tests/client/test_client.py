@@ -214,7 +214,25 @@ def test_status(live_url, free_port):
     assert not down.ready and not down.reachable and "not reachable" in down.message
 
 
-def test_model_accuracy_is_the_model_cards(api, classifier):
+def test_model_accuracy_is_the_model_cards_validation_accuracy(api, classifier):
     metrics = classifier.recipe.metrics
-    expected = metrics.get("val", {}).get("accuracy", metrics.get("accuracy"))
+    splits = {name: split["accuracy"] for name, split in metrics.items()
+              if isinstance(split, dict) and "accuracy" in split}
+    expected = splits.get("val", metrics.get("accuracy", next(iter(splits.values()), None)))
     assert api.model().accuracy == expected
+    assert api.model().raw["metrics"] == metrics  # nothing the server said is dropped
+
+
+def test_the_client_does_not_load_the_engine():
+    """A program that only calls a server imports neither numpy nor ONNX Runtime."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import catdog
+
+    code = "import sys, catdog.client; print(sorted(m for m in ('numpy', 'onnxruntime', 'flask') if m in sys.modules))"
+    src = str(Path(catdog.__file__).parents[1])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin"}).stdout
+    assert out.strip() == "[]"
