@@ -38,8 +38,6 @@ import argparse
 import json
 import os
 import shlex
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -221,12 +219,6 @@ def run_engine(system: System, args: argparse.Namespace) -> tuple[dict, dict]:
 
 # -- servers ---------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class Server:
     system: System
@@ -251,13 +243,12 @@ class Server:
 @contextmanager
 def serve(system: System, args: argparse.Namespace, probe: Body):
     """Start one system's gunicorn, measure its cold start, stop it (its whole group) on exit."""
-    port = free_port()
+    from catdog import servers  # here, not at the top: engine_child runs without catdog
+    port = servers.free_port(HOST)
     cmd, extra_env = system.server(args, port)
     log = Path(tempfile.mkstemp(prefix=f"compare-{system.key}-", suffix=".log")[1])
-    with log.open("wb") as sink:
-        started = time.perf_counter()
-        process = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
-                                   env=os.environ | ONE_THREAD_ENV | extra_env, cwd=ROOT)
+    started = time.perf_counter()
+    process = servers.start(cmd, log=log, env=ONE_THREAD_ENV | extra_env, cwd=ROOT)
     server = Server(system, process, port, log)
     try:
         try:
@@ -268,21 +259,8 @@ def serve(system: System, args: argparse.Namespace, probe: Body):
         server.cold_start = time.perf_counter() - started
         yield server
     finally:
-        stop(process)
+        servers.stop(process, timeout=20)  # the whole group: gunicorn and its workers
         log.unlink(missing_ok=True)
-
-
-def stop(process: subprocess.Popen) -> None:
-    """SIGTERM gunicorn's process group, then SIGKILL whatever is left after 20 s."""
-    if process.poll() is not None:
-        return
-    pgid = os.getpgid(process.pid)
-    os.killpg(pgid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(pgid, signal.SIGKILL)
-        process.wait(timeout=10)
 
 
 def answers(server: Server, photos: dict[str, bytes]) -> dict[str, str]:

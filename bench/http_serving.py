@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -29,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _load import LoadResult, multipart_body, post, run_load, wait_until_serving
 from _report import ROOT, machine, table, update_section, write_json
 
+from catdog import servers
 from catdog.model.engine import bundled_model_dir
 
 HOST = "127.0.0.1"
@@ -39,12 +37,6 @@ SERVER_CMD = [sys.executable, "-m", "gunicorn", "--config", "python:catdog.api.g
 #: Targets from issue 3, on a 2-core machine.
 TARGET_P50_MS_AT_1 = 25.0
 TARGET_RPS_AT_16 = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -71,25 +63,18 @@ class Server:
     """The production gunicorn command in its own process group, stopped with SIGTERM."""
 
     def __init__(self, workers: int, model: str | None):
-        self.port = free_port()
+        self.port = servers.free_port(HOST)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CATDOG_", "PROMETHEUS_"))}
         env.update(PORT=str(self.port), CATDOG_HOST=HOST, CATDOG_WORKERS=str(workers), CATDOG_THREADS="1")
         if model:
             env["CATDOG_MODEL"] = model
-        self.process = subprocess.Popen(SERVER_CMD, env=env, cwd=ROOT, start_new_session=True,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = servers.start(SERVER_CMD, env=env, inherit_env=False, cwd=ROOT, log=Path(os.devnull))
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)  # gunicorn stops its workers gracefully
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
+        servers.stop(self.process, timeout=30)
 
 
 def busy_cpu_seconds() -> float:

@@ -4,7 +4,7 @@ The public API reads like the sentence a user would say::
 
     from catdog import Classifier
     clf = Classifier.load()            # the bundled model, or $CATDOG_MODEL
-    clf.predict("photo.jpg").label     # one of clf.recipe.labels
+    clf.predict("photo.jpg").label     # one of clf.labels
 
 or, through a running server (no model, no ONNX Runtime in this process)::
 
@@ -14,22 +14,28 @@ or, through a running server (no model, no ONNX Runtime in this process)::
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
-
-from catdog.model.errors import ImageError, ModelError
-from catdog.prediction import Prediction
 
 if TYPE_CHECKING:
     from catdog.model.engine import Classifier
+    from catdog.model.errors import ImageError, ModelError
+    from catdog.prediction import Prediction
 
 __all__ = ["Classifier", "ImageError", "ModelError", "Prediction", "__version__"]
 __version__ = "1.0.0"
 
+#: Loaded on first use (PEP 562): the web UI, ``catdog.servers`` and ``catdog.client`` import
+#: ``catdog.*`` modules without paying for (or needing) ONNX Runtime and NumPy.
+_LAZY = {
+    "Classifier": "catdog.model.engine",
+    "Prediction": "catdog.prediction",
+    "ImageError": "catdog.model.errors",
+    "ModelError": "catdog.model.errors",
+}
+
 
 def __getattr__(name: str) -> Any:
-    # Imported on first use, so `import catdog.client` does not load numpy and ONNX Runtime.
-    if name == "Classifier":
-        from catdog.model.engine import Classifier
-
-        return Classifier
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'catdog' has no attribute {name!r}")

@@ -42,7 +42,8 @@ from catdog.prediction import Prediction
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self from Python 3.11
 
-__all__ = ["APIConnectionError", "APIError", "Client", "Limits", "ModelInfo", "Photo", "ServerStatus"]
+__all__ = ["APIConnectionError", "APIError", "Client", "Limits", "ModelInfo", "Photo", "ServerStatus",
+           "UnexpectedResponse"]
 
 #: What a photo can be: a path, its bytes, a binary file object, a PIL image, or a
 #: ``(file name, bytes)`` pair (the name is only shown in the server's logs).
@@ -52,6 +53,9 @@ API_KEY_HEADER = "X-API-Key"
 REQUEST_ID_HEADER = "X-Request-ID"
 #: Statuses worth retrying: the server asked us to slow down, or is briefly unavailable.
 RETRY_STATUSES = frozenset({429, 503})
+#: Statuses that mean the service is away (its proxy says so, or it is not ready), not that
+#: anything is wrong with the request.
+OFFLINE_STATUSES = frozenset({502, 503, 504})
 #: Room left in each batch request for the multipart framing around the photos.
 _FORM_OVERHEAD = 64 * 1024
 _PER_FILE_OVERHEAD = 512
@@ -79,12 +83,26 @@ class APIError(Exception):
         self.retry_after = retry_after
         self.details = details or {}
 
+    @property
+    def offline(self) -> bool:
+        """The service is away (no answer, or a 502/503/504): trying again later may work."""
+        return self.status in OFFLINE_STATUSES
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.code!r}, {self.message!r}, status={self.status!r})"
 
 
 class APIConnectionError(APIError):
     """No answer: the server is not reachable, or did not answer in time (after the retries)."""
+
+    @property
+    def offline(self) -> bool:
+        return True
+
+
+class UnexpectedResponse(APIError):
+    """An answer that is not the catdog API's (a proxy's error page, another service): code
+    ``http_error`` (an error status without a catdog error body) or ``unexpected_response``."""
 
 
 @dataclass(frozen=True)
@@ -300,7 +318,7 @@ class Client:
                            status=response.status_code, request_id=error.get("request_id") or request_id,
                            retry_after=retry_after, details=error)
         reason = f"{response.status_code} {response.reason or ''}".strip()
-        raise APIError(
+        raise UnexpectedResponse(
             f"The server at {self.url} answered HTTP {reason} without a catdog error"
             + (" (it is failing or overloaded; try again in a moment)." if response.status_code >= 500
                else "; is this the catdog API's address?"),
@@ -322,7 +340,7 @@ class Client:
         return APIConnectionError(f"Could not send the request to {self.url}: {exc}", code="request_failed")
 
     def _unexpected(self, path: str, body: Any) -> APIError:
-        return APIError(
+        return UnexpectedResponse(
             f"The server at {self.url} sent an answer to {path} that this client does not understand; "
             "is this the catdog API, and are the client and server the same version?",
             code="unexpected_response", details={"body": body} if body is not None else None,

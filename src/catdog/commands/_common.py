@@ -18,12 +18,16 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model file or directory (default: $CATDOG_MODEL, else the bundled model)")
     parser.add_argument("--threads", type=int, default=None,
                         help="ONNX Runtime threads (default: $CATDOG_THREADS, else all cores)")
+    parser.add_argument("--closed-world", action="store_true",
+                        help='never answer "other": every photo is a cat or a dog '
+                             "(default: $CATDOG_OPEN_WORLD, else open world)")
 
 
 def load_classifier(args: argparse.Namespace) -> Classifier:
     settings = Settings()
+    open_world = settings.open_world and not getattr(args, "closed_world", False)
     return Classifier.load(args.model or settings.model, threads=args.threads or settings.threads,
-                           max_pixels=settings.max_pixels)
+                           max_pixels=settings.max_pixels, open_world=open_world)
 
 
 def iter_image_files(paths: list[Path], recursive: bool = True) -> Iterator[Path]:

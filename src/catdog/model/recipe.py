@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from catdog.model.errors import ModelError
 
@@ -35,25 +35,57 @@ class InputSpec(BaseModel):
     layout: Literal["NCHW", "NHWC"] = "NCHW"
     crop: bool = Field(True, description="centre-crop after the short-side resize; "
                        "false: resize the whole image to size x size")
+    dtype: Literal["float32", "uint8"] = Field(
+        "float32", description="float32: the model takes normalised pixels; uint8: the model takes the raw "
+        "0-255 pixels and normalises them itself (mean, std and scale are then inside the graph)")
 
 
 class Recipe(BaseModel):
-    """Everything the engine needs to know about a model, read from ``model.json``."""
+    """Everything the engine needs to know about a model, read from ``model.json``.
+
+    ``labels`` name the model's outputs in order, any number of them (at least two). The
+    decision rule:
+
+    - two labels, no ``other_label``: the second label when its probability >= ``threshold``
+      (the original cat/dog contract);
+    - an ``other_label`` (the open-world "neither" answer): that label only when its
+      probability >= ``other_threshold``, else the most probable of the remaining labels.
+      A photo of a real pet must not be lost to "other" when it can be helped, so the
+      threshold is chosen on held-out photos (see the model card), not fixed at argmax;
+    - otherwise: the most probable label.
+    """
 
     name: str = "custom"
     version: str = "0"
     architecture: str = "unknown"
-    labels: tuple[str, str] = ("cat", "dog")
+    labels: tuple[str, ...] = Field(("cat", "dog"), min_length=2, description="output names, in output order")
     input: InputSpec = InputSpec()
     output: Literal["logits", "probabilities", "sigmoid"] = Field(
         "logits",
-        description="logits: (N, 2) raw scores; probabilities: (N, 2) summing to 1; "
-        "sigmoid: (N, 1) P(second label)",
+        description="logits: (N, K) raw scores; probabilities: (N, K) summing to 1; "
+        "sigmoid: (N, 1) P(second label), two labels only",
     )
-    threshold: float = Field(0.5, gt=0, lt=1, description="say the second label when its probability >= this")
+    threshold: float = Field(0.5, gt=0, lt=1, description="two labels: say the second when its probability >= this")
+    other_label: str | None = Field(None, description='the label that means "none of the others" (open world)')
+    other_threshold: float = Field(0.5, gt=0, le=1, description="say other_label when its probability >= this")
     temperature: float = Field(1.0, gt=0, description="logits are divided by this (calibration)")
     metrics: dict = Field(default_factory=dict, description="evaluation results, for the model card and /v1/model")
     training: dict = Field(default_factory=dict, description="how it was trained (data, epochs, seed)")
+
+    @model_validator(mode="after")
+    def _check_labels(self) -> Recipe:
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"labels must be distinct, got {list(self.labels)}")
+        if self.other_label is not None and self.other_label not in self.labels:
+            raise ValueError(f"other_label {self.other_label!r} is not one of the labels {list(self.labels)}")
+        if self.output == "sigmoid" and len(self.labels) != 2:
+            raise ValueError("a sigmoid output can only serve two labels")
+        return self
+
+    @property
+    def known_labels(self) -> tuple[str, ...]:
+        """The labels that name something (every label but ``other_label``)."""
+        return tuple(label for label in self.labels if label != self.other_label)
 
     @classmethod
     def read(cls, path: str | Path) -> Recipe:

@@ -45,6 +45,15 @@ def find_samples(roots: Sequence[str | Path], labels: Sequence[str] = ("cat", "d
     return samples
 
 
+def find_unlabelled(folder: str | Path, label: int) -> list[Sample]:
+    """Every image under ``folder`` (recursively), all given ``label`` (e.g. the model's "other")."""
+    found = [Sample(p, label) for p in sorted(Path(folder).rglob("*"))
+             if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    if not found:
+        raise FileNotFoundError(f"No images in {folder}.")
+    return found
+
+
 def stratified_split(samples: Sequence[Sample], holdout_fraction: float, seed: int
                      ) -> tuple[list[Sample], list[Sample]]:
     """Split per (source folder, label) so the held-out part looks like the training part."""

@@ -15,61 +15,86 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from catdog.model.engine import Classifier, Prediction
-from catdog.training.data import Sample, find_samples
+from catdog.training.data import Sample, find_samples, find_unlabelled
 from catdog.training.metrics import classification_report, reliability, roc_curve
 
 
 @dataclass
 class Evaluation:
     samples: list[Sample]
-    p_second: np.ndarray  # P(second label) per sample, NaN where the photo could not be read
+    labels: tuple[str, ...]
+    probs: np.ndarray  # (N, K) probabilities in label order, NaN rows where the photo could not be read
+    pred: np.ndarray  # (N,) index of the engine's answer, -1 where unreadable
     report: dict
     failed: list[tuple[Path, str]]
 
-    def misclassified(self) -> list[tuple[Sample, float]]:
-        """Wrong answers, most confidently wrong first."""
-        threshold = self.report["threshold"]
-        wrong = [(s, p) for s, p in zip(self.samples, self.p_second)
-                 if not np.isnan(p) and int(p >= threshold) != s.label]
-        return sorted(wrong, key=lambda sp: -abs(sp[1] - 0.5))
+    @property
+    def readable(self) -> np.ndarray:
+        return self.pred >= 0
+
+    def misclassified(self) -> list[tuple[Sample, str, float]]:
+        """Wrong answers as (sample, answer, its confidence), most confidently wrong first."""
+        wrong = [(s, self.labels[q], float(p[q])) for s, p, q in zip(self.samples, self.probs, self.pred)
+                 if q >= 0 and q != s.label]
+        return sorted(wrong, key=lambda row: -row[2])
 
 
-def evaluate(clf: Classifier, data_dir: str | Path, *, batch_size: int = 16, progress: bool = True) -> Evaluation:
-    """Classify every photo under ``data_dir/<label>/`` and compute every metric."""
-    samples = find_samples([data_dir], clf.recipe.labels)
-    probs = np.full(len(samples), np.nan)
+def evaluate(clf: Classifier, data_dir: str | Path, *, others: str | Path | None = None, batch_size: int = 16,
+             progress: bool = True) -> Evaluation:
+    """Classify every photo under ``data_dir/<label>/`` (and ``others``, if given) and compute every metric.
+
+    ``others`` holds photos that show none of the known labels: their truth is the model's
+    ``other_label`` (for a model without one, a label "other" is added to the report, which the
+    model can never answer, so each of them counts as an error).
+    """
+    labels = tuple(clf.labels)
+    other = clf.recipe.other_label if clf.open_world else None
+    known = [lb for lb in labels if lb != other]
+    samples = [Sample(s.path, labels.index(known[s.label])) for s in find_samples([data_dir], known)]
+    if others is not None:
+        if other is None:
+            other, labels = "other", (*labels, "other")
+        samples += find_unlabelled(others, labels.index(other))
+    probs = np.full((len(samples), len(labels)), np.nan)
+    pred = np.full(len(samples), -1)
     failed = []
     stream = clf.predict_many((s.path for s in samples), batch_size=batch_size)
     for i, (path, outcome) in enumerate(tqdm(stream, total=len(samples), unit="img", desc="evaluate",
                                              disable=not progress, dynamic_ncols=True)):
         if isinstance(outcome, Prediction):
-            probs[i] = outcome.probabilities[clf.recipe.labels[1]]
+            probs[i] = [outcome.probabilities.get(lb, 0.0) for lb in labels]
+            pred[i] = labels.index(outcome.label)
         else:
             failed.append((Path(path), outcome.message))
-    ok = ~np.isnan(probs)
-    y = np.array([s.label for s in samples])
-    report = classification_report(y[ok], probs[ok], clf.recipe.labels, clf.recipe.threshold)
+    ok = pred >= 0
+    y = np.array([s.label for s in samples], dtype=int)
+    report = classification_report(y[ok], probs[ok], labels, clf.recipe.threshold, pred=pred[ok],
+                                   other_label=other)
     report["unreadable"] = len(failed)
     report["model"] = {"name": clf.recipe.name, "version": clf.recipe.version}
     report["data"] = str(data_dir)
-    return Evaluation(samples, probs, report, failed)
+    if others is not None:
+        report["others_data"] = str(others)
+    return Evaluation(samples, labels, probs, pred, report, failed)
 
 
-def write_report(evaluation: Evaluation, out_dir: str | Path, labels=("cat", "dog")) -> Path:
+def write_report(evaluation: Evaluation, out_dir: str | Path) -> Path:
     """``metrics.json``, ``report.md`` and PNG plots under ``out_dir``; returns the Markdown path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    r = evaluation.report
+    r, labels = evaluation.report, evaluation.labels
     (out / "metrics.json").write_text(json.dumps(r, indent=2, default=float) + "\n")
-    plots = _plots(evaluation, out, labels)
+    plots = _plots(evaluation, out)
     cm = r["confusion_matrix"]
+    data = f"`{r['data']}`" + (f" and, as other, `{r['others_data']}`" if "others_data" in r else "")
     lines = [
         f"# Evaluation of {r['model']['name']} {r['model']['version']}",
         "",
-        f"Data: `{r['data']}` ({r['n']} photos, {r['unreadable']} unreadable).",
+        f"Data: {data} ({r['n']} photos, {r['unreadable']} unreadable).",
         "",
         "| metric | value |", "|---|---|",
         f"| accuracy | {r['accuracy']:.2%} ({r['errors']} errors) |",
+        *_open_world_rows(r.get("open_world")),
         f"| ROC AUC | {r['roc_auc']:.4f} |",
         f"| log loss | {r['log_loss']:.4f} |",
         f"| ECE (10 bins) | {r['ece']:.4f} |",
@@ -80,17 +105,16 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, labels=("cat", "do
         "",
         "Confusion matrix (rows: truth, columns: prediction):",
         "",
-        f"| | {labels[0]} | {labels[1]} |", "|---|---|---|",
-        f"| **{labels[0]}** | {cm[0][0]} | {cm[0][1]} |",
-        f"| **{labels[1]}** | {cm[1][0]} | {cm[1][1]} |",
+        "| | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|",
+        *[f"| **{name}** | " + " | ".join(str(v) for v in row) + " |" for name, row in zip(labels, cm)],
         "",
     ]
     lines += [f"![{name}]({file})" for name, file in plots]
     wrong = evaluation.misclassified()
     if wrong:
         lines += ["", "## Misclassified photos (most confident first)", "",
-                  "| photo | truth | P(dog) |", "|---|---|---|"]
-        lines += [f"| `{s.path.name}` | {labels[s.label]} | {p:.3f} |" for s, p in wrong]
+                  "| photo | truth | answer | confidence |", "|---|---|---|---|"]
+        lines += [f"| `{s.path.name}` | {labels[s.label]} | {answer} | {conf:.3f} |" for s, answer, conf in wrong]
     if evaluation.failed:
         lines += ["", "## Unreadable photos", ""] + [f"- `{p}`: {msg}" for p, msg in evaluation.failed]
     path = out / "report.md"
@@ -98,7 +122,17 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, labels=("cat", "do
     return path
 
 
-def _plots(evaluation: Evaluation, out: Path, labels) -> list[tuple[str, str]]:
+def _open_world_rows(ow: dict | None) -> list[str]:
+    if not ow:
+        return []
+    return [
+        f"| non-pet photos answered other | {ow['others_answered_other']:.2%} of {ow['others']} |",
+        f"| real pets answered other | {ow['pets_answered_other']:.2%} of {ow['pets']} |",
+        f"| accuracy on pets (other counts as wrong) | {ow['pet_accuracy']:.2%} |",
+    ]
+
+
+def _plots(evaluation: Evaluation, out: Path) -> list[tuple[str, str]]:
     try:
         import matplotlib
 
@@ -106,34 +140,44 @@ def _plots(evaluation: Evaluation, out: Path, labels) -> list[tuple[str, str]]:
         import matplotlib.pyplot as plt
     except ImportError:
         return []
-    from PIL import Image, ImageOps
 
-    r = evaluation.report
-    ok = ~np.isnan(evaluation.p_second)
+    r, labels = evaluation.report, list(evaluation.labels)
+    ok = evaluation.readable
     y = np.array([s.label for s in evaluation.samples])[ok]
-    p = evaluation.p_second[ok]
-    made = []
+    probs, pred = evaluation.probs[ok], evaluation.pred[ok]
+    made = [_plot_confusion(plt, np.array(r["confusion_matrix"]), labels, r["accuracy"], out)]
+    if len(labels) == 2:
+        made.append(_plot_roc(plt, y, probs[:, 1], r["roc_auc"], out))
+    made.append(_plot_reliability(plt, y, probs, pred, r["ece"], out))
+    wrong = evaluation.misclassified()[:24]
+    if wrong:
+        made.append(_plot_misclassified(plt, wrong, labels, out))
+    return made
 
-    fig, ax = plt.subplots(figsize=(4, 3.6))
-    cm = np.array(r["confusion_matrix"])
+
+def _plot_confusion(plt, cm: np.ndarray, labels: list[str], accuracy: float, out: Path) -> tuple[str, str]:
+    k = len(labels)
+    fig, ax = plt.subplots(figsize=(1.4 * k + 1.2, 1.3 * k + 1.0))
     ax.imshow(cm, cmap="Blues")
-    for i in range(2):
-        for j in range(2):
+    for i in range(k):
+        for j in range(k):
             ax.text(j, i, str(cm[i, j]), ha="center", va="center",
                     color="white" if cm[i, j] > cm.max() / 2 else "black", fontsize=14)
-    ax.set_xticks([0, 1], labels)
-    ax.set_yticks([0, 1], labels)
+    ax.set_xticks(range(k), labels)
+    ax.set_yticks(range(k), labels)
     ax.set_xlabel("prediction")
     ax.set_ylabel("truth")
-    ax.set_title(f"accuracy {r['accuracy']:.2%}")
+    ax.set_title(f"accuracy {accuracy:.2%}")
     fig.tight_layout()
     fig.savefig(out / "confusion_matrix.png", dpi=120)
     plt.close(fig)
-    made.append(("confusion matrix", "confusion_matrix.png"))
+    return ("confusion matrix", "confusion_matrix.png")
 
+
+def _plot_roc(plt, y: np.ndarray, p: np.ndarray, auc: float, out: Path) -> tuple[str, str]:
     fpr, tpr = roc_curve(y, p)
     fig, ax = plt.subplots(figsize=(4, 3.6))
-    ax.plot(fpr, tpr, label=f"AUC {r['roc_auc']:.4f}")
+    ax.plot(fpr, tpr, label=f"AUC {auc:.4f}")
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
@@ -142,42 +186,49 @@ def _plots(evaluation: Evaluation, out: Path, labels) -> list[tuple[str, str]]:
     fig.tight_layout()
     fig.savefig(out / "roc.png", dpi=120)
     plt.close(fig)
-    made.append(("ROC curve", "roc.png"))
+    return ("ROC curve", "roc.png")
 
-    rows = reliability(y, p)
+
+def _plot_reliability(plt, y: np.ndarray, probs: np.ndarray, pred: np.ndarray, ece: float,
+                      out: Path) -> tuple[str, str]:
+    rows = reliability(y, probs, pred)
+    low = 1.0 / probs.shape[1]
+    width = (1.0 - low) / 10
     fig, ax = plt.subplots(figsize=(4, 3.6))
-    ax.plot([0.5, 1], [0.5, 1], "k:", lw=0.8, label="perfect calibration")
-    ax.bar([(b["lo"] + b["hi"]) / 2 for b in rows], [b["accuracy"] for b in rows], width=0.045,
+    ax.plot([low, 1], [low, 1], "k:", lw=0.8, label="perfect calibration")
+    ax.bar([(b["lo"] + b["hi"]) / 2 for b in rows], [b["accuracy"] for b in rows], width=width * 0.9,
            alpha=0.7, label="accuracy per bin")
     ax.plot([b["confidence"] for b in rows], [b["accuracy"] for b in rows], "o-", color="C1",
             label="mean confidence")
     for b in rows:
-        ax.annotate(str(b["count"]), ((b["lo"] + b["hi"]) / 2, 0.505), ha="center", fontsize=7)
-    ax.set_xlim(0.5, 1.0)
-    ax.set_ylim(0.5, 1.01)
+        ax.annotate(str(b["count"]), ((b["lo"] + b["hi"]) / 2, low + 0.005), ha="center", fontsize=7)
+    ax.set_xlim(low, 1.0)
+    ax.set_ylim(low, 1.01)
     ax.set_xlabel("confidence")
     ax.set_ylabel("accuracy")
-    ax.set_title(f"reliability (ECE {r['ece']:.4f})")
+    ax.set_title(f"reliability (ECE {ece:.4f})")
     ax.legend(loc="upper left", fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "reliability.png", dpi=120)
     plt.close(fig)
-    made.append(("reliability diagram", "reliability.png"))
+    return ("reliability diagram", "reliability.png")
 
-    wrong = evaluation.misclassified()[:24]
-    if wrong:
-        cols = min(6, len(wrong))
-        rows_n = (len(wrong) + cols - 1) // cols
-        fig, axes = plt.subplots(rows_n, cols, figsize=(2.1 * cols, 2.4 * rows_n), squeeze=False)
-        for ax in axes.flat:
-            ax.axis("off")
-        for ax, (s, prob) in zip(axes.flat, wrong):
-            with Image.open(s.path) as im:
-                ax.imshow(ImageOps.exif_transpose(im).convert("RGB").resize((160, 160)))
-            ax.set_title(f"{s.path.name}\n{labels[s.label]}, P(dog)={prob:.2f}", fontsize=7)
-        fig.suptitle("misclassified (truth, P(dog))", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(out / "misclassified.png", dpi=110)
-        plt.close(fig)
-        made.append(("misclassified photos", "misclassified.png"))
-    return made
+
+def _plot_misclassified(plt, wrong: list[tuple[Sample, str, float]], labels: list[str],
+                        out: Path) -> tuple[str, str]:
+    from PIL import Image, ImageOps
+
+    cols = min(6, len(wrong))
+    rows_n = (len(wrong) + cols - 1) // cols
+    fig, axes = plt.subplots(rows_n, cols, figsize=(2.1 * cols, 2.4 * rows_n), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (s, answer, conf) in zip(axes.flat, wrong):
+        with Image.open(s.path) as im:
+            ax.imshow(ImageOps.exif_transpose(im).convert("RGB").resize((160, 160)))
+        ax.set_title(f"{s.path.name[:22]}\n{labels[s.label]} -> {answer} {conf:.2f}", fontsize=7)
+    fig.suptitle("misclassified (truth -> answer, confidence)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / "misclassified.png", dpi=110)
+    plt.close(fig)
+    return ("misclassified photos", "misclassified.png")

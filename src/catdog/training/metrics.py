@@ -1,23 +1,41 @@
 """Classification metrics in plain numpy, so evaluation needs only the serving dependencies.
 
-Inputs are ``y`` (0/1 ground truth, 1 = the second label) and ``p`` (predicted
-probability of the second label).
+Inputs are ``y`` (ground truth, an index into the model's labels) and ``probs`` ((N, K)
+probabilities in label order; a 1-D array is read as P(second label) of a two-label
+model). ``pred`` (predicted label indices) defaults to the two-label threshold or the
+most probable label; evaluation passes the engine's own decisions, which may differ
+(an open-world model only answers "other" above its threshold).
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 import numpy as np
 
 
-def confusion(y: np.ndarray, pred: np.ndarray) -> list[list[int]]:
-    """2x2 confusion matrix, rows = truth, columns = prediction."""
-    return [[int(np.sum((y == t) & (pred == q))) for q in (0, 1)] for t in (0, 1)]
+def as_matrix(probs: np.ndarray) -> np.ndarray:
+    """(N, K) probabilities; a 1-D P(second label) becomes (N, 2)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    return np.stack([1.0 - probs, probs], axis=1) if probs.ndim == 1 else probs
+
+
+def default_decisions(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Predicted label indices: the threshold on the second label for two labels, else argmax."""
+    probs = as_matrix(probs)
+    if probs.shape[1] == 2:
+        return (probs[:, 1] >= threshold).astype(int)
+    return probs.argmax(axis=1)
+
+
+def confusion(y: np.ndarray, pred: np.ndarray, k: int = 2) -> list[list[int]]:
+    """K x K confusion matrix, rows = truth, columns = prediction."""
+    return [[int(np.sum((y == t) & (pred == q))) for q in range(k)] for t in range(k)]
 
 
 def roc_curve(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """False- and true-positive rates at every distinct threshold, from (0,0) to (1,1)."""
+    """False- and true-positive rates at every distinct threshold, from (0,0) to (1,1) (binary y)."""
     order = np.argsort(-p, kind="mergesort")
     y_sorted, p_sorted = y[order], p[order]
     distinct = np.where(np.diff(p_sorted))[0]
@@ -29,64 +47,122 @@ def roc_curve(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
-    if y.min() == y.max():
+    """Binary ROC AUC of score ``p`` for ``y == 1``; NaN when only one class is present."""
+    y = np.asarray(y)
+    if len(y) == 0 or y.min() == y.max():
         return float("nan")
     fpr, tpr = roc_curve(y, p)
     return float(np.trapezoid(tpr, fpr) if hasattr(np, "trapezoid") else np.trapz(tpr, fpr))
 
 
-def log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    p = np.clip(p, 1e-7, 1 - 1e-7)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+def log_loss(y: np.ndarray, probs: np.ndarray) -> float:
+    """Mean negative log-probability of the true label."""
+    probs = as_matrix(probs)
+    y = np.asarray(y, dtype=int)
+    return float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0))))
 
 
-def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict]:
-    """Per confidence bin: mean confidence, accuracy and count (for ECE and the diagram)."""
-    pred = (p >= 0.5).astype(int)
-    conf = np.where(pred == 1, p, 1 - p)
-    edges = np.linspace(0.5, 1.0, bins + 1)
+def reliability(y: np.ndarray, probs: np.ndarray, pred: np.ndarray | None = None, bins: int = 10) -> list[dict]:
+    """Per confidence bin: mean confidence of the answer, accuracy and count (ECE, the diagram).
+
+    The bins cover [1/K, 1], the range a top-label confidence can take.
+    """
+    probs = as_matrix(probs)
+    pred = default_decisions(probs) if pred is None else np.asarray(pred, dtype=int)
+    conf = probs[np.arange(len(pred)), pred]
+    edges = np.linspace(1.0 / probs.shape[1], 1.0, bins + 1)
     rows = []
     for lo, hi in itertools.pairwise(edges):
         mask = (conf >= lo) & ((conf < hi) if hi < 1.0 else (conf <= hi))
+        if lo == edges[0]:
+            mask |= conf < lo  # an "other" answer below its label's argmax still counts
         if mask.any():
             rows.append({"lo": float(lo), "hi": float(hi), "confidence": float(conf[mask].mean()),
                          "accuracy": float((pred[mask] == y[mask]).mean()), "count": int(mask.sum())})
     return rows
 
 
-def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
-    """ECE of the predicted label's confidence, equal-width bins over [0.5, 1]."""
-    rows = reliability(y, p, bins)
+def expected_calibration_error(y: np.ndarray, probs: np.ndarray, pred: np.ndarray | None = None,
+                               bins: int = 10) -> float:
+    """ECE of the answer's confidence, equal-width bins over [1/K, 1]."""
+    rows = reliability(y, probs, pred, bins)
     n = len(y)
     return float(sum(r["count"] / n * abs(r["accuracy"] - r["confidence"]) for r in rows))
 
 
-def classification_report(y: np.ndarray, p: np.ndarray, labels=("cat", "dog"), threshold: float = 0.5) -> dict:
-    """Every number the model card and ``catdog evaluate`` show."""
-    y = np.asarray(y, dtype=int)
-    p = np.asarray(p, dtype=np.float64)
-    pred = (p >= threshold).astype(int)
-    cm = confusion(y, pred)
-    per_class = {}
+def _per_class(cm: list[list[int]], labels: Sequence[str]) -> dict:
+    out = {}
     for k, name in enumerate(labels):
         tp = cm[k][k]
-        predicted = cm[0][k] + cm[1][k]
+        predicted = sum(row[k] for row in cm)
         actual = sum(cm[k])
         precision = tp / predicted if predicted else float("nan")
         recall = tp / actual if actual else float("nan")
         f1 = 2 * precision * recall / (precision + recall) if predicted and actual and tp else 0.0
-        per_class[name] = {"precision": precision, "recall": recall, "f1": f1, "support": actual}
+        out[name] = {"precision": precision, "recall": recall, "f1": f1, "support": actual}
+    return out
+
+
+def _auc(y: np.ndarray, probs: np.ndarray) -> float:
+    """Two labels: AUC of P(second). More: the mean one-vs-rest AUC over the labels present."""
+    if probs.shape[1] == 2:
+        return roc_auc(y, probs[:, 1])
+    aucs = [roc_auc((y == k).astype(int), probs[:, k]) for k in range(probs.shape[1])]
+    aucs = [a for a in aucs if not np.isnan(a)]
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
+def open_world_report(y: np.ndarray, pred: np.ndarray, other: int) -> dict:
+    """The open-world numbers: how many non-pets are caught, how many real pets are lost."""
+    is_other, said_other = y == other, pred == other
+    pets = ~is_other
     return {
+        "others": int(is_other.sum()),
+        "others_answered_other": float(said_other[is_other].mean()) if is_other.any() else float("nan"),
+        "pets": int(pets.sum()),
+        "pets_answered_other": float(said_other[pets].mean()) if pets.any() else float("nan"),
+        "pet_accuracy": float((pred[pets] == y[pets]).mean()) if pets.any() else float("nan"),
+    }
+
+
+def classification_report(y: np.ndarray, probs: np.ndarray, labels: Sequence[str] = ("cat", "dog"),
+                          threshold: float = 0.5, pred: np.ndarray | None = None,
+                          other_label: str | None = None) -> dict:
+    """Every number the model card and ``catdog evaluate`` show."""
+    y = np.asarray(y, dtype=int)
+    probs = as_matrix(probs)
+    labels = list(labels)
+    if probs.shape[1] != len(labels):
+        raise ValueError(f"{probs.shape[1]} probability columns for {len(labels)} labels {labels}")
+    pred = default_decisions(probs, threshold) if pred is None else np.asarray(pred, dtype=int)
+    cm = confusion(y, pred, len(labels))
+    report = {
         "n": len(y),
+        "labels": labels,
         "accuracy": float((pred == y).mean()) if len(y) else float("nan"),
         "errors": int((pred != y).sum()),
-        "roc_auc": roc_auc(y, p),
-        "log_loss": log_loss(y, p),
-        "ece": expected_calibration_error(y, p),
+        "roc_auc": _auc(y, probs),
+        "log_loss": log_loss(y, probs) if len(y) else float("nan"),
+        "ece": expected_calibration_error(y, probs, pred) if len(y) else float("nan"),
         "confusion_matrix": cm,
-        "per_class": per_class,
+        "per_class": _per_class(cm, labels),
         "threshold": threshold,
     }
+    if other_label in labels:
+        report["open_world"] = open_world_report(y, pred, labels.index(other_label))
+    return report
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def _as_logit_matrix(logits: np.ndarray) -> np.ndarray:
+    """(N, K) logits; a 1-D margin (second minus first) becomes (N, 2) with the same softmax."""
+    logits = np.asarray(logits, dtype=np.float64)
+    return np.stack([np.zeros_like(logits), logits], axis=1) if logits.ndim == 1 else logits
 
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
@@ -95,11 +171,11 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     Log loss is convex in 1/T, so a coarse grid over log T and a golden-section
     refinement find the optimum without scipy.
     """
-    logits = np.asarray(logits, dtype=np.float64)
-    margin = logits[:, 1] - logits[:, 0] if logits.ndim == 2 else logits
+    logits = _as_logit_matrix(logits)
+    y = np.asarray(y, dtype=int)
 
     def nll(log_t: float) -> float:
-        return log_loss(y, 1.0 / (1.0 + np.exp(-margin / np.exp(log_t))))
+        return log_loss(y, softmax(logits / np.exp(log_t)))
 
     grid = np.linspace(np.log(0.05), np.log(20.0), 60)
     best = grid[int(np.argmin([nll(g) for g in grid]))]
@@ -114,9 +190,36 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     return float(np.exp((lo + hi) / 2))
 
 
-def calibrated_report(logits: np.ndarray, y: np.ndarray) -> tuple[float, dict]:
+def calibrated_report(logits: np.ndarray, y: np.ndarray, labels: Sequence[str] | None = None,
+                      other_label: str | None = None) -> tuple[float, dict]:
     """Fit the temperature on (logits, y) and report the metrics of the calibrated probabilities."""
-    logits = np.asarray(logits, dtype=np.float64)
+    logits = _as_logit_matrix(logits)
     temperature = fit_temperature(logits, y)
-    margin = (logits[:, 1] - logits[:, 0]) / temperature
-    return temperature, classification_report(y, 1 / (1 + np.exp(-margin)))
+    if labels is None:
+        labels = ["cat", "dog"] if logits.shape[1] == 2 else [str(i) for i in range(logits.shape[1])]
+    return temperature, classification_report(y, softmax(logits / temperature), labels, other_label=other_label)
+
+
+def open_world_decisions(probs: np.ndarray, other: int, threshold: float) -> np.ndarray:
+    """The engine's open-world rule: ``other`` when P(other) >= threshold, else the likeliest other label."""
+    probs = as_matrix(probs)
+    rest = probs.copy()
+    rest[:, other] = -1.0
+    return np.where(probs[:, other] >= threshold, other, rest.argmax(axis=1))
+
+
+def choose_other_threshold(probs: np.ndarray, y: np.ndarray, other: int, cap: float) -> float:
+    """The lowest P(other) threshold that answers "other" for at most ``cap`` of the real pets.
+
+    Losing a real pet costs more than letting a strange photo through, so the threshold
+    is set by the pets (the held-out ones), never below 0.5, and the share of non-pets it
+    catches is whatever that leaves.
+    """
+    p_other = as_matrix(probs)[np.asarray(y) != other, other]
+    if len(p_other) == 0:
+        return 0.5
+    allowed = int(np.floor(cap * len(p_other)))
+    ranked = np.sort(p_other)[::-1]
+    # Just above the (allowed + 1)-th highest pet score: at most `allowed` pets reach it.
+    threshold = float(np.nextafter(ranked[allowed], 1.0)) if allowed < len(ranked) else 0.5
+    return float(min(1.0, max(0.5, threshold)))

@@ -115,8 +115,9 @@ def calibration_sample(samples: Sequence[Sample], per_class: int = 128, seed: in
     return chosen
 
 
-def refit_temperature(model_dir: str | Path, holdout: Sequence[Sample]) -> dict:
-    """Fit the temperature on the held-out photos through ``model_dir``'s own model and save it.
+def refit_temperature(model_dir: str | Path, holdout: Sequence[Sample], other_cap: float | None = None) -> dict:
+    """Fit the temperature (and an open-world model's "other" threshold) on the held-out photos
+    through ``model_dir``'s own model, and save them.
 
     Quantisation moves the logits a little; the confidence must be calibrated for the
     model that is served, through the serving preprocessing, not for the float one.
@@ -124,27 +125,51 @@ def refit_temperature(model_dir: str | Path, holdout: Sequence[Sample]) -> dict:
     """
     from catdog.model.engine import Classifier
     from catdog.training.data import serving_inputs
-    from catdog.training.metrics import calibrated_report
+    from catdog.training.metrics import (
+        choose_other_threshold,
+        classification_report,
+        fit_temperature,
+        open_world_decisions,
+        softmax,
+    )
+    from catdog.training.openworld import summarize
 
     model_dir = Path(model_dir)
     clf = Classifier.load(model_dir, warmup=False)
-    x, y = serving_inputs(holdout, clf.recipe.input)
+    recipe = clf.recipe
+    x, y = serving_inputs(holdout, recipe.input)
     logits = np.concatenate([clf.backend.run(x[i:i + 32]) for i in range(0, len(x), 32)])
-    temperature, report = calibrated_report(logits, y)
-    holdout_metrics = {k: report[k] for k in ("n", "accuracy", "log_loss", "ece", "roc_auc")}
-    clf.recipe.model_copy(update={"temperature": temperature,
-                                  "metrics": clf.recipe.metrics | {"holdout": holdout_metrics}}
-                          ).write(model_dir / RECIPE_FILENAME)
-    return {"temperature": temperature, **holdout_metrics}
+    temperature = fit_temperature(logits, y)
+    probs = softmax(np.asarray(logits, np.float64) / temperature)
+    update: dict = {"temperature": temperature}
+    pred = None
+    if recipe.other_label:
+        other = recipe.labels.index(recipe.other_label)
+        cap = other_cap if other_cap is not None else recipe.training.get("other_cap", 0.003)
+        update["other_threshold"] = choose_other_threshold(probs, y, other, cap)
+        pred = open_world_decisions(probs, other, update["other_threshold"])
+    report = classification_report(y, probs, recipe.labels, recipe.threshold, pred=pred,
+                                   other_label=recipe.other_label)
+    held_out = summarize(report)
+    recipe.model_copy(update=update | {"metrics": recipe.metrics | {"holdout": held_out}}
+                      ).write(model_dir / RECIPE_FILENAME)
+    return update | held_out
 
 
 def quantize_and_recalibrate(model_dir: str | Path, out_dir: str | Path, data: Sequence[Path], *,
-                             holdout_fraction: float = 0.1, seed: int = 0, per_class: int = 128,
-                             float_convs: int = 8, name: str | None = None) -> dict:
-    """The whole int8 recipe: the training split of ``data`` fixes the activation ranges,
-    the held-out split (the same stratified split training used) refits the temperature."""
+                             others: Sequence[Path] = (), holdout_fraction: float = 0.1, seed: int = 0,
+                             per_class: int = 128, float_convs: int = 8, name: str | None = None) -> dict:
+    """The whole int8 recipe: the training split of ``data`` (and ``others``) fixes the activation
+    ranges, the held-out split (the same stratified split training used) refits the temperature
+    and, for an open-world model, the "other" threshold."""
     from catdog.training.data import find_samples, stratified_split
+    from catdog.training.openworld import open_world_split
 
-    train, holdout = stratified_split(find_samples(data), holdout_fraction, seed)
+    if others:  # the split `catdog train --init ... --others ...` used, read from the recipe
+        training = Recipe.read(Path(model_dir) / RECIPE_FILENAME).training
+        train, holdout = open_world_split(training.get("parent_training", {}), data, others,
+                                          training.get("holdout_fraction", holdout_fraction), training.get("seed", seed))
+    else:
+        train, holdout = stratified_split(find_samples(data), holdout_fraction, seed)
     quantize_model(model_dir, out_dir, calibration_sample(train, per_class, seed), float_convs=float_convs, name=name)
     return refit_temperature(out_dir, holdout)
