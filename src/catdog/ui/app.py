@@ -43,7 +43,8 @@ try:
 except ValidationError as exc:
     st.error(f"The catdog settings (CATDOG_* environment variables) are not valid:\n\n{exc}")
     st.stop()
-client = Client(settings.api_url, api_key=settings.api_key, timeout=settings.api_timeout)
+# No retries: the page answers at once (its live status line shows the API coming back).
+client = Client(settings.api_url, api_key=settings.api_key, timeout=settings.api_timeout, retries=0)
 for name, default in (("examples", []), ("results", {}), ("uploader", 0), ("classified", 0)):
     st.session_state.setdefault(name, default)
 results = st.session_state.results
