@@ -81,6 +81,12 @@ def test_predict_through_the_api_prints_what_local_prediction_prints(capsys, tmp
             assert there["probabilities"] == pytest.approx(here["probabilities"], abs=1e-5)
 
 
+@pytest.mark.parametrize("flag", [["--model", "x"], ["--threads", "1"], ["--closed-world"]])
+def test_predict_through_the_api_refuses_local_model_flags(capsys, cat_photo, flag):
+    assert main(["predict", "--api", "http://127.0.0.1:9", *flag, str(cat_photo)]) == 2
+    assert "do not apply" in capsys.readouterr().err
+
+
 def test_predict_through_an_api_that_is_not_there(capsys, cat_photo, free_port):
     assert main(["predict", "--api", f"http://127.0.0.1:{free_port}", str(cat_photo)]) == 2
     err = capsys.readouterr().err

@@ -67,9 +67,9 @@ def run(args: argparse.Namespace) -> int:
     if not files and not missing:
         print("catdog: no image files found in " + ", ".join(map(str, args.paths)), file=sys.stderr)
         return 1
-    if args.api and (args.model or args.threads):
-        print("catdog: error: --api classifies on the server; --model and --threads do not apply",
-              file=sys.stderr)
+    if args.api and (args.model or args.threads or args.closed_world):
+        print("catdog: error: --api classifies on the server; --model, --threads and --closed-world "
+              "do not apply", file=sys.stderr)
         return 2
     if args.api:
         from catdog.client import APIError, Client
