@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_setup.sh
-install_catdog "train,test,keras"
+install_catdog "train,test,keras,bulk"
 
 # A real browser for the end-to-end UI test: Debian's Chromium (Playwright's own download cannot work here).
 # The emoji font makes the page's 🐱/🐶 render in the screenshot.

@@ -36,7 +36,7 @@ def test_model_info_is_the_model_card(client, classifier):
     body = client.get("/v1/model").json
     for key in ("name", "version", "labels", "input_size", "threshold", "temperature", "metrics"):
         assert body[key] == classifier.info()[key]
-    assert body["labels"] == ["cat", "dog"]
+    assert body["labels"] == ["cat", "dog", "other"] and body["other_label"] == "other"
     assert body["input_size"] == classifier.recipe.input.size == 288
     assert body["limits"] == {"max_upload_mb": 10.0, "max_batch": 32, "max_pixels": classifier.max_pixels}
     assert "file" not in body  # nothing about the server's file system

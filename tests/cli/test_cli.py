@@ -40,7 +40,7 @@ def test_predict_json_lines_with_a_bad_file(capsys, tmp_path, cat_photo):
     assert code == 1
     rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert [r["path"] for r in rows] == [str(cat_photo), str(fake), str(tmp_path / "missing.jpg")]
-    assert rows[0]["label"] == "cat" and set(rows[0]["probabilities"]) == {"cat", "dog"}
+    assert rows[0]["label"] == "cat" and set(rows[0]["probabilities"]) == {"cat", "dog", "other"}
     assert rows[1]["error"]["code"] == "not_an_image" and "PDF" in rows[1]["error"]["message"]
     assert rows[2]["error"]["code"] == "unreadable_file"
 
@@ -120,7 +120,7 @@ def test_a_data_folder_without_photos_is_a_one_line_error(tmp_path, capsys, comm
 def test_info_prints_the_recipe(capsys):
     assert main(["info", "--threads", "1"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["labels"] == ["cat", "dog"] and info["threshold"] == 0.5
+    assert info["labels"] == ["cat", "dog", "other"] and info["other_label"] == "other"
 
 
 def test_evaluate_writes_a_report(tmp_path, images_dir, capsys):
