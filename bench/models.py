@@ -33,6 +33,8 @@ from engine import DEFAULT_IMAGE, LOAD_ONNX, cold_start, percentile
 
 DEFAULT_VAL = ROOT.parent / "shared" / "data" / "cats-vs-dogs" / "val"
 MODELS = ROOT / "models"
+#: The default model ships inside the package (src/catdog/models/), beside the others' folder.
+PACKAGED_MODELS = ROOT / "src" / "catdog" / "models"
 BATCH = 16
 #: What each case runs: key -> (threads: "1" or "all", batch size, column header).
 CASES = {
@@ -54,7 +56,8 @@ def rel(path: Path) -> str:
 
 
 def bundled_models() -> list[Path]:
-    return sorted(p for p in MODELS.iterdir() if (p / "model.onnx").is_file()) if MODELS.is_dir() else []
+    folders = [p for root in (PACKAGED_MODELS, MODELS) if root.is_dir() for p in root.iterdir()]
+    return sorted((p for p in folders if (p / "model.onnx").is_file()), key=lambda p: p.name)
 
 
 def is_int8(clf) -> bool:

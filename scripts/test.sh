@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up everything the test suite needs (idempotent), then run it.
+# Set up everything the test suite needs (idempotent), lint and type-check src/, then run the tests.
 #   bash scripts/test.sh            # the whole suite, slow tests included (what CI runs)
 #   bash scripts/test.sh -m "not slow" tests/model   # any pytest arguments
 set -euo pipefail
@@ -15,6 +15,10 @@ if [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/fonts/truetype/noto ]; then
   ($SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium fonts-noto-color-emoji >/dev/null) \
     || echo "warning: could not install chromium; the browser test will be skipped"
 fi
+
+echo "== lint (ruff) and types (mypy) on src/"
+"$VENV/bin/ruff" check src/
+"$VENV/bin/mypy" src/
 
 echo "== running the tests"
 exec "$VENV/bin/python" -m pytest "$@"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -44,6 +45,54 @@ def test_predict_json_lines_with_a_bad_file(capsys, tmp_path, cat_photo):
     assert rows[2]["error"]["code"] == "unreadable_file"
 
 
+@pytest.fixture
+def api_url(classifier, monkeypatch):
+    """The real app around the session's model, served on a loopback port."""
+    from catdog.api import create_app
+    from catdog.config import Settings
+    from tests.api.conftest import serving
+
+    for name in ("CATDOG_API_KEYS", "CATDOG_RATE_LIMIT", "CATDOG_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    with serving(create_app(Settings(max_batch=2), classifier=classifier)) as url:
+        yield url
+
+
+@pytest.mark.parametrize("output", [[], ["--json"]], ids=["table", "json"])
+def test_predict_through_the_api_prints_what_local_prediction_prints(capsys, tmp_path, images_dir,
+                                                                      api_url, output):
+    fake = tmp_path / "cat.jpg"
+    fake.write_bytes(b"%PDF-1.4 not really a photo")
+    paths = [str(images_dir), str(fake), str(tmp_path / "missing.jpg")]
+    assert main(["predict", *output, "--threads", "1", *paths]) == 1
+    local = capsys.readouterr()
+    assert main(["predict", *output, "--api", api_url, *paths]) == 1
+    remote = capsys.readouterr()
+    assert remote.err == local.err
+    if not output:
+        assert remote.out == local.out
+        return
+    local_rows = [json.loads(line) for line in local.out.splitlines()]
+    remote_rows = [json.loads(line) for line in remote.out.splitlines()]
+    assert [{k: v for k, v in r.items() if k != "probabilities" and k != "confidence"} for r in remote_rows] == \
+        [{k: v for k, v in r.items() if k != "probabilities" and k != "confidence"} for r in local_rows]
+    for here, there in zip(local_rows, remote_rows):
+        if "probabilities" in here:
+            assert there["probabilities"] == pytest.approx(here["probabilities"], abs=1e-5)
+
+
+@pytest.mark.parametrize("flag", [["--model", "x"], ["--threads", "1"], ["--closed-world"]])
+def test_predict_through_the_api_refuses_local_model_flags(capsys, cat_photo, flag):
+    assert main(["predict", "--api", "http://127.0.0.1:9", *flag, str(cat_photo)]) == 2
+    assert "do not apply" in capsys.readouterr().err
+
+
+def test_predict_through_an_api_that_is_not_there(capsys, cat_photo, free_port):
+    assert main(["predict", "--api", f"http://127.0.0.1:{free_port}", str(cat_photo)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("catdog: error: The catdog API is not reachable") and err.count("\n") == 1
+
+
 def test_predict_empty_folder(tmp_path, capsys):
     assert main(["predict", str(tmp_path)]) == 1
     assert "no image files" in capsys.readouterr().err
@@ -60,7 +109,7 @@ def test_a_data_folder_without_photos_is_a_one_line_error(tmp_path, capsys, comm
     """No traceback for a mistyped or empty data folder: one line saying which layout is expected."""
     from catdog.model.engine import bundled_model_dir
 
-    float_model = bundled_model_dir().with_name(bundled_model_dir().name + "-fp32")
+    float_model = Path(__file__).parents[2] / "models" / (bundled_model_dir().name + "-fp32")
     args = {"evaluate": ["evaluate", str(tmp_path)],
             "quantize": ["quantize", str(float_model), str(tmp_path), "--out", str(tmp_path / "q")]}[command]
     assert main(args) == 2
