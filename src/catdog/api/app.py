@@ -18,7 +18,7 @@ from catdog.api.observability import Metrics, configure_logging, init_observabil
 from catdog.api.resources import JsonApi, Service, add_resources
 from catdog.api.schemas import openapi_document
 from catdog.api.security import init_security
-from catdog.api.uploads import UploadRequest
+from catdog.api.uploads import BODY_TIMEOUT_KEY, UploadRequest
 from catdog.config import Settings
 from catdog.model.engine import Classifier
 
@@ -29,17 +29,18 @@ def create_app(settings: Settings | None = None, *, classifier: Classifier | Non
     ``classifier`` lets tests share one loaded model between many apps; when it is
     given, ``settings.model``, ``threads`` and ``max_pixels`` are not used to load one.
     """
-    settings = settings or Settings()
+    settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
     if classifier is None:
         # One intra-op thread unless told otherwise: a server runs one process per core.
         classifier = Classifier.load(settings.model, threads=settings.threads or 1,
-                                     max_pixels=settings.max_pixels)
+                                     max_pixels=settings.max_pixels, max_decode_bytes=settings.max_decode_bytes)
 
     app = Flask(__name__, static_folder=None)
     app.request_class = UploadRequest  # uploads stay in memory; unparseable forms are errors
     # Werkzeug refuses a larger body (413) from its Content-Length, before reading it.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
+    app.config[BODY_TIMEOUT_KEY] = settings.body_timeout  # read by UploadRequest.stream
     app.json.sort_keys = False
     if settings.proxy_hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops)  # type: ignore[method-assign]

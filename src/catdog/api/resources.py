@@ -16,7 +16,10 @@ from flask_restful import Api, Resource
 from catdog.api.errors import MissingField, TooManyFiles
 from catdog.api.observability import Metrics, annotate
 from catdog.api.schemas import batch_body, prediction_body
+from catdog.api.security import charge_photos
+from catdog.api.uploads import require_upload_body
 from catdog.config import Settings
+from catdog.model.decode import BatchBudget
 from catdog.model.engine import Classifier, Prediction
 
 #: At most this many sent field names are echoed back in a missing-field message.
@@ -44,6 +47,8 @@ def _sent_fields(req: Request) -> list[str]:
 
 def read_one_upload(req: Request) -> tuple[bytes, str]:
     """The photo's bytes and declared type: a raw ``image/*`` body, else multipart ``image``."""
+    require_upload_body(req)
+    charge_photos(1)
     if req.mimetype.startswith("image/"):
         return req.get_data(cache=False), req.mimetype
     upload = req.files.get("image")
@@ -75,14 +80,17 @@ class BatchPredict(ServiceResource):
 
     def post(self):
         started = time.perf_counter()
+        require_upload_body(request, raw_image=False)
         uploads = request.files.getlist("images")
         if not uploads:
             raise MissingField("images", _sent_fields(request), multiple=True)
-        limit = self.service.settings.max_batch
-        if len(uploads) > limit:
-            raise TooManyFiles(len(uploads), limit)
+        settings = self.service.settings
+        if len(uploads) > settings.max_batch:
+            raise TooManyFiles(len(uploads), settings.max_batch)
+        charge_photos(len(uploads))  # a batch of 8 costs 8, before any is decoded
         blobs = [upload.read() for upload in uploads]
-        results = self.service.classifier.predict_batch(blobs, return_errors=True)
+        budget = BatchBudget(settings.batch_decode_bytes, settings.batch_seconds)
+        results = self.service.classifier.predict_batch(blobs, return_errors=True, budget=budget)
         labels = [r.label for r in results if isinstance(r, Prediction)]
         for label in labels:
             self.service.metrics.predictions.labels(label).inc()

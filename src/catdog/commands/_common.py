@@ -21,9 +21,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_classifier(args: argparse.Namespace) -> Classifier:
-    settings = Settings()
+    settings = Settings.from_env()
     return Classifier.load(args.model or settings.model, threads=args.threads or settings.threads,
-                           max_pixels=settings.max_pixels)
+                           max_pixels=settings.max_pixels, max_decode_bytes=settings.max_decode_bytes)
 
 
 def iter_image_files(paths: list[Path], recursive: bool = True) -> Iterator[Path]:
