@@ -11,7 +11,7 @@ ONNX Runtime thread each) this starts the production command on loopback and run
   soon as the server cuts them (as a slowloris script would).
 
 It reports wrk's requests/s and latency percentiles for both, how the slow connections were
-answered (408 after ``CATDOG_BODY_TIMEOUT``), and the throughput of each shape relative to
+answered (408 after ``CATDOG_READ_TIMEOUT``), and the throughput of each shape relative to
 sync workers in the same run.
 
     python bench/slow_clients.py                  # 15 s per run, writes docs/reliability.md
@@ -73,11 +73,11 @@ def free_port() -> int:
 class Server:
     """The production command with one shape's settings, in its own process group."""
 
-    def __init__(self, workers: int, settings: dict[str, str], body_timeout: float):
+    def __init__(self, workers: int, settings: dict[str, str], read_timeout: float):
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CATDOG_", "PROMETHEUS_"))}
         env.update(PORT=str(self.port), CATDOG_HOST=HOST, CATDOG_WORKERS=str(workers),
-                   CATDOG_BODY_TIMEOUT=str(body_timeout), **settings)
+                   CATDOG_READ_TIMEOUT=str(read_timeout), **settings)
         self.process = subprocess.Popen(SERVER_CMD, env=env, cwd=ROOT, start_new_session=True,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=15.0, help="wrk duration per run")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--slow", type=int, default=4, help="slow attacker connections")
-    parser.add_argument("--body-timeout", type=float, default=10.0, help="CATDOG_BODY_TIMEOUT for the servers")
+    parser.add_argument("--read-timeout", type=float, default=10.0, help="CATDOG_READ_TIMEOUT for the servers")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     if not shutil.which("wrk"):
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         script = Path(tmp) / "post.lua"
         script.write_text(WRK_SCRIPT % {"boundary": BOUNDARY, "image": IMAGE})
         for label, settings in SHAPES:
-            server = Server(args.workers, settings, args.body_timeout)
+            server = Server(args.workers, settings, args.read_timeout)
             try:
                 server.wait_ready()
                 run_wrk(server.port, script, 3, args.connections)  # warm-up, not counted
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                "p50 ms", "p99 ms", "errors", "slow connections answered", "seconds each held"]
     load = os.getloadavg()
     markdown = f"""`python bench/slow_clients.py` (wrk {args.connections} connections, {args.seconds:g} s per run,
-{args.workers} workers, `CATDOG_BODY_TIMEOUT={args.body_timeout:g}`; the slow clients send one body byte a second
+{args.workers} workers, `CATDOG_READ_TIMEOUT={args.read_timeout:g}`; the slow clients send one body byte a second
 and reconnect when cut). Machine: {machine()}. Load average after: {load[0]:.2f}.
 
 {table(headers, rows)}

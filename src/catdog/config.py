@@ -44,8 +44,9 @@ class Settings(BaseSettings):
         1000.0, gt=0, description="decoding memory one batch may add up to, in MB; later files get an error")
     batch_seconds: float = Field(
         15.0, gt=0, description="seconds a batch may spend decoding; later files get an error (< timeout)")
-    body_timeout: float = Field(
-        10.0, gt=0, description="seconds a client may take to send a request body before a 408")
+    read_timeout: float = Field(
+        10.0, gt=0, description="seconds a client may take to send a request's headers, and again its "
+        "body, before a 408 (slow or stalled clients)")
     cors_origins: CommaList = Field(["http://localhost:8501"], description="origins allowed by CORS, comma-separated")
     api_keys: CommaList | None = Field(
         None, description=f"if set, requests need X-API-Key with one of these (each >= {MIN_API_KEY_LENGTH} characters)")

@@ -18,7 +18,7 @@ from catdog.api.observability import Metrics, configure_logging, init_observabil
 from catdog.api.resources import JsonApi, Service, add_resources
 from catdog.api.schemas import openapi_document
 from catdog.api.security import init_security
-from catdog.api.uploads import BODY_TIMEOUT_KEY, UploadRequest
+from catdog.api.uploads import READ_TIMEOUT_KEY, UploadRequest
 from catdog.config import Settings
 from catdog.model.engine import Classifier
 
@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None, *, classifier: Classifier | Non
     app.request_class = UploadRequest  # uploads stay in memory; unparseable forms are errors
     # Werkzeug refuses a larger body (413) from its Content-Length, before reading it.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
-    app.config[BODY_TIMEOUT_KEY] = settings.body_timeout  # read by UploadRequest.stream
+    app.config[READ_TIMEOUT_KEY] = settings.read_timeout  # read by UploadRequest.stream
     app.json.sort_keys = False
     if settings.proxy_hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops)  # type: ignore[method-assign]

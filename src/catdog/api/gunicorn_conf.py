@@ -12,7 +12,8 @@ Runtime sessions are not fork-safe. The worker class is a setting (``CATDOG_WORK
   is that of sync workers (docs/reliability.md, "Slow clients", measured with wrk).
 * ``sync``: one request per worker at a time; a slow client holds the worker.
 
-Either way a request body must arrive within ``CATDOG_BODY_TIMEOUT`` seconds (else 408), and
+Either way a request's headers, and then its body, must each arrive within
+``CATDOG_READ_TIMEOUT`` seconds (else 408), and
 gunicorn's own answers (unparseable requests, worker timeouts) have the API's JSON shape
 (:mod:`catdog.api.workers`).
 """

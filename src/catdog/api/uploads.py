@@ -7,7 +7,7 @@ What Flask's request class does differently here, all for uploads:
   urlencoded body of 5 million empty fields would otherwise cost seconds and 400 MB.
 * The body is read through :class:`BoundedBody`: a chunked body (no Content-Length) over
   the upload limit is ``413``, not silently cut at the limit; a body that does not arrive
-  within ``CATDOG_BODY_TIMEOUT`` seconds is ``408``; broken chunked framing is ``400``.
+  within ``CATDOG_READ_TIMEOUT`` seconds is ``408``; broken chunked framing is ``400``.
 
 * File parts stay in memory. Werkzeug spools any part over 500 KB to a temporary file;
   here no byte of an upload ever reaches the disk. Memory stays bounded: Werkzeug refuses
@@ -33,8 +33,8 @@ from werkzeug.utils import cached_property
 
 from catdog.api.errors import MalformedBody, MalformedForm, UnsupportedBody
 
-#: ``app.config`` key of the seconds a client may take to send its body (CATDOG_BODY_TIMEOUT).
-BODY_TIMEOUT_KEY = "CATDOG_BODY_TIMEOUT"
+#: ``app.config`` key of the seconds a client may take to send its body (CATDOG_READ_TIMEOUT).
+READ_TIMEOUT_KEY = "CATDOG_READ_TIMEOUT"
 MULTIPART = "multipart/form-data"
 
 
@@ -64,6 +64,10 @@ class BoundedBody(io.RawIOBase):
         self._seconds = seconds
         self._deadline = time.monotonic() + seconds
         self._read = 0
+        if hasattr(sock, "arm_body"):
+            # catdog's gunicorn workers: one deadline over every recv of the body, however the
+            # server loops over them (catdog.api.workers.ReadDeadline).
+            sock.arm_body(seconds)  # type: ignore[union-attr]
 
     def readable(self) -> bool:
         return True
@@ -129,7 +133,7 @@ class UploadRequest(Request):
             raise RequestEntityTooLarge()
         if length is None and "wsgi.input_terminated" not in self.environ:
             return io.BytesIO()  # a server that does not frame chunked bodies: read nothing (as Werkzeug)
-        seconds = float(current_app.config.get(BODY_TIMEOUT_KEY) or 10.0)
+        seconds = float(current_app.config.get(READ_TIMEOUT_KEY) or 10.0)
         raw = self.environ["wsgi.input"]
         body = BoundedBody(raw, length=length, limit=limit, seconds=seconds,
                            sock=self.environ.get("gunicorn.socket"))

@@ -1,11 +1,16 @@
-"""gunicorn worker classes whose own answers have the API's JSON error shape.
+"""gunicorn worker classes: a deadline on request headers, and JSON for gunicorn's own answers.
 
-gunicorn answers some requests itself, before or after the app: a request it cannot parse
-(a header without a colon, a chunk size that is not hex), and a request whose worker the
-master aborts for running past ``timeout``. Its stock answer is a small HTML page, and an
-aborted request a bare ``500``. These classes keep gunicorn's decisions (which status for
-which parse error) and change only the body, to ``{"error": {"code", "message"}}``; an
-aborted request answers ``503 worker_timeout``, which a client may retry.
+* **Headers within a deadline.** gunicorn reads a request's headers with blocking reads and
+  no time limit: a client sending them a byte a second holds a sync worker until the master
+  kills it (``timeout``), and a gthread thread for ever. Here each request's headers must
+  arrive within ``CATDOG_READ_TIMEOUT`` seconds in all, else ``408``. (The body gets the
+  same time again, enforced by the app: :class:`catdog.api.uploads.BoundedBody`.)
+* **JSON error pages.** gunicorn answers some requests itself: one it cannot parse (a header
+  without a colon, a chunk size that is not hex), and one whose worker the master aborts for
+  running past ``timeout``. Its stock answer is a small HTML page, and an aborted request a
+  bare ``500``. These classes keep gunicorn's decisions (which status for which parse error)
+  and change only the body, to ``{"error": {"code", "message"}}``; an aborted request answers
+  ``503 worker_timeout``, which a client may retry.
 
 Selected by :mod:`catdog.api.gunicorn_conf` from ``CATDOG_WORKER_CLASS``.
 """
@@ -13,6 +18,8 @@ Selected by :mod:`catdog.api.gunicorn_conf` from ``CATDOG_WORKER_CLASS``.
 from __future__ import annotations
 
 import json
+import socket
+import time
 
 from gunicorn import util
 from gunicorn.workers.gthread import ThreadWorker as _ThreadWorker
@@ -22,6 +29,7 @@ from gunicorn.workers.sync import SyncWorker as _SyncWorker
 GUNICORN_CODES = {
     400: "bad_request",
     403: "forbidden",
+    408: "request_timeout",
     413: "file_too_large",
     414: "request_line_too_long",
     417: "expectation_failed",
@@ -48,19 +56,102 @@ def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
     util.write_nonblock(sock, json_error_page(int(status_int), reason, mesg))
 
 
+class HeaderTimeout(Exception):
+    """The request headers did not arrive within the read timeout (answered 408 by the worker)."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"The request headers did not arrive within {seconds:g} s; "
+                         "send the request again over a faster connection.")
+
+
+class BodyTimeout(TimeoutError):
+    """The request body did not arrive within its deadline (the app answers 408)."""
+
+
+class ReadDeadline:
+    """A client socket whose ``recv`` calls share one deadline: the headers', then the body's.
+
+    gunicorn reads with blocking ``recv`` and loops until it has what it asked for, so a
+    timeout per call does not bound a client sending a byte a second; a deadline does. It is
+    armed for the headers when a request starts (:meth:`arm`), disarmed once the blank line
+    ending them has been received, and armed again by the app for the body
+    (:meth:`arm_body`, called by :class:`catdog.api.uploads.BoundedBody`). Once it fires it
+    disarms, so gunicorn's graceful close can still drain the socket. Everything else is the
+    socket's own.
+    """
+
+    def __init__(self, sock: socket.socket, seconds: float):
+        self._sock, self.seconds = sock, seconds
+        self._deadline: float | None = None
+        self._body = False
+        self._tail = b""
+
+    def arm(self) -> None:
+        self._deadline, self._body, self._tail = time.monotonic() + self.seconds, False, b""
+
+    def arm_body(self, seconds: float) -> None:
+        self._deadline, self._body = time.monotonic() + seconds, True
+
+    def __getattr__(self, name: str):
+        return getattr(self._sock, name)
+
+    def _expired(self) -> Exception:
+        body, self._deadline = self._body, None
+        return BodyTimeout("body read deadline") if body else HeaderTimeout(self.seconds)
+
+    def recv(self, size: int, *flags: int) -> bytes:
+        if self._deadline is None:
+            return self._sock.recv(size, *flags)
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise self._expired()
+        previous = self._sock.gettimeout()
+        try:
+            self._sock.settimeout(remaining)
+            data = self._sock.recv(size, *flags)
+        except (socket.timeout, TimeoutError):
+            raise self._expired() from None
+        finally:
+            self._sock.settimeout(previous)
+        if not self._body:
+            seen = self._tail + data
+            if b"\r\n\r\n" in seen:
+                self._deadline = None
+            else:
+                self._tail = seen[-3:]
+        return data
+
+
 class JsonErrorsMixin:
-    """Installs the JSON error page in the worker process, and answers a timed-out request."""
+    """Installs the JSON error page in the worker process, bounds header reads, and answers a
+    timed-out request."""
 
     alive: bool
     log: object
+    read_timeout: float = 10.0
 
     def init_process(self) -> None:
+        from catdog.config import Settings
+
+        self.read_timeout = Settings.from_env().read_timeout
         # gunicorn's workers render every error page through this one module function; the
         # worker process serves only catdog, so replacing it there changes nothing else.
         util.write_error = write_json_error  # type: ignore[assignment]
         super().init_process()  # type: ignore[misc]
 
+    def _deadline(self, sock):
+        wrapped = sock if isinstance(sock, ReadDeadline) else ReadDeadline(sock, self.read_timeout)
+        wrapped.arm()
+        return wrapped
+
     def handle_error(self, req, client, addr, exc) -> None:
+        if isinstance(exc, HeaderTimeout):
+            self.log.info("request headers timed out after %g s", self.read_timeout)  # type: ignore[attr-defined]
+            try:
+                util.write_nonblock(client, json_error_page(408, "Request Timeout", str(exc)))
+            except Exception:  # the client may be gone  # nosec B110
+                pass
+            return
         if isinstance(exc, SystemExit):
             # The master aborted this worker (SIGABRT -> SystemExit) for running past `timeout`:
             # nothing of the answer was sent yet, so say so in the API's shape, then exit.
@@ -78,7 +169,15 @@ class JsonErrorsMixin:
 class SyncWorker(JsonErrorsMixin, _SyncWorker):
     """One request at a time per process (gunicorn's sync worker)."""
 
+    def handle(self, listener, client, addr):
+        return super().handle(listener, self._deadline(client), addr)
+
 
 class ThreadWorker(JsonErrorsMixin, _ThreadWorker):
     """Several requests per process, one per thread (gunicorn's gthread worker)."""
+
+    def handle(self, conn):
+        # Once per request (keep-alive connections come back here for each one).
+        conn.sock = self._deadline(conn.sock)
+        return super().handle(conn)
 
