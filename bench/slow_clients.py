@@ -121,7 +121,7 @@ def _ms(text: str) -> float:
 
 
 def parse_wrk(out: str) -> dict:
-    percentiles = {f"p{p}_ms": _ms(v) for p, v in re.findall(r"^\s+(50|90|99)%\s+(\S+)", out, re.M)}
+    percentiles = {f"p{p}_ms": _ms(v) for p, v in re.findall(r"^\s+(50|90|99)%\s+(\S+)", out, re.MULTILINE)}
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
@@ -169,7 +169,7 @@ class SlowClients:
                     while not self.stop_event.is_set():
                         try:
                             data = sock.recv(4096)
-                        except socket.timeout:
+                        except TimeoutError:
                             sock.sendall(b"\xff")  # one more byte, a second later
                             continue
                         if data.startswith(b"HTTP/1.1 "):

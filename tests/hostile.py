@@ -306,7 +306,7 @@ def _zero_size_and_bombs(jpeg: bytes) -> list[Case]:
 BOMB_SIDE = 6324
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def uniform_png(side: int, color_type: int, bit_depth: int = 8, extra_chunks: bytes = b"") -> bytes:
     """A real, fully decodable ``side`` x ``side`` PNG of one colour, compressed row by row
     (tens of KB on the wire, never the whole image in memory while building it)."""
@@ -325,7 +325,7 @@ def palette_bomb(side: int = BOMB_SIDE) -> bytes:
     return uniform_png(side, 3, extra_chunks=_chunk(b"PLTE", b"\x10\x20\x30" * 2) + _chunk(b"tRNS", b"\x00"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def webp_bomb(side: int = BOMB_SIDE) -> bytes:
     return encode(Image.new("RGB", (side, side), (16, 32, 48)), "WEBP", lossless=True, quality=0, method=0)
 

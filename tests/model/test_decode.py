@@ -256,3 +256,30 @@ def test_a_batch_budget_refuses_files_past_its_bytes_or_its_deadline(photo):
     late.started -= 1
     with pytest.raises(errors.BatchDeadlineExceeded):
         late.charge(data, min_side=324)
+
+
+def test_decodes_running_at_once_share_one_memory_budget():
+    """Threads decoding big images at once wait for each other; small ones never wait."""
+    import threading
+
+    from catdog.model.decode import DecodeGate
+
+    gate = DecodeGate()
+    inside, peak, lock = [0], [0], threading.Lock()
+
+    def decode(cost: int) -> None:
+        with gate.hold(cost, limit=100):
+            with lock:
+                inside[0] += cost
+                peak[0] = max(peak[0], inside[0])
+            threading.Event().wait(0.05)
+            with lock:
+                inside[0] -= cost
+
+    threads = [threading.Thread(target=decode, args=(cost,)) for cost in (80, 80, 80, 150, 10, 10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert not any(thread.is_alive() for thread in threads)
+    assert peak[0] <= 150  # never two 80s together; a lone 150 still runs

@@ -178,18 +178,18 @@ ERROR_TABLE: tuple[tuple[int, str, str], ...] = (
     (404, HTTP_CODES[404], "no endpoint at this path"),
     (405, HTTP_CODES[405], "the endpoint exists but not for this method (see the Allow header)"),
     (408, HTTP_CODES[408], "the request body did not arrive within the body timeout (a stalled or very slow client)"),
-    (413, ImageTooLarge.code, "the request body is over the upload limit (from its Content-Length, or "
-     "as a chunked body reaches it)"),
+    (413, ImageTooLarge.code, ("the request body is over the upload limit (from its Content-Length, or "
+     "as a chunked body reaches it)")),
     (413, BatchBudgetExceeded.code, "per file, in a batch: the files before it used up the batch's decoding budget"),
     (413, BatchDeadlineExceeded.code, "per file, in a batch: the batch reached its time limit before this file"),
     (415, UnsupportedBody.code, "a body that is neither multipart/form-data nor image/* (refused before parsing)"),
     (415, NotAnImage.code, "the content is not an image at all (a PDF or HTML file named .jpg)"),
     (415, UnsupportedFormat.code, "an image format catdog does not take (TIFF, HEIC, ...)"),
     (422, TooManyPixels.code, "the image has more pixels than the limit (a decompression bomb)"),
-    (422, DecodeTooCostly.code, "decoding would take more memory than one image may use (a 40 MP 16-bit "
-     "PNG or WebP: small on the wire, hundreds of MB decoded)"),
-    (429, RateLimited.code, "too many photos from this client address: every prediction endpoint shares "
-     "one budget, a batch costs its file count (see Retry-After)"),
+    (422, DecodeTooCostly.code, ("decoding would take more memory than one image may use (a 40 MP 16-bit "
+     "PNG or WebP: small on the wire, hundreds of MB decoded)")),
+    (429, RateLimited.code, ("too many photos from this client address: every prediction endpoint shares "
+     "one budget, a batch costs its file count (see Retry-After)")),
     (500, HTTP_CODES[500], "a bug; the body carries the request id that the server log has too"),
     (503, "worker_timeout", "the server stopped a request that ran past its worker timeout; retry"),
 )

@@ -102,7 +102,7 @@ class BoundedBody(io.RawIOBase):
             if self._sock is not None:
                 self._sock.settimeout(remaining)
             return self._raw.read(size)
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             raise RequestTimeout(f"The request body did not arrive within {self._seconds:g} s; "
                                  "send it again over a faster connection.") from None
         except OSError:

@@ -12,11 +12,21 @@
   and change only the body, to ``{"error": {"code", "message"}}``; an aborted request answers
   ``503 worker_timeout``, which a client may retry.
 
+* **Big buffers go back to the system.** glibc serves allocations from per-thread arenas
+  and, after the first large block is freed, raises its mmap threshold to 32 MB: the pixel
+  blocks of a 40 MP image (Pillow allocates in 16 MB blocks) then stay in the arena of the
+  thread that decoded it, and each gthread thread keeps its own. Fixing the threshold at
+  1 MB (``mallopt``, as ``MALLOC_MMAP_THRESHOLD_`` would) returns them on free: a worker's
+  peak under decoded-size bombs is what one decode needs, not one per thread
+  (docs/reliability.md, "Memory under decoded-size bombs").
+
 Selected by :mod:`catdog.api.gunicorn_conf` from ``CATDOG_WORKER_CLASS``.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import socket
 import time
@@ -38,6 +48,21 @@ GUNICORN_CODES = {
     501: "not_implemented",
     503: "worker_timeout",
 }
+
+
+#: glibc's mallopt parameter and the threshold above which allocations are mmapped (and unmapped on free).
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 1 << 20
+
+
+def return_big_buffers_to_the_system() -> bool:
+    """Fix glibc's mmap threshold (no-op elsewhere, e.g. musl or macOS); True if it was set."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    except (OSError, AttributeError, TypeError):
+        return False
 
 
 def json_error_page(status: int, reason: str, message: str) -> bytes:
@@ -109,7 +134,7 @@ class ReadDeadline:
         try:
             self._sock.settimeout(remaining)
             data = self._sock.recv(size, *flags)
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             raise self._expired() from None
         finally:
             self._sock.settimeout(previous)
@@ -134,6 +159,7 @@ class JsonErrorsMixin:
         from catdog.config import Settings
 
         self.read_timeout = Settings.from_env().read_timeout
+        return_big_buffers_to_the_system()
         # gunicorn's workers render every error page through this one module function; the
         # worker process serves only catdog, so replacing it there changes nothing else.
         util.write_error = write_json_error  # type: ignore[assignment]
@@ -149,8 +175,8 @@ class JsonErrorsMixin:
             self.log.info("request headers timed out after %g s", self.read_timeout)  # type: ignore[attr-defined]
             try:
                 util.write_nonblock(client, json_error_page(408, "Request Timeout", str(exc)))
-            except Exception:  # the client may be gone  # nosec B110
-                pass
+            except OSError:  # the client may be gone
+                self.log.debug("could not send the 408")  # type: ignore[attr-defined]
             return
         if isinstance(exc, SystemExit):
             # The master aborted this worker (SIGABRT -> SystemExit) for running past `timeout`:
@@ -160,8 +186,8 @@ class JsonErrorsMixin:
                        "retry, or send fewer or smaller photos.")
             try:
                 util.write_nonblock(client, json_error_page(503, "Service Unavailable", message))
-            except Exception:  # the client may be gone; the worker exits either way  # nosec B110
-                pass
+            except OSError:  # the client may be gone; the worker exits either way
+                self.log.debug("could not send the 503")  # type: ignore[attr-defined]
             return
         super().handle_error(req, client, addr, exc)  # type: ignore[misc]
 

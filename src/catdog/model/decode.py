@@ -9,8 +9,11 @@ decoded, then converted and reduced a band at a time (never several full-size co
 from __future__ import annotations
 
 import io
+import threading
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -170,7 +173,7 @@ def _sixteen_bit_scale(image: Image.Image) -> tuple[int, float]:
     """
     if image.mode.startswith("I;16"):
         return 8, 255.0 / 65535.0
-    low, high = image.getextrema()  # one pass over the pixels, no copy
+    _low, high = image.getextrema()  # one pass over the pixels, no copy
     wide = high > 255  # type: ignore[operator]
     return (8 if wide else 0), (255.0 / 65535.0 if wide else 1.0)
 
@@ -223,6 +226,37 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return reduce_to_rgb(image, 1)
 
 
+class DecodeGate:
+    """Memory that decodes running at once in this process may take, in all.
+
+    A server worker decodes several uploads at once (gthread workers, one per thread). Each
+    decode is bounded by ``max_decode_bytes``; without a shared bound, four threads decoding
+    four 40 MP RGBA PNGs would take four times that. A decode waits here until its estimated
+    cost fits beside the others (one always runs, whatever its cost): photos, which cost a few
+    MB, never wait; bombs are decoded one after another.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._in_flight = 0
+
+    @contextmanager
+    def hold(self, cost: int, limit: int) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: self._in_flight == 0 or self._in_flight + cost <= limit)
+            self._in_flight += cost
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._in_flight -= cost
+                self._changed.notify_all()
+
+
+#: The one gate of this process: decoding memory is a per-process resource, like a pool.
+DECODE_GATE = DecodeGate()
+
+
 def _upright(image: Image.Image, orientation: int | None) -> Image.Image:
     method = _ORIENTATION.get(orientation or 1)
     return image.transpose(method) if method is not None else image
@@ -260,10 +294,17 @@ def decode_image(
         cost = decode_cost(image, min_side)
         if cost > max_decode_bytes:
             raise DecodeTooCostly(width, height, image.mode, cost, max_decode_bytes)
-        orientation = image.getexif().get(ExifTags.Base.Orientation)
-        image.load()
-        reduced = reduce_to_rgb(image, reduce_factor(*image.size, min_side))
-        del image  # the full-size image goes before the (small) result is turned upright
+        with DECODE_GATE.hold(cost, max_decode_bytes):
+            try:
+                image.load()
+                # After load(), inside the gate: for a PNG, getexif() loads the whole image itself.
+                orientation = image.getexif().get(ExifTags.Base.Orientation)
+                reduced = reduce_to_rgb(image, reduce_factor(*image.size, min_side))
+            finally:
+                if "reduced" not in locals() or reduced is not image:
+                    # Pillow's image files hold reference cycles: without close() the full-size
+                    # pixels would wait for the garbage collector, outside the gate.
+                    image.close()
         return _upright(reduced, orientation)
     except ImageError:
         raise

@@ -15,12 +15,19 @@ from pathlib import Path
 import numpy as np
 
 from catdog.model.backends import Backend, default_recipe, default_threads, open_backend
-from catdog.model.decode import DEFAULT_MAX_DECODE_BYTES, DEFAULT_MAX_PIXELS, BatchBudget, ImageSource
+from catdog.model.decode import (
+    DEFAULT_MAX_DECODE_BYTES,
+    DEFAULT_MAX_PIXELS,
+    BatchBudget,
+    ImageSource,
+)
 from catdog.model.errors import ImageError, ModelError
 from catdog.model.preprocess import prepare
 from catdog.model.recipe import RECIPE_FILENAME, Recipe
 
 DEFAULT_MODEL_NAME = "catdog-lite2"
+#: Most inputs given to the model in one run (a longer batch runs in chunks of this size).
+MODEL_BATCH = 8
 MODEL_ENV = "CATDOG_MODEL"
 
 
@@ -170,8 +177,12 @@ class Classifier:
                 if not return_errors:
                     raise
                 results[i] = exc
-        if tensors:
-            for slot, probs in zip(slots, self.probabilities(np.stack(tensors))):
+        # The model runs MODEL_BATCH inputs at a time: ONNX Runtime's arena keeps the peak of the
+        # largest batch it ever ran (32 photos: ~+470 MB per process, 8: ~+100 MB; see
+        # docs/reliability.md), and per photo a batch of 8 is as fast on a CPU.
+        for start in range(0, len(tensors), MODEL_BATCH):
+            chunk = np.stack(tensors[start:start + MODEL_BATCH])
+            for slot, probs in zip(slots[start:start + MODEL_BATCH], self.probabilities(chunk)):
                 results[slot] = self.decide(probs)
         return results  # type: ignore[return-value]
 

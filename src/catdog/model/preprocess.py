@@ -10,7 +10,12 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from catdog.model.decode import DEFAULT_MAX_DECODE_BYTES, DEFAULT_MAX_PIXELS, ImageSource, load_image
+from catdog.model.decode import (
+    DEFAULT_MAX_DECODE_BYTES,
+    DEFAULT_MAX_PIXELS,
+    ImageSource,
+    load_image,
+)
 from catdog.model.recipe import InputSpec
 
 _RESAMPLE = {
