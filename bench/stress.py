@@ -280,7 +280,7 @@ def report(result: StressResult, info: dict) -> str:
     return f"""## Stress
 
 `{info['command']}` runs the production command
-(`gunicorn --config python:catdog.api.gunicorn_conf "catdog.api:create_app()"`, {info['workers']} sync workers,
+(`gunicorn --config python:catdog.api.gunicorn_conf "catdog.api:create_app()"`, {info['workers']} workers,
 one ONNX Runtime thread each) on loopback, and {r['clients']} closed-loop clients for {info['target_seconds']:g} s.
 Every other request is one of the six real photos of `tests/data/images` (its label must come back) and the
 others walk the {info['hostile_cases']} cases of the hostile corpus (`tests/hostile.py`: the answer must be the
