@@ -63,7 +63,9 @@ class Settings(BaseSettings):
     )
 
     # -- server (gunicorn, read by catdog.api.gunicorn_conf)
-    host: str = Field("0.0.0.0", description="address gunicorn binds (a container must take every interface)")  # nosec B104
+    # Binding every interface is intended (bandit B104): a container must (Cloud Run, compose);
+    # `catdog serve` passes 127.0.0.1 unless told otherwise.
+    host: str = Field("0.0.0.0", description="address gunicorn binds")  # nosec B104
     port: int = Field(8000, ge=1, le=65535, validation_alias=AliasChoices("PORT", "CATDOG_PORT"),
                       description="port gunicorn binds ($PORT, as Cloud Run sets it)")
     workers: int | None = Field(None, ge=1, le=256, description="gunicorn worker processes; default: usable CPUs")

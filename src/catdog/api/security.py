@@ -106,7 +106,7 @@ class PhotoRateLimit:
             if allowed:
                 return
             stats = limiter.get_window_stats(self.limit, "photos", key)
-        except Exception:  # the store is down: serve rather than refuse everyone  # nosec B110
+        except Exception:  # the store is down: serve rather than refuse everyone
             log.warning("rate limit store unreachable; request not counted", exc_info=True)
             return
         retry = max(1, int(stats.reset_time - time.time() + 0.999))
