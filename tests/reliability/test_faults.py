@@ -163,12 +163,13 @@ def test_a_killed_worker_is_replaced_and_the_service_keeps_answering(gunicorn, f
     figures.results["worker-kill"] = {
         "command": "pytest tests/reliability/test_faults.py -k killed (2 workers, 4 clients, SIGKILL one worker)",
         "requests answered 200 after the kill": load.kinds(since=killed).get("ok", 0),
-        "failed requests (the killed worker's in-flight one)": len(failures),
+        "failed requests (the killed worker's in-flight ones)": len(failures),
         "failures later than 1 s after the kill": len(late),
         "seconds until the master forked a replacement": round(replaced_after or -1, 2),
     }
     assert replaced_after is not None, "the master did not replace the killed worker"
-    assert len(failures) <= 2 and not late, failures
+    # A gthread worker handles up to its thread count at once: those in flight die with it.
+    assert len(failures) <= 4 and not late, failures
     assert load.kinds(since=killed + 1.0, until=ended).get("ok", 0) > 20
     assert victim not in server.workers() and len(server.workers()) == 2
 
