@@ -147,3 +147,39 @@ print(os.getpid())
     assert 'hits_total{status="200"} 10.0' in text
     assert "lat_count 3.0" in text and 'lat_bucket{le="1.0"} 3.0' in text
     assert "load_seconds 5.0" in text
+
+
+def test_the_read_deadline_bounds_a_dribbling_client_and_stays_out_of_the_close():
+    """One deadline over every recv (a timeout per call would let a byte a second through),
+    disarmed once the headers are in and when gunicorn closes the socket."""
+    import socket
+    import time
+
+    from catdog.api.workers import BodyTimeout, HeaderTimeout, ReadDeadline
+
+    server_side, client_side = socket.socketpair()
+    with server_side, client_side:
+        sock = ReadDeadline(server_side, 0.5)
+        sock.arm()
+        client_side.sendall(b"POST / HTTP/1.1\r\n")
+        assert sock.recv(100) == b"POST / HTTP/1.1\r\n"
+        started = time.monotonic()
+        with pytest.raises(HeaderTimeout):
+            while True:
+                client_side.sendall(b"X")  # a byte at a time, each well within any per-call timeout
+                sock.recv(1)
+                time.sleep(0.05)
+        assert time.monotonic() - started < 1.5
+        sock.arm()
+        client_side.sendall(b"Host: x\r\n\r\nbody")
+        assert sock.recv(100).endswith(b"Host: x\r\n\r\nbody")  # after a byte the timeout left
+        time.sleep(0.6)
+        client_side.sendall(b"more")
+        assert sock.recv(100) == b"more"  # the headers were complete: no deadline any more
+        sock.arm_body(0.2)
+        with pytest.raises(BodyTimeout):
+            sock.recv(100)  # nothing comes
+        sock.arm_body(0.0)
+        sock.shutdown(socket.SHUT_WR)
+        client_side.sendall(b"late")
+        assert sock.recv(100) == b"late"  # graceful close drains without a deadline

@@ -120,6 +120,12 @@ class ReadDeadline:
     def __getattr__(self, name: str):
         return getattr(self._sock, name)
 
+    def shutdown(self, how: int) -> None:
+        # gunicorn's graceful close shuts the write side, then drains with recv(): no deadline
+        # may fire there (it catches only OSError).
+        self._deadline = None
+        self._sock.shutdown(how)
+
     def _expired(self) -> Exception:
         body, self._deadline = self._body, None
         return BodyTimeout("body read deadline") if body else HeaderTimeout(self.seconds)
