@@ -106,8 +106,8 @@ class PhotoRateLimit:
             if allowed:
                 return
             stats = limiter.get_window_stats(self.limit, "photos", key)
-        except Exception:  # the store is down: serve rather than refuse everyone
-            log.warning("rate limit store unreachable; request not counted", exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - whatever the store raises: serve rather than refuse everyone
+            log.warning("rate limit store unreachable (%s); request not counted", type(exc).__name__)
             return
         retry = max(1, int(stats.reset_time - time.time() + 0.999))
         raise RateLimited(self.text, retry_after=retry, photos=photos, remaining=stats.remaining)
@@ -146,10 +146,12 @@ def _init_rate_limit(app: Flask, settings: Settings) -> None:
         raise ValueError(f"CATDOG_RATE_LIMIT={text!r} is not a rate limit like '120/minute'") from None
     if len(limits) != 1:
         raise ValueError(f"CATDOG_RATE_LIMIT={text!r}: give one limit, like '120/minute'")
-    storage = storage_from_string(settings.rate_limit_storage)
+    where = urlsplit(settings.rate_limit_storage)
+    # A store that does not answer must cost a request a second at most, not hang it.
+    options = {"socket_connect_timeout": 1.0, "socket_timeout": 1.0} if where.scheme.startswith("redis") else {}
+    storage = storage_from_string(settings.rate_limit_storage, **options)
     rate = PhotoRateLimit(limits[0], MovingWindowRateLimiter(storage), text)
     app.extensions["catdog_rate_limit"] = rate
-    where = urlsplit(settings.rate_limit_storage)
     if where.scheme == "memory":
         log.warning("rate limit: %s photos per client, counted in memory by each worker process: with N "
                     "workers a client gets up to N times that, and again on each instance; set "
