@@ -149,8 +149,8 @@ def report(levels: list[dict], info: dict) -> str:
 
 `python bench/http_serving.py` runs the production command
 (`gunicorn --config python:catdog.api.gunicorn_conf "catdog.api:create_app()"`) on loopback
-with {info['workers']} sync workers and one ONNX Runtime thread per worker, and closed-loop
-clients (threads, `http.client`, a new connection per request as sync workers close them)
+with {info['workers']} workers (`CATDOG_WORKER_CLASS`, default gthread) and one ONNX Runtime thread per worker, and closed-loop
+clients (threads, `http.client`, a new connection per request)
 POSTing `{info['image']}` ({info['image_bytes'] // 1024} KB JPEG, {info['image_size']}) as
 multipart to `{PATH}`. {info['seconds']:g} s per level, measured in {info['rounds']} interleaved rounds,
 each after {info['warmup']:g} s of uncounted warm-up.

@@ -11,9 +11,17 @@ latency percentiles and requests/s.
 
     python bench/stress.py                                  # 64 clients, 60 s, writes the docs
     python bench/stress.py --clients 16 --seconds 8 --no-write
+    python bench/stress.py --bombs                          # peak memory under decoded-size bombs
 
 Writes the "Stress" section of docs/benchmarks.md and of docs/reliability.md, and
 docs/bench/stress.json. Exits 1 if any connection error, 5xx or wrong answer was seen.
+
+``--bombs`` measures memory instead (issue 17): the resident memory (VmRSS) of the master and
+every worker, summed and sampled every 50 ms, while ``--bomb-clients`` clients send only the
+decoded-size bombs of the corpus (40 MP PNGs of 16-bit, palette and RGBA pixels, a 40 MP WebP,
+and a batch of 32 palette PNGs). The peak is what the instance's memory limit must hold
+(Cloud Run gives the service 1 GiB). ``PYTHONPATH=/path/to/other/src`` serves another checkout
+of catdog, for a before/after comparison. Writes the "bomb-memory" section of docs/reliability.md.
 
 The loop is its own (not ``_load.run_load``) because every answer is checked against what
 that very request should get; bodies are still built once and sent with ``http.client``.
@@ -41,7 +49,7 @@ from _report import ROOT, machine, table, update_section, write_json
 from http_serving import HOST, Server
 
 sys.path.insert(0, str(ROOT))
-from tests.hostile import OK, Case, corpus
+from tests.hostile import BATCH_PATH, OK, Case, Part, corpus, multipart, palette_bomb
 
 PHOTOS = ROOT / "tests" / "data" / "images"
 RELIABILITY_DOC = ROOT / "docs" / "reliability.md"
@@ -166,6 +174,101 @@ def run_stress(port: int, cases: list[Case], *, clients: int, seconds: float, ti
     return result
 
 
+def bomb_cases() -> list[Case]:
+    """The decoded-size bombs of the corpus, and a batch of 32 palette bombs (issue 17, 1 and 2)."""
+    bombs = [case for case in corpus((PHOTOS / "cat" / "cat.4001.jpg").read_bytes())
+             if "bomb (6324x6324" in case.name]
+    body, content_type = multipart(*(Part(b"images", palette_bomb(), b"%d.png" % i) for i in range(32)))
+    return [*bombs, Case("batch of 32 palette bombs", body, content_type, OK, path=BATCH_PATH)]
+
+
+def rss_mb(master: int) -> float:
+    """Resident memory of the master and its children (the workers), in MB."""
+    total = 0
+    for pid in [master, *worker_pids(master)]:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def worker_pids(master: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def measure_bombs(server, clients: int, seconds: float) -> dict:
+    """Peak and idle RSS of master + workers while ``clients`` clients send only bombs."""
+    cases = bomb_cases()
+    idle = max(rss_mb(server.process.pid) for _ in range(5) if not time.sleep(0.1))
+    samples: list[float] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            samples.append(rss_mb(server.process.pid))
+            time.sleep(0.05)
+
+    answers: Counter = Counter()
+    per_case: dict[str, Counter] = {case.name: Counter() for case in cases}
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+    workers_before = set(worker_pids(server.process.pid))
+
+    def client(offset: int) -> None:
+        for case in itertools.islice(itertools.cycle(cases), offset, None):
+            if time.perf_counter() >= deadline:
+                return
+            try:
+                status, body = send(server.port, case, 60)
+                payload = json.loads(body) if body.startswith(b"{") else {}
+                code = payload.get("error", {}).get("code") if status >= 400 else None
+                if case.path == BATCH_PATH and status == 200:
+                    codes = Counter(r.get("error", {}).get("code", "label") for r in payload["results"])
+                    code = ", ".join(f"{k} x{v}" for k, v in sorted(codes.items()))
+                answer = f"{status} {code or ''}".strip()
+            except (OSError, http.client.HTTPException) as exc:
+                answer = f"connection error ({type(exc).__name__})"
+            with lock:
+                answers[answer.split(" ", 1)[0]] += 1
+                per_case[case.name][answer] += 1
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds + 120)
+    stop.set()
+    sampler.join(5)
+    replaced = len(workers_before - set(worker_pids(server.process.pid)))
+    return {"idle_mb": round(idle, 1), "peak_mb": round(max(samples), 1), "clients": clients, "seconds": seconds,
+            "statuses": dict(answers), "answers": {k: dict(v) for k, v in per_case.items()},
+            "workers_replaced": replaced}
+
+
+def bomb_report(result: dict, info: dict) -> str:
+    rows = [[name, "; ".join(f"{answer} ({n})" for answer, n in answers.items())]
+            for name, answers in result["answers"].items()]
+    return f"""`{info['command']}` ({info['workers']} workers, {result['clients']} clients sending only the bombs
+for {result['seconds']:g} s; served code: {info['served']}). Machine: {info['machine']}.
+
+| master + workers RSS | MB |
+|---|---|
+| idle, before the bombs | {result['idle_mb']} |
+| peak, during the bombs | {result['peak_mb']} |
+
+{table(["request", "answers (count)"], rows)}
+
+Workers replaced during the run: {result['workers_replaced']}. Measured {info['date']}."""
+
+
 def report(result: StressResult, info: dict) -> str:
     r = result.to_dict()
     rows = [[r["clients"], r["seconds"], r["requests"], r["valid"], r["invalid"], r["rps"], r["p50_ms"],
@@ -177,7 +280,7 @@ def report(result: StressResult, info: dict) -> str:
     return f"""## Stress
 
 `{info['command']}` runs the production command
-(`gunicorn --config python:catdog.api.gunicorn_conf "catdog.api:create_app()"`, {info['workers']} sync workers,
+(`gunicorn --config python:catdog.api.gunicorn_conf "catdog.api:create_app()"`, {info['workers']} workers,
 one ONNX Runtime thread each) on loopback, and {r['clients']} closed-loop clients for {info['target_seconds']:g} s.
 Every other request is one of the six real photos of `tests/data/images` (its label must come back) and the
 others walk the {info['hostile_cases']} cases of the hostile corpus (`tests/hostile.py`: the answer must be the
@@ -206,8 +309,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="model to serve (default: bundled)")
     parser.add_argument("--note", default="", help="context for the doc, e.g. what else was running")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
+    parser.add_argument("--bombs", action="store_true", help="measure peak memory under decoded-size bombs instead")
+    parser.add_argument("--bomb-clients", type=int, default=4, help="concurrent clients for --bombs")
+    parser.add_argument("--bomb-seconds", type=float, default=30.0, help="duration of --bombs")
+    parser.add_argument("--section", default="bomb-memory", help="docs/reliability.md section --bombs writes")
     args = parser.parse_args(argv)
 
+    if args.bombs:
+        return run_bombs(args)
     cases = mix()
     with Server(args.workers, args.model) as server:
         warm = photo_cases()[0]
@@ -238,6 +347,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote docs/benchmarks.md, docs/reliability.md and "
               f"{write_json('stress', {'info': info, 'result': result.to_dict()})}")
     return 0 if result.clean and alive else 1
+
+
+def run_bombs(args) -> int:
+    import catdog
+
+    served = str(Path(catdog.__file__).resolve().parents[2])
+    with Server(args.workers, args.model) as server:
+        warm = photo_cases()[0]
+        wait_until_serving(HOST, server.port, "/v1/predict", (warm.body, warm.content_type), timeout=120,
+                           alive=lambda: server.process.poll() is None)
+        time.sleep(3)  # every worker loaded and idle
+        result = measure_bombs(server, args.bomb_clients, args.bomb_seconds)
+    info = {"command": "python bench/stress.py --bombs", "workers": args.workers, "machine": machine(),
+            "served": "this checkout" if served == str(ROOT) else served,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    markdown = bomb_report(result, info)
+    print("\n" + markdown)
+    if not args.no_write:
+        update_section(args.section, markdown, doc=RELIABILITY_DOC)
+        write_json(args.section, {"info": info, "result": result})
+    return 0
 
 
 if __name__ == "__main__":

@@ -16,6 +16,15 @@ if [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/fonts/truetype/noto ]; then
     || echo "warning: could not install chromium; the browser test will be skipped"
 fi
 
+# A real Redis for the shared rate-limit tests (tests/reliability/test_limits.py), and wrk for
+# the HTTP benchmarks: Debian's packages, like chromium above.
+if ! command -v redis-server >/dev/null || ! command -v wrk >/dev/null; then
+  echo "== installing Debian's redis-server and wrk"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  ($SUDO apt-get update -qq && $SUDO apt-get install -y -qq redis-server wrk >/dev/null) \
+    || echo "warning: could not install redis-server/wrk; the shared rate-limit tests will be skipped"
+fi
+
 echo "== lint (ruff) and types (mypy) on src/"
 "$VENV/bin/ruff" check src/
 "$VENV/bin/mypy" src/

@@ -19,6 +19,7 @@ by the ``raw_*`` functions at the end.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import random
@@ -45,6 +46,8 @@ REJECTED_IMAGE: frozenset[Answer] = frozenset({
 })
 #: A form body that cannot be parsed (cut short, wrong boundary, non-UTF-8 part headers).
 MALFORMED: frozenset[Answer] = frozenset({(400, "malformed_form")})
+#: A body type prediction endpoints do not read (refused before parsing).
+UNSUPPORTED_BODY: frozenset[Answer] = frozenset({(415, "unsupported_media_type")})
 #: A mutated image may still decode (the mutation hit a byte nothing reads) or be refused.
 ANY_IMAGE_ANSWER: frozenset[Answer] = OK | REJECTED_IMAGE
 
@@ -299,6 +302,46 @@ def _zero_size_and_bombs(jpeg: bytes) -> list[Case]:
     ]
 
 
+#: Just under the 40 MP pixel limit: what issue 17's decoded-size bombs used.
+BOMB_SIDE = 6324
+
+
+@functools.cache
+def uniform_png(side: int, color_type: int, bit_depth: int = 8, extra_chunks: bytes = b"") -> bytes:
+    """A real, fully decodable ``side`` x ``side`` PNG of one colour, compressed row by row
+    (tens of KB on the wire, never the whole image in memory while building it)."""
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[color_type]
+    row = b"\x00" + bytes(side * channels * bit_depth // 8)
+    if color_type == 6:
+        row = b"\x00" + b"\x10\x20\x30\x80" * side
+    packer = zlib.compressobj(6)
+    data = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    ihdr = struct.pack(">IIBBBBB", side, side, bit_depth, color_type, 0, 0, 0)
+    return (PNG_SIGNATURE + _chunk(b"IHDR", ihdr) + extra_chunks + _chunk(b"IDAT", data) + _chunk(b"IEND", b""))
+
+
+def palette_bomb(side: int = BOMB_SIDE) -> bytes:
+    """A palette PNG with transparency: tens of KB on the wire, ~0.8 GB when converted at full size."""
+    return uniform_png(side, 3, extra_chunks=_chunk(b"PLTE", b"\x10\x20\x30" * 2) + _chunk(b"tRNS", b"\x00"))
+
+
+@functools.cache
+def webp_bomb(side: int = BOMB_SIDE) -> bytes:
+    return encode(Image.new("RGB", (side, side), (16, 32, 48)), "WEBP", lossless=True, quality=0, method=0)
+
+
+def _decoded_size_bombs() -> list[Case]:
+    """Issue 17, finding 1: under the pixel limit, tiny on the wire, huge once decoded. Each is
+    decoded band by band into a reduced image (a prediction) or, when even its one full-size
+    decode would cost too much, refused from its header."""
+    return [
+        upload("16-bit grayscale PNG bomb (6324x6324, ~80 KB)", uniform_png(BOMB_SIDE, 0, 16), OK),
+        upload("palette PNG bomb with transparency (6324x6324, ~40 KB)", palette_bomb(), OK),
+        upload("RGBA PNG bomb (6324x6324)", uniform_png(BOMB_SIDE, 6), OK),
+        upload("lossless WebP bomb (6324x6324, 38 bytes)", webp_bomb(), error(422, "decode_too_costly")),
+    ]
+
+
 def _polyglots_and_names(jpeg: bytes, png_photo: bytes) -> list[Case]:
     archive = zip_archive()
     gif = encode(Image.new("P", (16, 16)), "GIF")
@@ -320,13 +363,13 @@ def _polyglots_and_names(jpeg: bytes, png_photo: bytes) -> list[Case]:
     ]
 
 
-def _content_types(jpeg: bytes, png_photo: bytes) -> list[Case]:
+def _content_types(jpeg: bytes, png_photo: bytes, form_flood_bytes: int) -> list[Case]:
     multipart_type = f"multipart/form-data; boundary={BOUNDARY}"
     form, _ = multipart(Part(b"image", jpeg))
     return [
-        raw("JPEG sent as application/json", jpeg, "application/json", error(400, "missing_field")),
-        raw("JPEG sent as text/plain", jpeg, "text/plain", error(400, "missing_field")),
-        raw("JPEG with no Content-Type", jpeg, None, error(400, "missing_field")),
+        raw("JPEG sent as application/json", jpeg, "application/json", UNSUPPORTED_BODY),
+        raw("JPEG sent as text/plain", jpeg, "text/plain", UNSUPPORTED_BODY),
+        raw("JPEG with no Content-Type", jpeg, None, UNSUPPORTED_BODY),
         raw("PDF sent as image/png", PDF, "image/png", error(415, "not_an_image")),
         raw("SVG sent as image/svg+xml", SVG, "image/svg+xml", error(415, "not_an_image")),
         raw("PNG sent as image/jpeg", png_photo, "image/jpeg", OK, label="cat"),
@@ -335,7 +378,13 @@ def _content_types(jpeg: bytes, png_photo: bytes) -> list[Case]:
         raw("multipart with the wrong boundary", form, "multipart/form-data; boundary=other", MALFORMED),
         raw("multipart body without its closing boundary", form[: -len(BOUNDARY) - 6], multipart_type, MALFORMED),
         raw("form-urlencoded image", b"image=" + jpeg[:300].hex().encode(), "application/x-www-form-urlencoded",
-            error(400, "missing_field")),
+            UNSUPPORTED_BODY),
+        # Issue 17, finding 4: 4.9 M empty fields cost seconds and 400 MB to parse; refused unparsed.
+        raw("form-urlencoded flood (millions of empty fields)", b"a&" * (form_flood_bytes // 2),
+            "application/x-www-form-urlencoded", UNSUPPORTED_BODY),
+        Case("JSON body to the batch endpoint", b'{"images": ["aGVsbG8="]}', "application/json",
+             UNSUPPORTED_BODY, path=BATCH_PATH),
+        Case("raw image body to the batch endpoint", jpeg, "image/jpeg", UNSUPPORTED_BODY, path=BATCH_PATH),
     ]
 
 
@@ -394,8 +443,9 @@ def corpus(photo: bytes, *, seed: int = 0, upload_limit: int | None = None, max_
         *_flipped_headers(photo, png_photo),
         *_odd_but_valid(image),
         *_zero_size_and_bombs(photo),
+        *_decoded_size_bombs(),
         *_polyglots_and_names(photo, png_photo),
-        *_content_types(photo, png_photo),
+        *_content_types(photo, png_photo, form_flood_bytes=int(0.95 * (upload_limit or 1_000_000))),
         *_requests(photo, upload_limit, max_batch),
         *_fuzzed(seed),
     ]

@@ -70,8 +70,8 @@ def test_no_body_at_all(client):
     assert "'image'" in error["message"]
 
 
-def test_json_body_is_a_missing_field(client):
-    assert_error(client.post("/v1/predict", json={"image": "aGVsbG8="}), 400, "missing_field")
+def test_json_body_is_refused_before_parsing(client):
+    assert_error(client.post("/v1/predict", json={"image": "aGVsbG8="}), 415, "unsupported_media_type")
 
 
 def test_batch_missing_field(client, cat_bytes):

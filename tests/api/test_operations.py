@@ -103,7 +103,7 @@ def test_openapi_document_is_valid_and_complete(app):
 
 def test_openapi_says_which_operations_need_a_key_and_the_server_agrees(make_app):
     """The document's ``security: []`` and the key check come from the same declaration."""
-    app = make_app(api_keys=["k"], rate_limit="1000/minute")
+    app = make_app(api_keys=["k" * 16], rate_limit="1000/minute")
     client = app.test_client()
     document = client.get("/openapi.json").json
     for path, item in document["paths"].items():
@@ -119,7 +119,7 @@ def test_openapi_says_which_operations_need_a_key_and_the_server_agrees(make_app
 def test_openapi_states_the_real_limits(make_app):
     from openapi_spec_validator import validate
 
-    document = make_app(max_batch=7, api_keys=["k"]).test_client().get("/openapi.json").json
+    document = make_app(max_batch=7, api_keys=["k" * 16]).test_client().get("/openapi.json").json
     validate(document)
     assert "at most 7 files" in document["paths"]["/v1/predict/batch"]["post"]["description"]
     assert document["components"]["securitySchemes"]["apiKey"]["name"] == "X-API-Key"
@@ -158,7 +158,12 @@ def test_request_ids_are_unique(client):
     ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", True),
     ("has space", False),
     ("x" * 200, False),
+    ("x" * 65, False),
     ("<script>", False),
+    ("../../etc/passwd", False),
+    ("id=1;other=2", False),
+    ("a:b", False),
+    ("abc", False),
 ])
 def test_incoming_request_id(client, incoming, kept):
     echoed = client.get("/healthz", headers={"X-Request-ID": incoming}).headers["X-Request-ID"]
@@ -200,7 +205,7 @@ def test_cors_allows_only_configured_origins(make_app):
 
 
 def test_cors_preflight(make_app):
-    client = make_app(cors_origins=["http://ui.example"], api_keys=["k"]).test_client()
+    client = make_app(cors_origins=["http://ui.example"], api_keys=["k" * 16]).test_client()
     response = client.options("/v1/predict", headers={
         "Origin": "http://ui.example",
         "Access-Control-Request-Method": "POST",

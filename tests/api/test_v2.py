@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import numpy as np
 import pytest
@@ -11,9 +12,12 @@ import requests
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
+from catdog.model.decode import estimate_cost
 from tests.api.conftest import PHOTOS, serving
 
 ALIAS = "catdog"
+#: An API key long enough for the server to accept (16 characters at least).
+KEY = "sesame-open-sesame"
 
 
 @pytest.fixture
@@ -210,14 +214,14 @@ def test_wrong_method_is_405_in_the_protocols_shape(live_url):
 
 
 def test_api_keys_apply_to_models_not_to_health(make_app, cat_bytes):
-    with serving(make_app(api_keys=["sesame"])) as url:
+    with serving(make_app(api_keys=[KEY])) as url:
         client = triton.InferenceServerClient(url=url.removeprefix("http://"))
         try:
             assert client.is_server_live() and client.is_server_ready()
             with pytest.raises(InferenceServerException) as info:
                 client.infer(ALIAS, [image_input([cat_bytes], binary=True)])
             assert info.value.status() == "401" and info.value.message().startswith("unauthorized: ")
-            result = client.infer(ALIAS, [image_input([cat_bytes], binary=True)], headers={"X-API-Key": "sesame"})
+            result = client.infer(ALIAS, [image_input([cat_bytes], binary=True)], headers={"X-API-Key": KEY})
             assert result.as_numpy("label")[0] == b"cat"
         finally:
             client.close()
@@ -227,3 +231,79 @@ def test_predictions_are_counted_in_metrics(live_url, cat_bytes):
     infer_json(live_url, [cat_bytes, cat_bytes])
     text = requests.get(f"{live_url}/metrics", timeout=5).text
     assert 'catdog_predictions_total{label="cat"} 2.0' in text
+
+
+def _binary_request(photos: list[bytes]) -> tuple[bytes, dict[str, str]]:
+    """A binary-extension infer body and its header, built by hand (as tritonclient does)."""
+    data = b"".join(len(p).to_bytes(4, "little") + p for p in photos)
+    head = json.dumps({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [len(photos)],
+                                   "parameters": {"binary_data_size": len(data)}}]}).encode()
+    return head + data, {"Inference-Header-Content-Length": str(len(head))}
+
+
+def test_infer_reads_json_and_the_binary_extension_and_refuses_other_bodies(app, classifier, cat_bytes):
+    """The REST endpoints' 415 for non-upload bodies must not refuse v2's own body types."""
+    client = app.test_client()
+    url = "/v2/models/catdog/infer"
+    json_body = json.dumps({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
+                                        "data": [base64.b64encode(cat_bytes).decode()]}]}).encode()
+    binary_body, header = _binary_request([cat_bytes])
+    accepted = [
+        client.post(url, data=json_body, content_type="application/json"),
+        client.post(url, data=json_body),  # no Content-Type: tritonclient's way
+        client.post(url, data=binary_body, content_type="application/octet-stream", headers=header),
+        client.post(url, data=binary_body, headers=header),
+    ]
+    for response in accepted:
+        assert response.status_code == 200, response.get_data(as_text=True)
+        label = next(o for o in response.json["outputs"] if o["name"] == "label")
+        assert label["data"] == [classifier.predict(cat_bytes).label]
+    refused = [
+        client.post(url, data=json_body, content_type="application/x-www-form-urlencoded"),  # curl -d
+        client.post(url, data=json_body, content_type="multipart/form-data; boundary=x"),
+        client.post(url, data=json_body, content_type="text/plain"),
+        client.post(url, data=binary_body, content_type="application/octet-stream"),  # no header length
+    ]
+    for response in refused:
+        assert response.status_code == 415
+        body = response.json
+        assert body["code"] == "unsupported_media_type" and body["error"].startswith("unsupported_media_type: ")
+        assert "application/json" in body["error"] and "Inference-Header-Content-Length" in body["error"]
+
+
+def test_infer_charges_the_rate_limit_per_photo_shared_with_rest(make_app, cat_bytes):
+    client = make_app(rate_limit="4/minute").test_client()
+    url = "/v2/models/catdog/infer"
+
+    def infer(n: int):
+        body, header = _binary_request([cat_bytes] * n)
+        return client.post(url, data=body, headers=header)
+
+    assert infer(3).status_code == 200  # 3 photos cost 3
+    refused = infer(2)  # 3 + 2 > 4: refused whole, nothing spent, in the protocol's shape
+    assert refused.status_code == 429 and refused.json["code"] == "rate_limited"
+    assert "asked for 2 photos" in refused.json["error"] and int(refused.headers["Retry-After"]) > 0
+    assert client.post("/v1/predict", data=cat_bytes, content_type="image/jpeg").status_code == 200  # the 4th
+    assert infer(1).status_code == 429  # spent, across v2 and REST
+    assert client.post("/v1/predict", data=cat_bytes, content_type="image/jpeg").status_code == 429
+    assert client.get("/v2/health/ready").status_code == 200  # probes are never throttled
+    assert client.get("/v2/models/catdog").status_code == 200  # nor is reading the metadata
+
+
+def test_infer_decoding_is_bounded_like_a_rest_batch(make_app, classifier, cat_bytes):
+    one_photo = estimate_cost(cat_bytes, min_side=classifier.recipe.input.resize)
+    assert one_photo > 0
+    client = make_app(batch_decode_mb=1.5 * one_photo / 1e6).test_client()  # room for one photo, not two
+    body, header = _binary_request([cat_bytes, cat_bytes])
+    response = client.post("/v2/models/catdog/infer", data=body, headers=header)
+    assert response.status_code == 413 and response.json["code"] == "batch_budget_exceeded"
+    assert "Element 1 of input 'image'" in response.json["error"]
+
+
+def test_openapi_lists_429_where_photos_are_counted(make_app):
+    document = make_app(rate_limit="10/minute").test_client().get("/openapi.json").json
+    paths = document["paths"]
+    for path in ("/v1/predict", "/v1/predict/batch", "/v2/models/{name}/infer"):
+        assert "429" in paths[path]["post"]["responses"], path
+    for path in ("/v1/model", "/v2/models/{name}", "/healthz"):
+        assert "429" not in paths[path]["get"]["responses"], path

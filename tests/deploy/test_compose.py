@@ -6,8 +6,8 @@ from urllib.parse import urlsplit
 
 
 def published(service: dict) -> dict[int, int]:
-    """container port -> host port, from ``"HOST:CONTAINER"`` entries."""
-    pairs = (str(p).split(":") for p in service["ports"])
+    """container port -> host port, from ``"[ADDRESS:]HOST:CONTAINER"`` entries."""
+    pairs = (str(p).split(":")[-2:] for p in service["ports"])
     return {int(container): int(host) for host, container in pairs}
 
 
@@ -25,6 +25,13 @@ def test_ports_publish_the_containers_port(compose, dockerfile):
     for name, host in (("api", 8000), ("ui", 8501)):
         container_port = int(dockerfile.env(name)["PORT"])
         assert published(compose["services"][name]) == {container_port: host}
+
+
+def test_ports_are_published_on_localhost_only(compose):
+    """The API runs without a key here: it must not face the network by default (issue 17)."""
+    for service in compose["services"].values():
+        for entry in service["ports"]:
+            assert str(entry).startswith("127.0.0.1:"), entry
 
 
 def test_the_ui_reaches_the_api_by_service_name(compose, dockerfile):

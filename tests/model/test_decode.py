@@ -155,3 +155,131 @@ def test_load_image_accepts_path_bytes_and_pil(cat_photo, cat_bytes, photo):
 
 def test_sniff_unknown_binary_is_none():
     assert sniff(bytes(range(256))) is None
+
+
+# -- bounded decoding: memory and time, not only pixels -------------------------------------------
+
+
+def _png(image: Image.Image, **params) -> bytes:
+    return encode(image, "PNG", compress_level=1, **params)  # fast: these images are big
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "P", "L", "I;16"])
+def test_reduced_decode_changes_what_the_model_sees_within_a_stated_tolerance(classifier, photo, mode):
+    """Big non-JPEG photos are reduced by a whole factor while decoding (never below twice the
+    resize side) before preprocessing resizes them. Tolerance, against decoding at full size:
+    mean |difference| of the input tensor < 0.05 (normalised units: ~3 grey levels) and the
+    calibrated probabilities within 0.01."""
+    from catdog.model.preprocess import preprocess
+
+    big = photo.resize((photo.width * 9, photo.height * 9), Image.Resampling.BICUBIC)
+    if mode == "I;16":
+        source = Image.fromarray(np.asarray(big.convert("L"), dtype=np.uint16) * 257)
+    else:
+        source = big.convert(mode)
+    full = preprocess(to_rgb(source), classifier.recipe.input)
+    reduced = classifier.prepare(_png(source))
+    assert np.abs(full - reduced).mean() < 0.05
+    probs = classifier.probabilities(np.stack([full, reduced]))
+    assert np.abs(probs[0] - probs[1]).max() < 0.01
+    assert classifier.predict(_png(source)).label == "cat"
+
+
+def test_reduction_keeps_the_short_side_at_least_twice_the_resize_side(photo):
+    big = photo.resize((photo.width * 6, photo.height * 6))
+    image = decode_image(_png(big.convert("RGBA")), min_side=100)
+    assert min(image.size) >= 200 and min(image.size) < 400
+    assert image.mode == "RGB"
+
+
+def test_banded_conversion_equals_converting_at_once(photo):
+    """Band by band, a palette image with transparency and a 16-bit one come out as whole-image
+    conversion would (bands are whole multiples of the reduction factor)."""
+    from catdog.model.decode import reduce_to_rgb
+
+    palette = photo.resize((1500, 1100)).convert("P")
+    palette.info["transparency"] = 0
+    whole = Image.alpha_composite(Image.new("RGBA", palette.size, "white"), palette.convert("RGBA")).convert("RGB")
+    for factor in (1, 3):
+        expected = whole.reduce(factor) if factor > 1 else whole
+        np.testing.assert_array_equal(np.asarray(reduce_to_rgb(palette, factor)), np.asarray(expected))
+    wide = Image.fromarray(np.asarray(photo.resize((1500, 1100)).convert("L"), dtype=np.uint16) * 257)
+    np.testing.assert_array_equal(np.asarray(reduce_to_rgb(wide, 1))[..., 0], np.asarray(wide) >> 8)
+
+
+def test_exif_orientation_survives_reduction(photo):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    big = photo.resize((photo.width * 4, photo.height * 4))
+    image = decode_image(encode(big, "JPEG", exif=exif.tobytes()), min_side=100)
+    assert image.height > image.width  # the landscape photo is shown upright, portrait
+
+
+@pytest.mark.parametrize("build", [
+    lambda side: _png(Image.new("I;16", (side, side), 1000)),
+    lambda side: _png(Image.new("RGBA", (side, side), (1, 2, 3, 4))),
+    lambda side: encode(Image.new("RGB", (side, side)), "WEBP", quality=10),
+], ids=["16-bit PNG", "RGBA PNG", "WebP"])
+def test_what_would_cost_too_much_memory_is_refused_from_the_header(build):
+    """The cost is estimated from the header (no pixel decoded) and refused with its own code."""
+    data = build(3000)
+    with pytest.raises(errors.DecodeTooCostly) as caught:
+        decode_image(data, min_side=324, max_decode_bytes=20_000_000)
+    assert caught.value.code == "decode_too_costly" and "3000x3000" in caught.value.message
+    assert decode_image(data, min_side=324).mode == "RGB"  # the default budget takes it
+
+
+def test_the_default_budget_takes_a_40_mp_rgba_png_and_refuses_a_40_mp_webp():
+    from catdog.model.decode import DEFAULT_MAX_DECODE_BYTES, decode_cost
+
+    side = 6324
+    rgba = Image.new("RGBA", (side, side))
+    rgba.format = "PNG"
+    webp = Image.new("RGB", (side, side))
+    webp.format = "WEBP"
+    assert decode_cost(rgba, 324) < DEFAULT_MAX_DECODE_BYTES < decode_cost(webp, 324)
+
+
+def test_a_batch_budget_refuses_files_past_its_bytes_or_its_deadline(photo):
+    from catdog.model.decode import BatchBudget, estimate_cost
+
+    data = _png(photo.resize((2000, 1500)).convert("RGBA"))
+    one = estimate_cost(data, min_side=324)
+    assert one > 2000 * 1500 * 4
+    budget = BatchBudget(max_bytes=int(one * 2.5), seconds=60)
+    budget.charge(data, min_side=324)
+    budget.charge(data, min_side=324)
+    with pytest.raises(errors.BatchBudgetExceeded):
+        budget.charge(data, min_side=324)
+    budget.charge(b"not an image", min_side=324)  # decoding refuses it itself: costs nothing
+    late = BatchBudget(max_bytes=10**12, seconds=0.0)
+    late.started -= 1
+    with pytest.raises(errors.BatchDeadlineExceeded):
+        late.charge(data, min_side=324)
+
+
+def test_decodes_running_at_once_share_one_memory_budget():
+    """Threads decoding big images at once wait for each other; small ones never wait."""
+    import threading
+
+    from catdog.model.decode import DecodeGate
+
+    gate = DecodeGate()
+    inside, peak, lock = [0], [0], threading.Lock()
+
+    def decode(cost: int) -> None:
+        with gate.hold(cost, limit=100):
+            with lock:
+                inside[0] += cost
+                peak[0] = max(peak[0], inside[0])
+            threading.Event().wait(0.05)
+            with lock:
+                inside[0] -= cost
+
+    threads = [threading.Thread(target=decode, args=(cost,)) for cost in (80, 80, 80, 150, 10, 10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert not any(thread.is_alive() for thread in threads)
+    assert peak[0] <= 150  # never two 80s together; a lone 150 still runs

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from catdog.api.errors import ERROR_TABLE
 from catdog.cli import main
 from catdog.model.errors import (
+    DecodeTooCostly,
     EmptyFile,
     NotAnImage,
     TooManyPixels,
@@ -51,7 +52,8 @@ UPLOAD_ANSWERS = {200, 400, 413, 415, 422}
 #: The HTTP status the API gives each error code (the CLI reports codes only).
 STATUS_OF_CODE = {code: status for status, code, _ in ERROR_TABLE}
 #: What an image's content alone decides (None: a prediction): the CLI reports these per file too.
-IMAGE_CODES = {None, EmptyFile.code, TruncatedImage.code, NotAnImage.code, UnsupportedFormat.code, TooManyPixels.code}
+IMAGE_CODES = {None, EmptyFile.code, TruncatedImage.code, NotAnImage.code, UnsupportedFormat.code, TooManyPixels.code,
+               DecodeTooCostly.code}
 
 
 def assert_safe(status: int, headers, body: bytes) -> dict:
@@ -160,14 +162,16 @@ def test_corpus_through_gunicorn(server, case, figures):
 @pytest.mark.slow
 @pytest.mark.parametrize("name,request_bytes", list(raw_protocol_cases().items()))
 def test_malformed_http_gets_a_4xx_from_the_server(server, name, request_bytes, figures):
-    """gunicorn's parser refuses these before the app runs: its answer is a short HTML page
-    (not the app's JSON, which only exists once a request is parsed), and still never a 5xx."""
+    """gunicorn's parser refuses these before the app runs; catdog's worker classes give its
+    answer the API's JSON error shape (it used to be a short HTML page), never a 5xx."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(request_bytes)
         status, body = read_answer(sock)
     figures.tally("gunicorn, raw socket (malformed HTTP)").add(status)
     assert 400 <= status < 500, (name, status, body[:300])
     assert not any(leak in body for leak in LEAKS), body[:500]
+    error = json.loads(body)["error"]
+    assert set(error) == {"code", "message"} and error["code"] and error["message"]
 
 
 @pytest.mark.slow
@@ -196,14 +200,45 @@ def test_slow_body_over_the_limit_is_refused_before_it_arrives(server, figures):
 
 
 @pytest.mark.slow
-def test_chunked_body_over_the_limit_is_cut_at_the_limit(server, figures):
-    """No Content-Length (chunked): the app stops reading at the limit and answers 413."""
-    body, content_type = multipart(Part(b"image", PHOTO + bytes(UPLOAD_LIMIT)))
+@pytest.mark.parametrize("kind", ["multipart", "raw image/jpeg"])
+def test_chunked_body_over_the_limit_is_413(server, figures, kind):
+    """No Content-Length (chunked): the app stops reading one byte past the limit and answers
+    413. A raw image body used to be cut at the limit without a word and answered 200 (the
+    JPEG decoder never reads what follows the image)."""
+    if kind == "multipart":
+        body, content_type = multipart(Part(b"image", PHOTO + bytes(UPLOAD_LIMIT)))
+    else:
+        body, content_type = PHOTO + bytes(UPLOAD_LIMIT), "image/jpeg"
     chunks = (body[i:i + 65536] for i in range(0, len(body), 65536))
     response = requests.post(server.url + PATH, data=chunks, headers={"Content-Type": content_type}, timeout=30)
     figures.tally("gunicorn, HTTP (chunked body over the limit)").add(response.status_code)
     assert response.status_code == 413
-    assert_safe(response.status_code, response.headers, response.content)
+    assert assert_safe(response.status_code, response.headers, response.content)["error"]["code"] == "file_too_large"
+
+
+@pytest.mark.slow
+def test_chunked_body_under_the_limit_is_served(server):
+    chunks = (PHOTO[i:i + 4096] for i in range(0, len(PHOTO), 4096))
+    response = requests.post(server.url + PATH, data=chunks, headers={"Content-Type": "image/jpeg"}, timeout=30)
+    assert response.status_code == 200 and response.json()["label"] == "cat"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,framing", [
+    ("chunk size that is not hexadecimal", b"zz\r\nabc\r\n0\r\n\r\n"),
+    ("chunk without its terminator", b"3\r\nabcXY0\r\n\r\n"),
+])
+def test_malformed_chunked_framing_is_400_json(server, figures, name, framing):
+    """It used to be a 500 with a traceback in the log: the app read the body and gunicorn's
+    parser raised in the middle of it."""
+    request_bytes = raw_request("POST", PATH, [("Content-Type", "image/jpeg"), ("Transfer-Encoding", "chunked")],
+                                framing)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request_bytes)
+        status, body = read_answer(sock)
+    figures.tally("gunicorn, raw socket (malformed chunked framing)").add(status)
+    assert status == 400, body[:300]
+    assert json.loads(body)["error"]["code"] == "malformed_body"
 
 
 @pytest.mark.slow

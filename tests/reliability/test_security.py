@@ -160,8 +160,9 @@ def test_every_configured_key_is_compared_constant_time(make_app, monkeypatch):
     calls = []
     real = security.hmac.compare_digest
     monkeypatch.setattr(security.hmac, "compare_digest", lambda a, b: calls.append(1) or real(a, b))
-    client = make_app(api_keys=["first-key", "second-key", "third-key"]).test_client()
-    for sent in ("first-key", "third-key", "wrong", ""):
+    keys = ["first-key-0123456789", "second-key-0123456789", "third-key-0123456789"]
+    client = make_app(api_keys=keys).test_client()
+    for sent in (keys[0], keys[2], "wrong", ""):
         calls.clear()
         client.get("/v1/model", headers={"X-API-Key": sent} if sent else {})
         assert len(calls) == 3, sent
@@ -169,8 +170,8 @@ def test_every_configured_key_is_compared_constant_time(make_app, monkeypatch):
 
 def error_responses(make_app):
     """One response for each error status a client can cause."""
-    key = {"X-API-Key": "k"}
-    client = make_app(api_keys=["k"], max_upload_mb=0.05).test_client()
+    key = {"X-API-Key": "k" * 16}
+    client = make_app(api_keys=["k" * 16], max_upload_mb=0.05).test_client()
     yield client.post(PATH, data=PHOTO, content_type="image/jpeg")  # 401, no key
     yield client.post(PATH, data=b"", content_type="image/jpeg", headers=key)  # 400
     yield client.post(PATH, data=PHOTO, content_type="image/jpeg", headers=key)  # 413 (limit 52 KB)
@@ -178,8 +179,8 @@ def error_responses(make_app):
     yield client.get("/nowhere", headers=key)  # 404
     yield client.get(PATH, headers=key)  # 405
     limited = make_app(rate_limit="1/minute").test_client()
-    limited.get("/v1/model")
-    yield limited.get("/v1/model")  # 429
+    limited.post(PATH, data=PHOTO, content_type="image/jpeg")
+    yield limited.post(PATH, data=PHOTO, content_type="image/jpeg")  # 429
 
 
 def test_every_error_carries_the_security_headers(make_app):

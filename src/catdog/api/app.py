@@ -27,7 +27,7 @@ from catdog.api.endpoint import (
 from catdog.api.errors import register_error_handlers
 from catdog.api.observability import Metrics, configure_logging, init_observability
 from catdog.api.security import init_security
-from catdog.api.uploads import UploadRequest
+from catdog.api.uploads import READ_TIMEOUT_KEY, UploadRequest
 from catdog.config import Settings
 from catdog.model.engine import Classifier
 
@@ -44,17 +44,19 @@ def create_app(settings: Settings | None = None, *, classifier: Classifier | Non
     ``classifier`` lets tests share one loaded model between many apps; when it is
     given, ``settings.model``, ``threads`` and ``max_pixels`` are not used to load one.
     """
-    settings = settings or Settings()
+    settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
     if classifier is None:
         # One intra-op thread unless told otherwise: a server runs one process per core.
         classifier = Classifier.load(settings.model, threads=settings.threads or 1,
-                                     max_pixels=settings.max_pixels, open_world=settings.open_world)
+                                     max_pixels=settings.max_pixels, max_decode_bytes=settings.max_decode_bytes,
+                                     open_world=settings.open_world)
 
     app = Flask(__name__, static_folder=None)
     app.request_class = UploadRequest  # uploads stay in memory; unparseable forms are errors
     # Werkzeug refuses a larger body (413) from its Content-Length, before reading it.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
+    app.config[READ_TIMEOUT_KEY] = settings.read_timeout  # read by UploadRequest.stream
     if isinstance(app.json, DefaultJSONProvider):
         app.json.sort_keys = False  # bodies keep the order they are written in
     if settings.proxy_hops:

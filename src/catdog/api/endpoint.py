@@ -4,13 +4,15 @@ Every endpoint is a subclass of :class:`Endpoint` (a flask-restful ``Resource``)
 
 * ``routes``: the URL rules it answers (Flask syntax, ``/v2/models/<name>``);
 * ``open``: True if it needs no API key and is never rate-limited (probes, docs, metrics);
+* ``counts_photos``: True if it classifies photos; it then charges each photo to the client's rate
+  limit (:func:`catdog.api.security.charge_photos`) and chooses the body types it reads;
 * ``operations(ctx)``: its OpenAPI operations by method, with the real limits and labels
   filled in from ``ctx``, plus ``schemas(ctx)`` for any component schema it introduces.
 
 The app registers the classes listed in :data:`catdog.api.app.ENDPOINTS`, the security layer
-asks the matched view's class whether it is open, and :func:`openapi_document` assembles
-the document from the same classes, so a route cannot exist without its documentation or
-its access rule. See docs/architecture.md ("Adding an endpoint").
+asks the matched view's class whether it is open and whether it classifies photos, and
+:func:`openapi_document` assembles the document from the same classes, so a route cannot
+exist without its documentation or its access rule. See docs/architecture.md ("Adding an endpoint").
 """
 
 from __future__ import annotations
@@ -114,6 +116,9 @@ class Endpoint(Resource):
 
     routes: ClassVar[tuple[str, ...]] = ()
     open: ClassVar[bool] = False
+    #: Classifies photos: refused (429) when the client's photo budget is spent, and charges
+    #: each photo it reads (see catdog.api.security).
+    counts_photos: ClassVar[bool] = False
     tag: ClassVar[str] = "operations"
     #: The component schema of this endpoint's error bodies.
     error_schema: ClassVar[str] = "Error"
@@ -137,12 +142,19 @@ class Endpoint(Resource):
         return {}
 
 
+def _matched_class_says(flag: str) -> bool:
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    return bool(getattr(getattr(view, "view_class", None), flag, False))
+
+
 def is_open_request() -> bool:
     """Does the matched endpoint need no key and no rate limit? (Preflights never do.)"""
-    if request.method == "OPTIONS":
-        return True
-    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
-    return bool(getattr(getattr(view, "view_class", None), "open", False))
+    return request.method == "OPTIONS" or _matched_class_says("open")
+
+
+def is_photo_request() -> bool:
+    """Is this a request to classify photos (a POST to an endpoint declared ``counts_photos``)?"""
+    return request.method == "POST" and not _matched_class_says("open") and _matched_class_says("counts_photos")
 
 
 class JsonApi(Api):
@@ -212,9 +224,10 @@ def base_schemas(ctx: DocContext) -> JSON:
 def openapi_document(endpoints: Iterable[type[Endpoint]], ctx: DocContext) -> JSON:
     """The OpenAPI 3.0 document, assembled from the endpoints' own fragments.
 
-    Access rules are added here from each endpoint's ``open`` flag, so the document says
-    exactly what the security layer enforces: open operations get ``security: []``; the
-    others list 401 when keys are configured and 429 when a rate limit is.
+    Access rules are added here from each endpoint's ``open`` and ``counts_photos`` flags, so the
+    document says exactly what the security layer enforces: open operations get
+    ``security: []``; the others list 401 when keys are configured, and 429 when a rate limit
+    is and the operation classifies photos (or, with keys, since a wrong key costs a photo).
     """
     settings = ctx.settings
     paths: JSON = {}
@@ -233,7 +246,7 @@ def openapi_document(endpoints: Iterable[type[Endpoint]], ctx: DocContext) -> JS
                 else:
                     if settings.api_keys:
                         responses.update(error_responses(401, schema=endpoint.error_schema))
-                    if settings.rate_limit:
+                    if settings.rate_limit and (settings.api_keys or endpoint.counts_photos):
                         responses.update(error_responses(429, schema=endpoint.error_schema))
             paths[path] = item
         schemas.update(endpoint.schemas(ctx))

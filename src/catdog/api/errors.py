@@ -16,7 +16,10 @@ from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from catdog.model.errors import (
+    BatchBudgetExceeded,
+    BatchDeadlineExceeded,
     CatdogError,
+    DecodeTooCostly,
     EmptyFile,
     ImageError,
     ImageTooLarge,
@@ -65,6 +68,29 @@ class MalformedForm(RequestError):
         )
 
 
+class MalformedBody(RequestError):
+    """The request's framing is broken (a chunk size that is not hexadecimal, a chunk without
+    its terminator): where the body ends cannot be known."""
+
+    code = "malformed_body"
+
+    def __init__(self, problem: str):
+        super().__init__(
+            f"The request body's chunked framing is broken ({problem[:64]}); "
+            "send it again with a standard HTTP client, or with a Content-Length."
+        )
+
+
+class UnsupportedBody(RequestError):
+    """A prediction endpoint was sent a body type it does not read (refused before parsing)."""
+
+    code = "unsupported_media_type"
+
+    def __init__(self, mimetype: str, how: str):
+        sent = f"a {mimetype[:64]} body" if mimetype else "a body without a Content-Type"
+        super().__init__(f"The request has {sent}, which this endpoint does not read; send {how}.")
+
+
 class TooManyFiles(RequestError):
     code = "too_many_files"
 
@@ -104,6 +130,20 @@ class Unauthorized(RequestError):
         )
 
 
+class RateLimited(RequestError):
+    """The client has spent its photo budget (CATDOG_RATE_LIMIT) for now."""
+
+    code = "rate_limited"
+
+    def __init__(self, limit: str, *, retry_after: int, photos: int = 1, remaining: int = 0):
+        asked = f"{photos} photos" if photos > 1 else "a photo"
+        super().__init__(
+            f"Too many photos from your address (limit {limit}, {remaining} left now, this request "
+            f"asked for {asked}); retry after {retry_after} s."
+        )
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 #: HTTP status of each error class; the most specific class in an error's MRO wins.
 STATUS: dict[type[CatdogError], int] = {
     EmptyFile: 400,
@@ -116,19 +156,27 @@ STATUS: dict[type[CatdogError], int] = {
     TooManyFiles: 400,
     MissingField: 400,
     MalformedForm: 400,
+    MalformedBody: 400,
+    UnsupportedBody: 415,
+    DecodeTooCostly: 422,
+    BatchBudgetExceeded: 413,
+    BatchDeadlineExceeded: 413,
     Unauthorized: 401,
     ModelNotFound: 404,
+    RateLimited: 429,
     RequestError: 400,
     ModelError: 500,
 }
 
-#: Stable codes for the HTTP errors Werkzeug and Flask-Limiter raise themselves.
+#: Stable codes for the HTTP errors Werkzeug raises itself.
 HTTP_CODES: dict[int, str] = {
     400: "bad_request",
     401: "unauthorized",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: ImageTooLarge.code,
+    415: UnsupportedBody.code,
     429: "rate_limited",
     431: "headers_too_large",
     500: "internal_error",
@@ -140,18 +188,29 @@ ERROR_TABLE: tuple[tuple[int, str, str], ...] = (
     (400, EmptyFile.code, "the file is 0 bytes"),
     (400, TruncatedImage.code, "an image header was recognised but the data is truncated or corrupt"),
     (400, MalformedForm.code, "a form body that cannot be parsed (cut short, wrong boundary, non-UTF-8 names)"),
+    (400, MalformedBody.code, "a chunked body whose framing is broken (a chunk size that is not hexadecimal)"),
     (400, TooManyFiles.code, "a batch with more files than the limit"),
     (400, InvalidInferenceRequest.code, "a v2 inference request that breaks the protocol or the model's tensors"),
     (401, Unauthorized.code, "an API key is required and X-API-Key is missing or wrong"),
     (404, HTTP_CODES[404], "no endpoint at this path"),
     (404, ModelNotFound.code, "a v2 request names a model this server does not serve"),
     (405, HTTP_CODES[405], "the endpoint exists but not for this method (see the Allow header)"),
-    (413, ImageTooLarge.code, "the request body is over the upload limit (checked before reading it)"),
+    (408, HTTP_CODES[408], "the request body did not arrive within the body timeout (a stalled or very slow client)"),
+    (413, ImageTooLarge.code, ("the request body is over the upload limit (from its Content-Length, or "
+     "as a chunked body reaches it)")),
+    (413, BatchBudgetExceeded.code, "per file, in a batch: the files before it used up the batch's decoding budget"),
+    (413, BatchDeadlineExceeded.code, "per file, in a batch: the batch reached its time limit before this file"),
+    (415, UnsupportedBody.code, ("a body type the endpoint does not read, refused before parsing (REST: "
+     "multipart/form-data or image/*; v2 infer: JSON, or application/octet-stream with the binary extension)")),
     (415, NotAnImage.code, "the content is not an image at all (a PDF or HTML file named .jpg)"),
     (415, UnsupportedFormat.code, "an image format catdog does not take (TIFF, HEIC, ...)"),
     (422, TooManyPixels.code, "the image has more pixels than the limit (a decompression bomb)"),
-    (429, HTTP_CODES[429], "too many requests from this client address (see Retry-After)"),
+    (422, DecodeTooCostly.code, ("decoding would take more memory than one image may use (a 40 MP 16-bit "
+     "PNG or WebP: small on the wire, hundreds of MB decoded)")),
+    (429, RateLimited.code, ("too many photos from this client address: every prediction endpoint shares "
+     "one budget, a batch costs its file count (see Retry-After)")),
     (500, HTTP_CODES[500], "a bug; the body carries the request id that the server log has too"),
+    (503, "worker_timeout", "the server stopped a request that ran past its worker timeout; retry"),
 )
 
 
@@ -207,7 +266,7 @@ def handle_catdog_error(exc: CatdogError) -> Response:
     status = status_of(exc)
     if status >= 500:
         return _internal_error(exc)
-    return error_response(status, exc.code, exc.message)
+    return error_response(status, exc.code, exc.message, getattr(exc, "headers", None))
 
 
 def handle_http_error(exc: HTTPException) -> Response:
@@ -235,7 +294,9 @@ def _http_message(status: int, exc: HTTPException) -> str:
             return "The request has too many parts or too large form fields; send only the photo files."
         return f"The request body is over the limit of {limit / 1e6:.1f} MB; send a smaller photo."
     if status == 429:
-        return f"Too many requests from your address (limit {exc.description}); wait and retry."
+        return f"Too many photos from your address (limit {exc.description}); wait and retry."
+    if status == 408:
+        return exc.description or "The request body did not arrive in time; send it again."
     return exc.description or exc.name
 
 

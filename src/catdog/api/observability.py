@@ -1,6 +1,6 @@
 """What the API tells its operators: request ids, one log line per request, Prometheus metrics.
 
-* Request id: an incoming ``X-Request-ID`` is kept when it looks like an id (so a
+* Request id: an incoming ``X-Request-ID`` is kept when it is a well-formed id (so a
   proxy's id threads through), else a fresh uuid4; every response echoes it.
 * Logs: one line per request with method, path, status, milliseconds and request id;
   prediction endpoints add the upload's size, declared type and the label. Never a
@@ -35,7 +35,10 @@ from prometheus_client import (
 from catdog.api.endpoint import JSON, DocContext, Endpoint
 
 REQUEST_ID_HEADER = "X-Request-ID"
-_SANE_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+#: A well-formed id: letters, digits, "-" and "_", 4 to 64 of them (uuids, W3C traceparents,
+#: nginx's $request_id). Anything else (paths, quotes, "=", 200 characters) is replaced, so what
+#: a client chooses cannot steer the logs or the headers that echo it.
+_SANE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{3,63}")
 _PLAIN_VALUE = re.compile(r"[\x21\x23-\x7e]*")  # printable ASCII without spaces or quotes
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 

@@ -18,11 +18,28 @@ from flask import Request, request
 from catdog.api.endpoint import JSON, DocContext, Endpoint, error_responses, json_body, ref
 from catdog.api.errors import MissingField, TooManyFiles, error_body
 from catdog.api.observability import annotate
-from catdog.model.errors import CatdogError, EmptyFile, TruncatedImage
+from catdog.api.security import charge_photos
+from catdog.api.uploads import require_upload_body
+from catdog.model.decode import BatchBudget
+from catdog.model.errors import (
+    BatchBudgetExceeded,
+    BatchDeadlineExceeded,
+    CatdogError,
+    EmptyFile,
+    NotAnImage,
+    TruncatedImage,
+    UnsupportedFormat,
+)
 from catdog.prediction import Prediction
 
 #: At most this many sent field names are echoed back in a missing-field message.
 _MAX_NAMES = 8
+
+#: Codes only a batch answers with (the per-file budget and deadline are entries in its 200).
+BATCH_ONLY = (TooManyFiles.code, BatchBudgetExceeded.code, BatchDeadlineExceeded.code)
+#: Codes a batch gives per file in its 200, never as the request's status.
+PER_FILE = (EmptyFile.code, TruncatedImage.code, NotAnImage.code, UnsupportedFormat.code,
+            BatchBudgetExceeded.code, BatchDeadlineExceeded.code)
 
 # -- request and response bodies ---------------------------------------------------------------
 
@@ -34,6 +51,8 @@ def _sent_fields(req: Request) -> list[str]:
 
 def read_one_upload(req: Request) -> tuple[bytes, str]:
     """The photo's bytes and declared type: a raw ``image/*`` body, else multipart ``image``."""
+    require_upload_body(req)
+    charge_photos(1)
     if req.mimetype.startswith("image/"):
         return req.get_data(cache=False), req.mimetype
     upload = req.files.get("image")
@@ -66,6 +85,7 @@ class UploadImage(Endpoint):
 
     routes = ("/v1/predict", "/predict")
     tag = "predict"
+    counts_photos = True
 
     def post(self) -> JSON:
         started = time.perf_counter()
@@ -103,7 +123,7 @@ class UploadImage(Endpoint):
                     "label": labels[0] if labels else "cat", "confidence": 0.987,
                     "probabilities": example_probabilities, "model": ctx.model_ref, "elapsed_ms": 9.8,
                 }),
-                **error_responses(400, 413, 415, 422, skip=(TooManyFiles.code,)),
+                **error_responses(400, 408, 413, 415, 422, skip=BATCH_ONLY),
             },
         }}
 
@@ -135,17 +155,21 @@ class BatchPredict(Endpoint):
 
     routes = ("/v1/predict/batch",)
     tag = "predict"
+    counts_photos = True
 
     def post(self) -> JSON:
         started = time.perf_counter()
+        require_upload_body(request, raw_image=False)
         uploads = request.files.getlist("images")
         if not uploads:
             raise MissingField("images", _sent_fields(request), multiple=True)
-        limit = self.service.settings.max_batch
-        if len(uploads) > limit:
-            raise TooManyFiles(len(uploads), limit)
+        settings = self.service.settings
+        if len(uploads) > settings.max_batch:
+            raise TooManyFiles(len(uploads), settings.max_batch)
+        charge_photos(len(uploads))  # a batch of 8 costs 8, before any is decoded
         blobs = [upload.read() for upload in uploads]
-        results = self.service.engine.predict_batch(blobs, return_errors=True)
+        budget = BatchBudget(settings.batch_decode_bytes, settings.batch_seconds)
+        results = self.service.engine.predict_batch(blobs, return_errors=True, budget=budget)
         labels = [r.label for r in results if isinstance(r, Prediction)]
         for label in labels:
             self.service.metrics.predictions.labels(label).inc()
@@ -169,7 +193,7 @@ class BatchPredict(Endpoint):
             }}}},
             "responses": {
                 "200": json_body(ref("BatchResponse"), "one result per file (bad files get an error entry)"),
-                **error_responses(400, 413, skip=(EmptyFile.code, TruncatedImage.code)),
+                **error_responses(400, 408, 413, 415, skip=PER_FILE),
             },
         }}
 

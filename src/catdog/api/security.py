@@ -1,23 +1,37 @@
 """Who may call the API and what browsers may do with its answers.
 
 CORS for the configured origins only, browser-hardening headers on every response,
-an optional API key (``CATDOG_API_KEYS``) and an optional per-client rate limit
-(``CATDOG_RATE_LIMIT``). Endpoints declared ``open`` (health, readiness, metrics, the
+an optional API key (``CATDOG_API_KEYS``) and an optional per-client rate limit on
+photos (``CATDOG_RATE_LIMIT``). Endpoints declared ``open`` (health, readiness, metrics, the
 docs: see :mod:`catdog.api.endpoint`) need no key and are never throttled, so probes,
 scrapers and people reading the docs are never locked out.
+
+The rate limit is one budget of photos per client address across every endpoint declared
+``counts_photos`` (the ones that classify: ``/v1/predict``, ``/v1/predict/batch``, v2 ``infer``):
+a single prediction costs one, a batch of 8 costs 8. Its counts live in
+``CATDOG_RATE_LIMIT_STORAGE``: ``memory://`` keeps them in each worker process (the limit is
+then per worker, and per instance), ``redis://host:port`` shares one count between every
+worker and every instance.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from flask_cors import CORS
 
-from catdog.api.endpoint import is_open_request
-from catdog.api.errors import Unauthorized
+from catdog.api.endpoint import is_open_request, is_photo_request
+from catdog.api.errors import RateLimited, Unauthorized
 from catdog.api.observability import REQUEST_ID_HEADER
 from catdog.config import Settings
+
+log = logging.getLogger("catdog.api")
 
 API_KEY_HEADER = "X-API-Key"
 
@@ -53,38 +67,102 @@ def init_security(app: Flask, settings: Settings) -> None:
         return response
 
     if settings.rate_limit:
-        _init_rate_limit(app, settings.rate_limit)
+        _init_rate_limit(app, settings)
+    else:
+        log.info("rate limit: none (set CATDOG_RATE_LIMIT, e.g. 120/minute, to limit photos per client)")
     if settings.api_keys:
         _init_api_keys(app, settings.api_keys)
+    else:
+        log.info("API keys: none; anyone who can reach the API may use it (set CATDOG_API_KEYS)")
 
 
-def _init_rate_limit(app: Flask, limit: str) -> None:
-    """Flask-Limiter, in memory, keyed by client address.
+@dataclass
+class PhotoRateLimit:
+    """One moving-window budget of photos per client, in the configured store."""
 
-    The count is per worker process: with N gunicorn workers a client can get up to N
-    times the limit. Good enough to stop a runaway script; use a shared store (Redis)
-    for an exact limit.
+    limit: object  # limits.RateLimitItem
+    limiter: object  # limits.strategies.MovingWindowRateLimiter
+    text: str
+
+    def charge(self, photos: int) -> None:
+        """Spend ``photos`` of this client's budget, or raise 429 (nothing is spent then)."""
+        self._ask(photos, spend=True)
+
+    def check(self) -> None:
+        """Raise 429 if this client has no photo left, spending nothing."""
+        self._ask(1, spend=False)
+
+    def _ask(self, photos: int, *, spend: bool) -> None:
+        if photos <= 0:
+            return
+        key = client_address()
+        limiter: Any = self.limiter
+        try:
+            allowed = (limiter.hit if spend else limiter.test)(self.limit, "photos", key, cost=photos)
+            if allowed:
+                return
+            stats = limiter.get_window_stats(self.limit, "photos", key)
+        except Exception as exc:  # noqa: BLE001 - whatever the store raises: serve rather than refuse everyone
+            log.warning("rate limit store unreachable (%s); request not counted", type(exc).__name__)
+            return
+        retry = max(1, int(stats.reset_time - time.time() + 0.999))
+        raise RateLimited(self.text, retry_after=retry, photos=photos, remaining=stats.remaining)
+
+
+def client_address() -> str:
+    """The address the limit counts: the peer, or what CATDOG_PROXY_HOPS trusted proxies report."""
+    return request.remote_addr or "unknown"
+
+
+def charge_photos(photos: int) -> None:
+    """Count ``photos`` against this client's limit, all or nothing (429 when they do not fit).
+
+    Prediction endpoints call it once the number of photos is known and before decoding any;
+    a no-op without a rate limit.
     """
-    from flask_limiter import Limiter
-    from flask_limiter.util import get_remote_address
-    from limits import parse_many
+    limiter = current_app.extensions.get("catdog_rate_limit")
+    if limiter is not None:
+        limiter.charge(photos)
 
+
+def _init_rate_limit(app: Flask, settings: Settings) -> None:
+    from limits import parse_many
+    from limits.storage import storage_from_string
+    from limits.strategies import MovingWindowRateLimiter
+
+    text = settings.rate_limit or ""
     try:
-        parse_many(limit)
+        limits = parse_many(text)
     except ValueError:
-        raise ValueError(f"CATDOG_RATE_LIMIT={limit!r} is not a rate limit like '120/minute'") from None
-    Limiter(
-        get_remote_address,
-        app=app,
-        default_limits=[limit],
-        default_limits_exempt_when=is_open_request,
-        storage_uri="memory://",
-        headers_enabled=True,
-    )
+        raise ValueError(f"CATDOG_RATE_LIMIT={text!r} is not a rate limit like '120/minute'") from None
+    if len(limits) != 1:
+        raise ValueError(f"CATDOG_RATE_LIMIT={text!r}: give one limit, like '120/minute'")
+    where = urlsplit(settings.rate_limit_storage)
+    # A store that does not answer must cost a request a second at most, not hang it.
+    options = {"socket_connect_timeout": 1.0, "socket_timeout": 1.0} if where.scheme.startswith("redis") else {}
+    storage = storage_from_string(settings.rate_limit_storage, **options)
+    rate = PhotoRateLimit(limits[0], MovingWindowRateLimiter(storage), text)
+    app.extensions["catdog_rate_limit"] = rate
+    if where.scheme == "memory":
+        log.warning("rate limit: %s photos per client, counted in memory by each worker process: with N "
+                    "workers a client gets up to N times that, and again on each instance; set "
+                    "CATDOG_RATE_LIMIT_STORAGE=redis://host:port for one shared limit", text)
+    else:
+        log.info("rate limit: %s photos per client, shared by every worker and instance through %s://%s",
+                 text, where.scheme, where.hostname or "")
+
+    @app.before_request
+    def refuse_when_spent() -> None:
+        # Before the key check (registered first): a client with no photo left is refused
+        # before anything else; a wrong key costs a photo (see require_api_key), so nobody
+        # guesses keys at full speed.
+        if is_photo_request():
+            rate.check()
 
 
 def _init_api_keys(app: Flask, keys: list[str]) -> None:
     encoded = [key.encode() for key in keys]
+    log.info("API keys: %d active; prediction endpoints need X-API-Key", len(encoded))
 
     @app.before_request
     def require_api_key() -> None:
@@ -96,4 +174,5 @@ def _init_api_keys(app: Flask, keys: list[str]) -> None:
         for key in encoded:
             valid |= hmac.compare_digest(sent, key)
         if not valid:
+            charge_photos(1)  # a guess costs what a photo does
             raise Unauthorized(sent_key=bool(sent))

@@ -28,12 +28,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from flask import Response, request
+from flask import Request, Response, request
 
 from catdog import __version__
 from catdog.api.endpoint import JSON, DocContext, Endpoint, Service, error_responses, json_body, ref
 from catdog.api.errors import InvalidInferenceRequest, ModelNotFound, TooManyFiles
 from catdog.api.observability import annotate
+from catdog.api.security import charge_photos
+from catdog.api.uploads import require_body_type
+from catdog.model.decode import BatchBudget
 from catdog.model.errors import CatdogError
 from catdog.prediction import Prediction
 
@@ -49,6 +52,23 @@ _LENGTH = struct.Struct("<I")
 
 
 # -- reading a request -----------------------------------------------------------------------------
+
+JSON_TYPE = "application/json"
+BINARY_TYPE = "application/octet-stream"
+
+
+def require_infer_body(req: Request) -> None:
+    """Refuse (415) an infer body this protocol does not use, before reading it.
+
+    A JSON request, or the binary tensor extension: ``application/octet-stream`` with
+    ``Inference-Header-Content-Length``. No Content-Type at all is taken too: that is what
+    ``tritonclient.http`` sends, either way. A form body (``curl -d`` without ``-H``) is not.
+    """
+    binary = HEADER_LENGTH in req.headers
+    require_body_type(
+        req, lambda mimetype: mimetype in ("", JSON_TYPE) or (mimetype == BINARY_TYPE and binary),
+        f"the inference request as {JSON_TYPE} (curl -H 'Content-Type: {JSON_TYPE}'), or with the "
+        f"binary tensor extension as {BINARY_TYPE} with an {HEADER_LENGTH} header")
 
 
 def _invalid(message: str) -> InvalidInferenceRequest:
@@ -423,6 +443,7 @@ class ModelInfer(Endpoint):
 
     routes = ("/v2/models/<name>/infer",)
     tag = "v2"
+    counts_photos = True
     error_schema = "V2Error"
 
     def post(self, name: str) -> Response:
@@ -432,11 +453,15 @@ class ModelInfer(Endpoint):
         if request.content_encoding:
             raise _invalid(f"Compressed requests (Content-Encoding: {request.content_encoding[:20]}) are not "
                            "accepted; send the request uncompressed.")
+        require_infer_body(request)
         head, binary = split_body(request.get_data(cache=False), request.headers.get(HEADER_LENGTH))
-        photos = read_images(head, binary, service.settings.max_batch)
+        settings = service.settings
+        photos = read_images(head, binary, settings.max_batch)
         outputs = requested_outputs(head)
         annotate(files=len(photos), size=sum(map(len, photos)), binary=bool(binary))
-        results = service.engine.predict_batch(photos, return_errors=True)
+        charge_photos(len(photos))  # N photos cost N, as a /v1/predict/batch of N does, before any is decoded
+        budget = BatchBudget(settings.batch_decode_bytes, settings.batch_seconds)
+        results = service.engine.predict_batch(photos, return_errors=True, budget=budget)
         for index, result in enumerate(results):
             if isinstance(result, CatdogError):
                 # A tensor has no slot for one element's error: the request fails, naming the photo.
@@ -464,6 +489,8 @@ class ModelInfer(Endpoint):
                 f"request, raw in a binary-extension request (`{HEADER_LENGTH}`). Outputs `label` (`BYTES`, "
                 f"`[N]`) and `probabilities` (`FP32`, `[N, K]`, columns in label order: {labels}). "
                 "A bad photo fails the request with the REST API's code, naming the element."
+                + (f" Each photo counts against the rate limit ({ctx.settings.rate_limit} per client), as in "
+                   "a REST batch." if ctx.settings.rate_limit else "")
             ),
             "parameters": [_NAME_PARAMETER],
             "requestBody": {"required": True, "content": {
@@ -483,7 +510,7 @@ class ModelInfer(Endpoint):
                     "model_name": {"type": "string"}, "model_version": {"type": "string"},
                     "id": {"type": "string"}, "outputs": {"type": "array", "items": ref("V2Tensor")},
                 }}, "the outputs (binary ones after the JSON header when asked)"),
-                **_v2_errors(400, 404, 413, 415, 422),
+                **_v2_errors(400, 404, 408, 413, 415, 422),
             },
         }}
 

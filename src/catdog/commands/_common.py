@@ -24,10 +24,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_classifier(args: argparse.Namespace) -> Classifier:
-    settings = Settings()
+    settings = Settings.from_env()
     open_world = settings.open_world and not getattr(args, "closed_world", False)
     return Classifier.load(args.model or settings.model, threads=args.threads or settings.threads,
-                           max_pixels=settings.max_pixels, open_world=open_world)
+                           max_pixels=settings.max_pixels, max_decode_bytes=settings.max_decode_bytes,
+                           open_world=open_world)
 
 
 def iter_image_files(paths: list[Path], recursive: bool = True) -> Iterator[Path]:

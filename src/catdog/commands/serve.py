@@ -38,7 +38,10 @@ def _url(host: str, port: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from catdog.config import Settings
     from catdog.model.engine import Classifier
+
+    Settings.from_env()  # a bad CATDOG_* setting is one line and exit 2, before anything starts
 
     # Fail fast, before gunicorn forks workers: a missing or corrupt model is one clear line
     # and exit code 2. This process is replaced by gunicorn (execve), model and all.
@@ -71,7 +74,7 @@ def _run_dev(args: argparse.Namespace, model: str | None) -> int:
         def version_string(self) -> str:  # no "Werkzeug/x Python/y" banner
             return "catdog"
 
-    settings = Settings()
+    settings = Settings.from_env()
     if model:
         settings = settings.model_copy(update={"model": model})
     app = create_app(settings)

@@ -14,7 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from catdog.model.backends import Backend, default_recipe, default_threads, open_backend
-from catdog.model.decode import DEFAULT_MAX_PIXELS, ImageSource
+from catdog.model.decode import (
+    DEFAULT_MAX_DECODE_BYTES,
+    DEFAULT_MAX_PIXELS,
+    BatchBudget,
+    ImageSource,
+)
 from catdog.model.errors import ImageError, ModelError
 from catdog.model.preprocess import prepare
 from catdog.model.recipe import RECIPE_FILENAME, Recipe
@@ -23,6 +28,8 @@ from catdog.prediction import Prediction
 __all__ = ["Classifier", "Prediction", "bundled_model_dir", "resolve_model_path"]
 
 DEFAULT_MODEL_NAME = "catdog-lite2"
+#: Most inputs given to the model in one run (a longer batch runs in chunks of this size).
+MODEL_BATCH = 8
 MODEL_ENV = "CATDOG_MODEL"
 
 
@@ -68,17 +75,20 @@ class Classifier:
     """
 
     def __init__(self, backend: Backend, recipe: Recipe, *, path: Path | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, load_seconds: float = 0.0, open_world: bool = True):
+                 max_pixels: int = DEFAULT_MAX_PIXELS, load_seconds: float = 0.0, open_world: bool = True,
+                 max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES):
         self.backend = backend
         self.recipe = recipe
         self.open_world = open_world
         self.path = path
         self.max_pixels = max_pixels
+        self.max_decode_bytes = max_decode_bytes
         self.load_seconds = load_seconds
 
     @classmethod
     def load(cls, model: str | Path | None = None, *, threads: int | None = None,
-             max_pixels: int = DEFAULT_MAX_PIXELS, warmup: bool = True, open_world: bool = True) -> Classifier:
+             max_pixels: int = DEFAULT_MAX_PIXELS, max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
+             warmup: bool = True, open_world: bool = True) -> Classifier:
         """Load a model file (``.onnx``, or Keras ``.h5``/``.keras``) and warm it up.
 
         The recipe is the ``model.json`` beside the file, else the backend's default
@@ -95,7 +105,8 @@ class Classifier:
         recipe_path = path.with_name(RECIPE_FILENAME)
         backend = open_backend(path, threads or default_threads())
         recipe = Recipe.read(recipe_path) if recipe_path.is_file() else default_recipe(backend, path)
-        clf = cls(backend, recipe, path=path, max_pixels=max_pixels, open_world=open_world)
+        clf = cls(backend, recipe, path=path, max_pixels=max_pixels, open_world=open_world,
+                  max_decode_bytes=max_decode_bytes)
         if warmup:
             clf.warmup()
         clf.load_seconds = time.perf_counter() - started
@@ -105,7 +116,8 @@ class Classifier:
 
     def prepare(self, source: ImageSource) -> np.ndarray:
         """Decode and preprocess one photo into a model input (no batch axis)."""
-        return prepare(source, self.recipe.input, max_pixels=self.max_pixels)
+        return prepare(source, self.recipe.input, max_pixels=self.max_pixels,
+                       max_decode_bytes=self.max_decode_bytes)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -167,25 +179,34 @@ class Classifier:
         """Classify one photo (bytes, path or PIL image). Raises ImageError on bad input."""
         return self.decide(self.probabilities(self.prepare(source)[None])[0])
 
-    def predict_batch(self, sources: Sequence[ImageSource], *, return_errors: bool = False
-                      ) -> list[Prediction | ImageError]:
+    def predict_batch(self, sources: Sequence[ImageSource], *, return_errors: bool = False,
+                      budget: BatchBudget | None = None) -> list[Prediction | ImageError]:
         """Classify several photos in one model call.
 
         With ``return_errors=True`` a bad photo yields its ``ImageError`` in its slot and
-        the others are still classified; otherwise the first bad photo raises.
+        the others are still classified; otherwise the first bad photo raises. A ``budget``
+        (the API's, per request) bounds the decoding memory and time of the whole batch:
+        files past it get a per-file error instead of being decoded.
         """
         results: list[Prediction | ImageError | None] = [None] * len(sources)
         tensors, slots = [], []
         for i, source in enumerate(sources):
             try:
+                if budget is not None:
+                    budget.charge(source, min_side=self.recipe.input.resize, max_pixels=self.max_pixels,
+                                  max_decode_bytes=self.max_decode_bytes)
                 tensors.append(self.prepare(source))
                 slots.append(i)
             except ImageError as exc:
                 if not return_errors:
                     raise
                 results[i] = exc
-        if tensors:
-            for slot, probs in zip(slots, self.probabilities(np.stack(tensors))):
+        # The model runs MODEL_BATCH inputs at a time: ONNX Runtime's arena keeps the peak of the
+        # largest batch it ever ran (32 photos: ~+470 MB per process, 8: ~+100 MB; see
+        # docs/reliability.md), and per photo a batch of 8 is as fast on a CPU.
+        for start in range(0, len(tensors), MODEL_BATCH):
+            chunk = np.stack(tensors[start:start + MODEL_BATCH])
+            for slot, probs in zip(slots[start:start + MODEL_BATCH], self.probabilities(chunk)):
                 results[slot] = self.decide(probs)
         return results  # type: ignore[return-value]
 

@@ -91,6 +91,47 @@ class TooManyPixels(ImageError):
         self.width, self.height, self.pixels, self.limit = width, height, pixels, limit
 
 
+class DecodeTooCostly(ImageError):
+    """Within the pixel limit, but decoding would take more memory than one image may use
+    (a 40 MP 16-bit or WebP image: tiny on the wire, hundreds of MB decoded)."""
+
+    code = "decode_too_costly"
+
+    def __init__(self, width: int, height: int, mode: str, cost: int, limit: int):
+        super().__init__(
+            f"Decoding this {width}x{height} image (Pillow mode {mode}) would take about "
+            f"{_megabytes(cost)} of memory, over the limit of {_megabytes(limit)}; send it as an "
+            "8-bit JPEG or scale it down (a few megapixels is plenty)."
+        )
+        self.width, self.height, self.cost, self.limit = width, height, cost, limit
+
+
+class BatchBudgetExceeded(ImageError):
+    """A batch file left undecoded: the files before it used up the batch's decoding budget."""
+
+    code = "batch_budget_exceeded"
+
+    def __init__(self, limit: int):
+        super().__init__(
+            f"This file was not decoded: the files before it in the batch used up its decoding "
+            f"budget of {_megabytes(limit)}; send it in another request."
+        )
+        self.limit = limit
+
+
+class BatchDeadlineExceeded(ImageError):
+    """A batch file left undecoded: the batch ran out of time before reaching it."""
+
+    code = "batch_deadline_exceeded"
+
+    def __init__(self, seconds: float):
+        super().__init__(
+            f"This file was not decoded: the batch reached its time limit of {seconds:g} s before "
+            "it; send it in another request."
+        )
+        self.seconds = seconds
+
+
 class ImageTooLarge(ImageError):
     """The encoded file is over the byte limit (the API checks this before reading the body)."""
 

@@ -10,7 +10,12 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from catdog.model.decode import DEFAULT_MAX_PIXELS, ImageSource, load_image
+from catdog.model.decode import (
+    DEFAULT_MAX_DECODE_BYTES,
+    DEFAULT_MAX_PIXELS,
+    ImageSource,
+    load_image,
+)
 from catdog.model.recipe import InputSpec
 
 _RESAMPLE = {
@@ -57,10 +62,12 @@ def preprocess(image: Image.Image, spec: InputSpec) -> np.ndarray:
     return normalize(np.asarray(resize_and_crop(image, spec)), spec)
 
 
-def prepare(source: ImageSource, spec: InputSpec, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def prepare(source: ImageSource, spec: InputSpec, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+            max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES) -> np.ndarray:
     """Bytes, path or PIL image to one model input: the whole serving path in one call.
 
     The engine and training's held-out evaluation both call this, so the tensors the
     temperature is fitted on are the tensors the server computes.
     """
-    return preprocess(load_image(source, max_pixels=max_pixels, min_side=spec.resize), spec)
+    image = load_image(source, max_pixels=max_pixels, min_side=spec.resize, max_decode_bytes=max_decode_bytes)
+    return preprocess(image, spec)
