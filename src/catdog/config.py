@@ -13,7 +13,8 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from catdog.model.errors import CatdogError
+# Not catdog.model.errors: the web UI imports settings and must not load the engine's package.
+from catdog.errors import CatdogError
 
 CommaList = Annotated[list[str], NoDecode]
 

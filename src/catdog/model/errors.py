@@ -8,22 +8,15 @@ to do about it, because they are shown to people.
 
 from __future__ import annotations
 
+# The base is defined outside catdog.model (settings use it too) and re-exported here.
+from catdog.errors import CatdogError
+
 SUPPORTED_FORMATS_TEXT = "a JPEG, PNG, WebP, GIF or BMP photo"
 
 
 def _megabytes(size: int) -> str:
     """Bytes as decimal megabytes, with enough digits that two different sizes never read alike."""
     return f"{size / 1e6:.3g} MB" if size < 10e6 else f"{size / 1e6:,.1f} MB"
-
-
-class CatdogError(Exception):
-    """Base of every error catdog raises on purpose."""
-
-    code = "catdog_error"
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
 
 
 class ModelError(CatdogError):
