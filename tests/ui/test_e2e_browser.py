@@ -219,6 +219,7 @@ def test_examples_status_and_what_it_knows_are_on_the_page(page, labels):
 
     page.get_by_role("button", name="kitten", exact=True).click()
     expect(summary(page)).to_contain_text("1 photo:")
+    settle(page)  # the page scrolls to the answer by script once the run is over, not before
     assert in_viewport(page, row(page, "kitten.jpg").locator(".catdog-verdict"))
 
 
