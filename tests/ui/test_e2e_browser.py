@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import signal
 from pathlib import Path
@@ -19,7 +18,6 @@ import pytest
 import requests
 from PIL import Image
 
-from catdog.model.engine import bundled_model_dir
 from catdog.ui.widgets import example_files, knows_text, verdict
 from tests.conftest import encode
 from tests.ui.processes import ROOT, catdog_up
@@ -41,7 +39,6 @@ SIZES = {"desktop": (1280, 900), "phone": (390, 844)}
 LOCAL = ("http://127.0.0.1:", "ws://127.0.0.1:", "data:", "blob:")
 NOT_PETS = ROOT / "tests" / "data" / "not-pets"
 DEVELOPER_WORDS = ("catdog serve", "CATDOG_", "Traceback", "gunicorn")
-BUNDLED_LABELS = json.loads((bundled_model_dir() / "model.json").read_text())["labels"]
 
 
 @pytest.fixture(scope="module")
@@ -268,11 +265,6 @@ def test_rejected_files_are_listed_and_counted(page, tmp_path, cat_bytes):
     assert not axe_violations(page)
 
 
-@pytest.mark.xfail(
-    "other" not in BUNDLED_LABELS,
-    reason="the bundled model answers only cat or dog; the three-label model says 'neither'",
-    strict=True,
-)
 def test_a_photo_of_neither_says_so(page, labels):
     from playwright.sync_api import expect
 
