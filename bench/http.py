@@ -55,12 +55,11 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(H
 import http.client  # the standard library's, now that bench/ is behind it
 
 from _load import multipart_body, post, wait_until_serving
+from _photos import DEFAULT_VAL, pick_photos
 from _report import RESULTS, ROOT, float_model_of, machine, table, update_section
 from _wrk import WrkResult, ensure_wrk, run_wrk, write_manifest
 
 HOST = "127.0.0.1"
-DEFAULT_VAL = ROOT.parent / "shared" / "data" / "cats-vs-dogs" / "val"
-FIXTURES = ROOT / "tests" / "data" / "images"
 ORIGINAL_H5 = BASELINES / "artifacts" / "cat_dog.h5"
 #: The commit whose bundled model is "catdog's previous release" (1.0.0, int8 Lite2, cat/dog).
 PREVIOUS_RELEASE = "ec37b70"
@@ -98,31 +97,6 @@ class System:
         app = {"original": "original_app:create_app()", "pytorch": "torch_app:create_app()"}[self.kind]
         return ([self.python, "-m", "gunicorn", "--chdir", str(BASELINES), "--workers", str(workers),
                  "--worker-class", "sync", "--bind", f"{HOST}:{port}", "--timeout", "120", app], self.env)
-
-
-# -- the photos ----------------------------------------------------------------------------------
-
-def about_500x375(path: Path) -> bool:
-    """A photo of about 500x375 (either orientation): what issue 12 measures with."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        long, short = max(image.size), min(image.size)
-    return 450 <= long <= 520 and 330 <= short <= 400
-
-
-def pick_photos(val: Path, count: int = 40) -> list[Path]:
-    """``count`` different JPEGs of about 500x375, spread over the class folders of ``val``
-    (sorted, so every run sends the same ones); the fixture photos if ``val`` is missing."""
-    folders = sorted(p for p in val.iterdir() if p.is_dir()) if val.is_dir() else []
-    if not folders:
-        print(f"{val} not found: using the fixture photos in {FIXTURES.relative_to(ROOT)}", flush=True)
-        return sorted(FIXTURES.glob("*/*.jpg"))[:count]
-    per_folder = math.ceil(count / len(folders))
-    picks: list[Path] = []
-    for folder in folders:
-        picks += [p for p in sorted(folder.glob("*.jpg")) if about_500x375(p)][:per_folder]
-    return picks[:count]
 
 
 # -- the systems -----------------------------------------------------------------------------------
