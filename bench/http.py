@@ -135,8 +135,9 @@ def systems(args: argparse.Namespace, scratch: Path) -> list[System]:
     if previous is not None:
         recipe = json.loads((previous / "model.json").read_text())
         found.append(System(f"catdog-{recipe.get('version', 'previous')}", "catdog",
-                            f"catdog's previous release ({recipe.get('name')} {recipe.get('version')}, "
-                            f"int8, {recipe['input']['size']} px, labels {'/'.join(recipe['labels'])})",
+                            f"catdog's previous release: its model ({recipe.get('name')} {recipe.get('version')}, "
+                            f"int8, {recipe['input']['size']} px, labels {'/'.join(recipe['labels'])}) "
+                            "under today's code",
                             {"CATDOG_MODEL": str(previous)}))
     found.append(System("pytorch", "pytorch", "hand-written Flask + PyTorch eager (bench/baselines/torch_app.py)",
                         {"CATDOG_MODEL": str(args.torch_model)}))
@@ -258,7 +259,20 @@ def measure(args: argparse.Namespace) -> dict:
                 results[server.system.key]["alive_after_overload"] = server.process.poll() is None
     for (key, connections), level_runs in runs.items():
         results[key].setdefault("http", {})[str(connections)] = level_summary(level_runs)
-    return {"photos": [rel(p) for p in photos], "results": results}
+    return {"photos": [rel(p) for p in photos], "results": results, "models": models_line(args)}
+
+
+def models_line(args: argparse.Namespace) -> str:
+    """Which model each server ran, for the report."""
+    from catdog.model.engine import resolve_model_path
+    from catdog.model.recipe import RECIPE_FILENAME, Recipe
+
+    path = resolve_model_path(args.model)
+    recipe = Recipe.read(path.with_name(RECIPE_FILENAME)) if path.with_name(RECIPE_FILENAME).is_file() else None
+    name = f"`{recipe.name}` {recipe.version}, {recipe.input.size} px, labels {'/'.join(recipe.labels)}" if recipe else path.name
+    return (f"catdog serves {name} (`{rel(path)}`); catdog's previous release is the model of commit "
+            f"{args.previous or '(skipped)'}; PyTorch eager runs `{rel(args.torch_model)}`; the original design "
+            f"`{rel(args.original)}`.")
 
 
 # -- the report ----------------------------------------------------------------------------------------
@@ -331,13 +345,26 @@ def goals_line(results: dict) -> str:
     if over:
         clean = over["non_2xx"] == 0 and over["socket_errors"] == 0
         parts.append(f"overload at {OVERLOAD}: {'every answer 2xx, no socket errors' if clean else 'ERRORS'}")
-    return "Issue 12 goals for catdog: " + "; ".join(parts) + "."
+    return "Issue 12 goals for catdog: " + "; ".join(parts) + "." if parts else ""
+
+
+#: Section titles of docs/benchmarks.md by ``--section`` (another section for variant runs, so
+#: they never overwrite the main table).
+TITLES = {"speed": "Speed side by side (wrk): issue 12", "workers": "Workers and ORT threads per worker (wrk)"}
+
+
+def overload_part(results: dict, settings: dict) -> list[str]:
+    if not any(str(OVERLOAD) in r.get("http", {}) for r in results.values()):
+        return []
+    return [(f"Overload ({OVERLOAD} connections on {settings['workers']} workers; wrk's timeout 60 s, so a queued "
+            "request is answered late rather than counted lost):"), "", overload_table(results), ""]
 
 
 def markdown(raw: dict) -> str:
     results, s = raw["results"], raw["settings"]
+    section = s.get("section", "speed")
     return "\n".join([
-        "## Speed side by side (wrk): issue 12",
+        f"## {TITLES.get(section, section)}",
         "",
         (f"Measured {raw['date']} on {raw['machine']}; load average before the run "
         f"{', '.join(f'{x:.1f}' for x in raw['load_average_before'])} (1 / 5 / 15 min: the machine is shared, "
@@ -345,22 +372,22 @@ def markdown(raw: dict) -> str:
         "",
         (f"wrk {s['wrk_version']} (C, keep-alive; `bench/_wrk.py`) POSTs multipart `image` cycling through "
         f"{len(raw['photos'])} different real JPEGs of about 500x375; {s['workers']} gunicorn sync workers "
-        f"and one compute thread per worker for every server; levels 1 and 16 connections interleaved across "
-        f"servers in {s['rounds']} rounds of {s['seconds']} s (after {s['warmup']} s unmeasured), then "
-        f"{OVERLOAD} connections once per server for {s['overload_seconds']} s. req/s counts 2xx answers; "
-        "p50 is the median of the rounds' p50s. The ratio columns divide catdog's req/s by the baseline's "
-        "and the baseline's p50 by the server's."),
+        f"and one compute thread per worker for every server"
+        + (" (except where a variant's environment says otherwise)" if s.get("variants") else "")
+        + f"; levels 1 and 16 connections interleaved across servers in {s['rounds']} rounds of "
+        f"{s['seconds']} s (after {s['warmup']} s unmeasured)"
+        + (f", then {OVERLOAD} connections once per server for {s['overload_seconds']} s"
+           if str(s.get("overload_seconds")) != "0" else "")
+        + ". req/s counts 2xx answers; p50 is the median of the rounds' p50s. The ratio columns divide "
+        "catdog's req/s by the baseline's and the baseline's p50 by the server's."),
+        "",
+        raw.get("models", ""),
         "",
         speed_table(results),
         "",
-        goals_line(results),
-        "",
-        (f"Overload ({OVERLOAD} connections on {s['workers']} workers; wrk's timeout 60 s, so a queued request "
-        "is answered late rather than counted lost):"),
-        "",
-        overload_table(results),
-        "",
-        "Raw numbers, every round and the photos sent: [`bench/speed.json`](bench/speed.json).",
+        *([goals_line(results), ""] if goals_line(results) else []),
+        *overload_part(results, s),
+        f"Raw numbers, every round and the photos sent: [`bench/{section}.json`](bench/{section}.json).",
     ])
 
 
@@ -409,6 +436,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="another catdog server: name=KEY=VALUE[,KEY=VALUE] (e.g. threads2=CATDOG_THREADS=2)")
     parser.add_argument("--only", type=lambda v: v.split(","), default=None,
                         help="only these servers (keys, comma-separated; 'catdog' also selects catdog-*)")
+    parser.add_argument("--section", default="speed",
+                        help="section of docs/benchmarks.md and name of docs/bench/NAME.json to write")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
     parser.add_argument("--from-json", type=Path, help="re-render the report of a saved speed.json")
     args = parser.parse_args(argv)
@@ -437,16 +466,17 @@ def main(argv: list[str] | None = None) -> None:
                "settings": settings | {"wrk_version": wrk_version(), "variants": args.variant}}
         raw |= measure(args)
         raw["total_seconds"] = time.perf_counter() - started
-        raw_path = (Path(tempfile.mkstemp(prefix="speed-", suffix=".json")[1]) if args.no_write
-                    else RESULTS / "speed.json")
+        raw_path = (Path(tempfile.mkstemp(prefix=f"{args.section}-", suffix=".json")[1]) if args.no_write
+                    else RESULTS / f"{args.section}.json")
         raw_path.parent.mkdir(parents=True, exist_ok=True)
         raw_path.write_text(json.dumps(raw, indent=2, default=float) + "\n")  # first: never lose a run
     results = raw["results"]
     print("\n".join(["", speed_table(results), "", goals_line(results), "", overload_table(results)]))
     print(f"total {time.perf_counter() - started:.0f} s; raw results: {rel(raw_path)}")
     if not args.no_write:
-        update_section("speed", markdown(raw))
-        print("written: docs/benchmarks.md (speed section), docs/bench/speed.json")
+        section = raw["settings"].get("section", "speed")
+        update_section(section, markdown(raw))
+        print(f"written: docs/benchmarks.md ({section} section), docs/bench/{section}.json")
 
 
 if __name__ == "__main__":

@@ -21,8 +21,8 @@ Also measured, for issue 12's questions: resizing 500x375 photos with Pillow's
 this CPU?) and the model at 1 vs 2 ONNX Runtime threads (the most a second thread could
 save at one client).
 
-    python bench/request_path.py                 # about 1-2 minutes
-    python bench/request_path.py --seconds 3 --no-write
+    python bench/request_path.py                 # about 1.5 minutes
+    python bench/request_path.py --rounds 2 --seconds 2 --no-write
 
 Writes the "request-path" section of docs/benchmarks.md and docs/bench/request_path.json.
 """
@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -164,8 +165,9 @@ def healthz_times(seconds: float, app) -> list[float]:
     return out
 
 
-def over_http(photo_paths: list[Path], seconds: int, model: Path | None) -> dict:
-    """The production gunicorn command with one worker, wrk with one connection: p50 of everything."""
+@contextmanager
+def http_server(photo_paths: list[Path], model: Path | None):
+    """The production gunicorn command with one worker; yields ``seconds -> WrkResult`` (1 connection)."""
     from catdog import servers
 
     ensure_wrk()
@@ -174,15 +176,13 @@ def over_http(photo_paths: list[Path], seconds: int, model: Path | None) -> dict
            **({"CATDOG_MODEL": str(model)} if model else {})}
     with tempfile.TemporaryDirectory(prefix="catdog-path-") as scratch:
         manifest = write_manifest(photo_paths, Path(scratch))
-        log = Path(scratch) / "server.log"
         command = [sys.executable, "-m", "gunicorn", "--config", "python:catdog.api.gunicorn_conf",
                    "catdog.api:create_app()"]
-        with servers.running(command, f"http://{HOST}:{port}/readyz", log=log, env=env,
-                             cwd=ROOT, name="catdog API") as _:
+        with servers.running(command, f"http://{HOST}:{port}/readyz", log=Path(scratch) / "server.log",
+                             env=env, cwd=ROOT, name="catdog API"):
             url = f"http://{HOST}:{port}/predict"
             run_wrk(url, manifest, connections=1, seconds=1)  # warm-up
-            result = run_wrk(url, manifest, connections=1, seconds=seconds)
-    return result.to_dict()
+            yield lambda seconds: run_wrk(url, manifest, connections=1, seconds=seconds)
 
 
 def resize_options(images, spec, seconds: float) -> list[dict]:
@@ -209,18 +209,18 @@ def resize_options(images, spec, seconds: float) -> list[dict]:
 
 
 def batching(classifier, tensors: list[np.ndarray], seconds: float) -> list[dict]:
-    """Model ms per photo at batch 1, 2, 4, 8 on one thread: what micro-batching could save at most."""
-    out = []
-    for size in (1, 2, 4, 8):
-        batch = np.stack(tensors[:size])
-        times: list[float] = []
-        deadline = time.perf_counter() + seconds
-        while time.perf_counter() < deadline or len(times) < 3:
-            t0 = time.perf_counter()
-            classifier.backend.run(batch)
-            times.append((time.perf_counter() - t0) * 1000 / size)
-        out.append({"batch": size, "ms_per_photo": statistics.median(times)})
-    return out
+    """Model ms per photo at batch 1, 2, 4, 8 on one thread (sizes interleaved in rounds, so the
+    machine's drift hits all alike): what micro-batching could save at most."""
+    batches = {size: np.stack(tensors[:size]) for size in (1, 2, 4, 8)}
+    times: dict[int, list[float]] = defaultdict(list)
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(times[8]) < 3:
+        for size, batch in batches.items():
+            for _ in range(max(1, 8 // size)):
+                t0 = time.perf_counter()
+                classifier.backend.run(batch)
+                times[size].append((time.perf_counter() - t0) * 1000 / size)
+    return [{"batch": size, "ms_per_photo": statistics.median(v), "calls": len(v)} for size, v in times.items()]
 
 
 def model_threads(model_path: Path, tensors: list[np.ndarray], seconds: float) -> list[dict]:
@@ -269,11 +269,23 @@ def measure(args: argparse.Namespace) -> dict:
     catdog_logger.setLevel(logging.INFO)
     catdog_logger.propagate = False
     app = create_app(Settings(), classifier=classifier)
-    print("stages ...", flush=True)
-    stages = stage_times(photos, args.seconds, classifier, app)
-    print("whole request in process ...", flush=True)
-    whole, outside_view = in_process_times(photos, args.seconds, app)
-    health = healthz_times(args.seconds / 4, app)
+    stages: dict[str, list[float]] = defaultdict(list)
+    whole: list[float] = []
+    outside_view: list[float] = []
+    http_rounds = []
+    # Rounds of: the stages, the whole request in process, the whole request over HTTP; so a
+    # change in the machine's load hits the three alike and their differences stay meaningful.
+    with http_server(paths, args.model) if args.http_seconds else nullcontext() as over_http:
+        for round_ in range(args.rounds):
+            print(f"round {round_ + 1}/{args.rounds}: stages, in process, over HTTP ...", flush=True)
+            for key, values in stage_times(photos, 0, classifier, app).items():
+                stages[key] += values
+            totals, outside = in_process_times(photos, 0, app)
+            whole += totals
+            outside_view += outside
+            if over_http:
+                http_rounds.append(over_http(args.http_seconds))
+    health = healthz_times(1.0, app)
     images = [decode_image(d, min_side=classifier.recipe.input.resize) for d in photos]
     tensors = [classifier.prepare(d) for d in photos]
     print("resize options, batching, threads ...", flush=True)
@@ -290,9 +302,9 @@ def measure(args: argparse.Namespace) -> dict:
         "batching": batching(classifier, tensors, args.seconds / 2),
         "threads": model_threads(classifier.path, tensors, args.seconds / 2),
     }
-    if args.http_seconds:
-        print("whole request over HTTP (gunicorn, 1 worker, wrk 1 connection) ...", flush=True)
-        result["http"] = over_http(paths, args.http_seconds, args.model)
+    if http_rounds:
+        result["http"] = {"p50_ms": statistics.median(r.p50_ms for r in http_rounds),
+                          "rounds": [r.to_dict() for r in http_rounds]}
     return result
 
 
@@ -339,7 +351,8 @@ def markdown(raw: dict) -> str:
         ("Each stage is timed in one process on one thread, calling the server's own functions in "
         "order (median ms per request over every photo and pass); the whole request is then timed "
         "through the real app in process and through the production gunicorn server (1 worker, "
-        "wrk, 1 connection), and the differences are the Flask and HTTP rows."),
+        "wrk, 1 connection), in rounds that alternate the three so the machine's drift hits them alike; "
+         "the differences are the Flask and HTTP rows."),
         "",
         table(["stage", "ms per request", "share"], rows),
         "",
@@ -366,8 +379,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, default=None, help="model (default: the bundled one)")
     parser.add_argument("--val", type=Path, default=DEFAULT_VAL, help="photo folders (one per class)")
     parser.add_argument("--photos", type=int, default=40, help="different photos")
-    parser.add_argument("--seconds", type=float, default=8.0, help="seconds per timing")
-    parser.add_argument("--http-seconds", type=int, default=8, help="seconds of wrk (0 = skip the HTTP run)")
+    parser.add_argument("--rounds", type=int, default=8, help="rounds of stages, in-process and HTTP timings")
+    parser.add_argument("--seconds", type=float, default=6.0, help="seconds per resize, batching, threads timing")
+    parser.add_argument("--http-seconds", type=int, default=2,
+                        help="seconds of wrk per round (0 = no HTTP timing)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
     args = parser.parse_args(argv)
     command = "python " + " ".join(shlex.quote(a) for a in ["bench/request_path.py", *(sys.argv[1:] if argv is None else argv)])
