@@ -208,6 +208,33 @@ def resize_options(images, spec, seconds: float) -> list[dict]:
     return out
 
 
+def normalise_options(images, spec, seconds: float) -> list[dict]:
+    """catdog's normalise vs the pixelwise HWC multiply-add it replaced (issue 12): time, and equality."""
+    from catdog.model.preprocess import normalize, resize_and_crop
+
+    pixels = [np.asarray(resize_and_crop(im, spec)) for im in images]
+    std = np.asarray(spec.std, dtype=np.float32)
+    gain = (1.0 / (spec.scale * std)).astype(np.float32)
+    offset = (-np.asarray(spec.mean, dtype=np.float32) / std).astype(np.float32)
+
+    def pixelwise(p: np.ndarray) -> np.ndarray:
+        out = p.astype(np.float32) * gain + offset  # the inner loop runs over 3 channels at a time
+        return np.ascontiguousarray(out.transpose(2, 0, 1)) if spec.layout == "NCHW" else out
+
+    options = {"on channel planes, in place (catdog)": lambda p: normalize(p, spec),
+               "pixelwise HWC multiply-add, then transpose (before)": pixelwise}
+    times: dict[str, list[float]] = defaultdict(list)
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or not times:
+        for name, fn in options.items():
+            for p in pixels:
+                t0 = time.perf_counter()
+                fn(p)
+                times[name].append((time.perf_counter() - t0) * 1000)
+    identical = all(np.array_equal(normalize(p, spec), pixelwise(p)) for p in pixels)
+    return [{"option": name, "ms": statistics.median(v), "bit_identical": identical} for name, v in times.items()]
+
+
 def batching(classifier, tensors: list[np.ndarray], seconds: float) -> list[dict]:
     """Model ms per photo at batch 1, 2, 4, 8 on one thread (sizes interleaved in rounds, so the
     machine's drift hits all alike): what micro-batching could save at most."""
@@ -299,6 +326,8 @@ def measure(args: argparse.Namespace) -> dict:
         "outside_view_ms": {"median": statistics.median(outside_view), "n": len(outside_view)},
         "healthz_in_process_ms": {"median": statistics.median(health), "n": len(health)},
         "resize": resize_options(images, classifier.recipe.input, args.seconds / 2),
+        "normalise": ([] if classifier.recipe.input.dtype == "uint8"
+                      else normalise_options(images, classifier.recipe.input, args.seconds / 4)),
         "batching": batching(classifier, tensors, args.seconds / 2),
         "threads": model_threads(classifier.path, tensors, args.seconds / 2),
     }
@@ -333,6 +362,9 @@ def markdown(raw: dict) -> str:
                     r["healthz_in_process_ms"]["median"]))
     resize = table(["resize of 500x375 photos", "ms (median)", "max abs diff vs catdog (0-255)"],
                    [[o["option"], f"{o['ms']:.2f}", str(o["max_abs_diff"])] for o in r["resize"]])
+    normalise = table(["normalise a 288 px crop (float32 model input)", "ms (median)", "same values bit for bit"],
+                      [[o["option"], f"{o['ms']:.2f}", "yes" if o["bit_identical"] else "NO"]
+                       for o in r.get("normalise", [])])
     batching = table(["batch", "model ms per photo (1 thread)"],
                      [[str(b["batch"]), f"{b['ms_per_photo']:.2f}"] for b in r["batching"]])
     threads = table(["ORT threads", "idle threads spin", "model ms (batch 1, median)", "p90"],
@@ -362,6 +394,8 @@ def markdown(raw: dict) -> str:
         "",
         resize,
         "",
+        *(["Normalisation before and after issue 12 (a uint8 model normalises in its graph and skips this):",
+           "", normalise, ""] if r.get("normalise") else []),
         "Micro-batching: what batching concurrent requests could save at most, per photo, in the model:",
         "",
         batching,
