@@ -62,7 +62,7 @@ STAGES = (
     ("pixels", "decode: JPEG pixels (libjpeg)"),
     ("orient", "decode: EXIF orientation + RGB"),
     ("resize", "resize + centre crop (one resample of the crop box)"),
-    ("normalise", "normalise (to the model's dtype and layout)"),
+    ("normalise", "normalise (image to array, the model's dtype and layout)"),
     ("model", "model (ONNX Runtime, 1 thread)"),
     ("decide", "calibrate + decide"),
     ("json", "response body + JSON"),
@@ -268,6 +268,9 @@ def model_threads(model_path: Path, tensors: list[np.ndarray], seconds: float) -
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline or len(times[(1, False)]) < 10:
         for key, sess in configs.items():
+            # A spinning pool keeps its threads busy for a while after a run; let them park so
+            # they do not slow the next configuration's block.
+            time.sleep(0.05)
             name = sess.get_inputs()[0].name
             for tensor in tensors[:10]:
                 t0 = time.perf_counter()
