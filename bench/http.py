@@ -136,7 +136,7 @@ def systems(args: argparse.Namespace, scratch: Path) -> list[System]:
         recipe = json.loads((previous / "model.json").read_text())
         found.append(System(f"catdog-{recipe.get('version', 'previous')}", "catdog",
                             f"catdog's previous release: its model ({recipe.get('name')} {recipe.get('version')}, "
-                            f"int8, {recipe['input']['size']} px, labels {'/'.join(recipe['labels'])}) "
+                            f"{'int8' if 'quantized' in recipe.get('training', {}) else 'float'}, {recipe['input']['size']} px, labels {'/'.join(recipe['labels'])}) "
                             "under today's code",
                             {"CATDOG_MODEL": str(previous)}))
     found.append(System("pytorch", "pytorch", "hand-written Flask + PyTorch eager (bench/baselines/torch_app.py)",
