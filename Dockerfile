@@ -90,15 +90,14 @@ CMD ["sh", "-c", "exec streamlit run \"$CATDOG_UI_SCRIPT\" --server.port=\"$PORT
 
 # ---------------------------------------------------------------------------- api (default)
 # gunicorn serves catdog.api:create_app(); catdog.api.gunicorn_conf binds 0.0.0.0:$PORT and
-# sizes the workers. The bundled model is baked in and found through CATDOG_MODEL.
+# sizes the workers. The default model is inside the installed wheel (package data), so
+# nothing needs to point at it; CATDOG_MODEL=/app/models/catdog-lite0 picks the other one.
 FROM runtime AS api
 LABEL org.opencontainers.image.title="cat_dog_classifier" \
       org.opencontainers.image.description="catdog REST API: cat-vs-dog photo classification (ONNX Runtime, Flask, gunicorn)"
 COPY --from=api-venv /opt/venv /opt/venv
-COPY models/catdog-lite2 /app/models/catdog-lite2
 # The smaller, faster, 1-point-less-accurate model rides along (3.6 MB): CATDOG_MODEL picks it.
 COPY models/catdog-lite0 /app/models/catdog-lite0
-ENV CATDOG_MODEL=/app/models/catdog-lite2
 USER 10001:10001
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8080'), timeout=4)"]

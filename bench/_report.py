@@ -18,8 +18,10 @@ HEADER = "# Benchmarks\n\nEvery number here was produced by a script in `bench/`
 def float_model_of(model: Path | None = None) -> Path:
     """The float model an int8 one was quantised from (PyTorch eager needs float weights).
 
-    By convention it is the sibling folder ``NAME-fp32`` (``models/catdog-lite2`` ->
-    ``models/catdog-lite2-fp32``); a model without one is its own float model.
+    By convention it is the folder ``NAME-fp32``, beside the model or in the repository's
+    ``models/`` (the default model ships in the package, its float model does not:
+    ``src/catdog/models/catdog-lite2`` -> ``models/catdog-lite2-fp32``); a model without
+    one is its own float model.
     """
     if model is None:
         from catdog.model.engine import bundled_model_dir  # not importable in other runtimes' venvs
@@ -27,8 +29,10 @@ def float_model_of(model: Path | None = None) -> Path:
         model = bundled_model_dir()
     model = Path(model)
     folder = model if model.is_dir() else model.parent
-    sibling = folder.with_name(folder.name + "-fp32")
-    return sibling if sibling.is_dir() else model
+    for candidate in (folder.with_name(folder.name + "-fp32"), ROOT / "models" / (folder.name + "-fp32")):
+        if candidate.is_dir():
+            return candidate
+    return model
 
 
 def machine() -> str:

@@ -59,7 +59,7 @@ from _load import Body, LoadResult, multipart_body, post, run_load, wait_until_s
 from _report import RESULTS, ROOT, float_model_of, machine, time_calls, update_section
 
 DEFAULT_VAL = ROOT.parent / "shared" / "data" / "cats-vs-dogs" / "val"
-DEFAULT_MODEL = ROOT / "models" / "catdog-lite2"
+DEFAULT_MODEL = ROOT / "src" / "catdog" / "models" / "catdog-lite2"
 ORIGINAL_H5 = BASELINES / "artifacts" / "cat_dog.h5"
 HOST = "127.0.0.1"
 LEVELS = (1, 16)

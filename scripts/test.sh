@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Set up everything the test suite needs (idempotent), then run it.
+# Set up everything the test suite needs (idempotent), lint and type-check src/, then run the tests.
 #   bash scripts/test.sh            # the whole suite, slow tests included (what CI runs)
 #   bash scripts/test.sh -m "not slow" tests/model   # any pytest arguments
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_setup.sh
-install_catdog "train,test,keras"
+install_catdog "train,test,keras,bulk"
 
 # A real browser for the end-to-end UI test: Debian's Chromium (Playwright's own download cannot work here).
 # The emoji font makes the page's 🐱/🐶 render in the screenshot.
@@ -22,6 +22,10 @@ if ! command -v wrk >/dev/null; then
   ($SUDO apt-get install -y -qq wrk >/dev/null 2>&1 || ($SUDO apt-get update -qq && $SUDO apt-get install -y -qq wrk >/dev/null)) \
     || echo "warning: could not install wrk; the wrk harness tests will be skipped"
 fi
+
+echo "== lint (ruff) and types (mypy) on src/"
+"$VENV/bin/ruff" check src/
+"$VENV/bin/mypy" src/
 
 echo "== running the tests"
 exec "$VENV/bin/python" -m pytest "$@"

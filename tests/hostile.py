@@ -348,7 +348,7 @@ def _requests(jpeg: bytes, upload_limit: int | None, max_batch: int) -> list[Cas
     cases = [
         Case("GET on the predict endpoint", b"", None, error(405, "method_not_allowed"), method="GET"),
         Case("DELETE on the predict endpoint", b"", None, error(405, "method_not_allowed"), method="DELETE"),
-        Case("POST to an unknown path", jpeg, "image/jpeg", error(404, "not_found"), path="/v2/predict"),
+        Case("POST to an unknown path", jpeg, "image/jpeg", error(404, "not_found"), path="/v9/predict"),
         Case("POST to a path with traversal", jpeg, "image/jpeg", error(404, "not_found"),
              path="/v1/predict/../../etc/passwd"),
         raw("1500 form parts", many_parts, many_type, error(413, "file_too_large")),

@@ -4,7 +4,12 @@ The public API reads like the sentence a user would say::
 
     from catdog import Classifier
     clf = Classifier.load()            # the bundled model, or $CATDOG_MODEL
-    clf.predict("photo.jpg").label     # "cat" or "dog"
+    clf.predict("photo.jpg").label     # one of clf.labels
+
+or, through a running server (no model, no ONNX Runtime in this process)::
+
+    from catdog.client import Client
+    Client("http://localhost:8000").classify("photo.jpg").label
 """
 
 from __future__ import annotations
@@ -13,17 +18,18 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from catdog.model.engine import Classifier, Prediction
+    from catdog.model.engine import Classifier
     from catdog.model.errors import ImageError, ModelError
+    from catdog.prediction import Prediction
 
 __all__ = ["Classifier", "ImageError", "ModelError", "Prediction", "__version__"]
 __version__ = "1.0.0"
 
-#: Loaded on first use (PEP 562): the web UI and ``catdog.servers`` import ``catdog.*`` modules
-#: without paying for (or needing) ONNX Runtime and NumPy.
+#: Loaded on first use (PEP 562): the web UI, ``catdog.servers`` and ``catdog.client`` import
+#: ``catdog.*`` modules without paying for (or needing) ONNX Runtime and NumPy.
 _LAZY = {
     "Classifier": "catdog.model.engine",
-    "Prediction": "catdog.model.engine",
+    "Prediction": "catdog.prediction",
     "ImageError": "catdog.model.errors",
     "ModelError": "catdog.model.errors",
 }

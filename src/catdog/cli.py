@@ -15,7 +15,7 @@ from catdog import __version__
 from catdog.model.errors import CatdogError
 
 #: Order in ``catdog --help``; modules not listed here come after, alphabetically.
-PREFERRED_ORDER = ["up", "serve", "predict", "evaluate", "train", "info"]
+PREFERRED_ORDER = ["up", "serve", "predict", "bulk", "evaluate", "train", "info"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # A sub-command that hands options on to another tool (bulk: Beam's pipeline options)
+    # sets ``passthrough`` and receives them; for every other one they are a usage error.
+    if extra and not getattr(args, "passthrough", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra_args = extra
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 from PIL import Image
+from werkzeug.serving import make_server
 
 from catdog.api import create_app
 from catdog.config import Settings
@@ -45,3 +50,25 @@ def bad_inputs(cat_bytes) -> dict[str, bytes]:
         "unsupported_format": encode(Image.new("RGB", (32, 32), "gray"), "TIFF"),
         "too_many_pixels": png_claiming(50_000, 50_000),
     }
+
+
+@contextmanager
+def serving(app, port: int = 0) -> Iterator[str]:
+    """Serve ``app`` on a loopback port (default: a free one) in a thread, a real HTTP server on
+    real sockets, for the block; yields its base URL. For real client libraries against the app."""
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+@pytest.fixture
+def live_url(app) -> Iterator[str]:
+    """The default app, served on loopback."""
+    with serving(app) as url:
+        yield url

@@ -118,7 +118,7 @@ def test_wrong_method_is_405_with_allow(client):
 
 
 def test_unknown_path_is_404(client):
-    error = assert_error(client.get("/v2/nothing-here"), 404, "not_found")
+    error = assert_error(client.get("/v1/nothing-here"), 404, "not_found")
     assert "/docs" in error["message"]
 
 

@@ -36,7 +36,7 @@ def test_model_info_is_the_model_card(client, classifier):
     body = client.get("/v1/model").json
     for key in ("name", "version", "labels", "input_size", "threshold", "temperature", "metrics"):
         assert body[key] == classifier.info()[key]
-    assert body["labels"] == ["cat", "dog"]
+    assert body["labels"] == ["cat", "dog", "other"] and body["other_label"] == "other"
     assert body["input_size"] == classifier.recipe.input.size == 288
     assert body["limits"] == {"max_upload_mb": 10.0, "max_batch": 32, "max_pixels": classifier.max_pixels}
     assert "file" not in body  # nothing about the server's file system
@@ -93,11 +93,27 @@ def test_openapi_document_is_valid_and_complete(app):
 
     document = app.test_client().get("/openapi.json").json
     validate(document)
-    routes = {rule.rule for rule in app.url_map.iter_rules()}
+    # Flask's /v2/models/<name> is OpenAPI's /v2/models/{name}.
+    routes = {re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule) for rule in app.url_map.iter_rules()}
     assert set(document["paths"]) == routes
     predict = document["paths"]["/v1/predict"]["post"]
     assert set(predict["requestBody"]["content"]) == {"multipart/form-data", "image/*"}
     assert {"200", "400", "413", "415", "422"} <= set(predict["responses"])
+
+
+def test_openapi_says_which_operations_need_a_key_and_the_server_agrees(make_app):
+    """The document's ``security: []`` and the key check come from the same declaration."""
+    app = make_app(api_keys=["k"], rate_limit="1000/minute")
+    client = app.test_client()
+    document = client.get("/openapi.json").json
+    for path, item in document["paths"].items():
+        url = path.replace("{name}", "catdog")
+        for method, operation in item.items():
+            status = client.open(url, method=method.upper()).status_code
+            if operation.get("security") == []:
+                assert status != 401 and "401" not in operation["responses"], (method, path)
+            else:
+                assert status == 401 and {"401", "429"} <= set(operation["responses"]), (method, path)
 
 
 def test_openapi_states_the_real_limits(make_app):

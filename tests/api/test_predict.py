@@ -26,7 +26,7 @@ def test_predict_response_shape(client, classifier, cat_bytes, route):
     assert response.status_code == 200
     body = response.json
     assert list(body) == ["label", "confidence", "probabilities", "model", "elapsed_ms"]
-    assert set(body["probabilities"]) == {"cat", "dog"}
+    assert set(body["probabilities"]) == set(classifier.labels) == {"cat", "dog", "other"}
     assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     assert body["confidence"] == body["probabilities"][body["label"]]
     assert body["model"] == {"name": classifier.recipe.name, "version": classifier.recipe.version}

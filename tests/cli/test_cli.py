@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -39,9 +40,57 @@ def test_predict_json_lines_with_a_bad_file(capsys, tmp_path, cat_photo):
     assert code == 1
     rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert [r["path"] for r in rows] == [str(cat_photo), str(fake), str(tmp_path / "missing.jpg")]
-    assert rows[0]["label"] == "cat" and set(rows[0]["probabilities"]) == {"cat", "dog"}
+    assert rows[0]["label"] == "cat" and set(rows[0]["probabilities"]) == {"cat", "dog", "other"}
     assert rows[1]["error"]["code"] == "not_an_image" and "PDF" in rows[1]["error"]["message"]
     assert rows[2]["error"]["code"] == "unreadable_file"
+
+
+@pytest.fixture
+def api_url(classifier, monkeypatch):
+    """The real app around the session's model, served on a loopback port."""
+    from catdog.api import create_app
+    from catdog.config import Settings
+    from tests.api.conftest import serving
+
+    for name in ("CATDOG_API_KEYS", "CATDOG_RATE_LIMIT", "CATDOG_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    with serving(create_app(Settings(max_batch=2), classifier=classifier)) as url:
+        yield url
+
+
+@pytest.mark.parametrize("output", [[], ["--json"]], ids=["table", "json"])
+def test_predict_through_the_api_prints_what_local_prediction_prints(capsys, tmp_path, images_dir,
+                                                                      api_url, output):
+    fake = tmp_path / "cat.jpg"
+    fake.write_bytes(b"%PDF-1.4 not really a photo")
+    paths = [str(images_dir), str(fake), str(tmp_path / "missing.jpg")]
+    assert main(["predict", *output, "--threads", "1", *paths]) == 1
+    local = capsys.readouterr()
+    assert main(["predict", *output, "--api", api_url, *paths]) == 1
+    remote = capsys.readouterr()
+    assert remote.err == local.err
+    if not output:
+        assert remote.out == local.out
+        return
+    local_rows = [json.loads(line) for line in local.out.splitlines()]
+    remote_rows = [json.loads(line) for line in remote.out.splitlines()]
+    assert [{k: v for k, v in r.items() if k != "probabilities" and k != "confidence"} for r in remote_rows] == \
+        [{k: v for k, v in r.items() if k != "probabilities" and k != "confidence"} for r in local_rows]
+    for here, there in zip(local_rows, remote_rows):
+        if "probabilities" in here:
+            assert there["probabilities"] == pytest.approx(here["probabilities"], abs=1e-5)
+
+
+@pytest.mark.parametrize("flag", [["--model", "x"], ["--threads", "1"], ["--closed-world"]])
+def test_predict_through_the_api_refuses_local_model_flags(capsys, cat_photo, flag):
+    assert main(["predict", "--api", "http://127.0.0.1:9", *flag, str(cat_photo)]) == 2
+    assert "do not apply" in capsys.readouterr().err
+
+
+def test_predict_through_an_api_that_is_not_there(capsys, cat_photo, free_port):
+    assert main(["predict", "--api", f"http://127.0.0.1:{free_port}", str(cat_photo)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("catdog: error: The catdog API is not reachable") and err.count("\n") == 1
 
 
 def test_predict_empty_folder(tmp_path, capsys):
@@ -60,7 +109,7 @@ def test_a_data_folder_without_photos_is_a_one_line_error(tmp_path, capsys, comm
     """No traceback for a mistyped or empty data folder: one line saying which layout is expected."""
     from catdog.model.engine import bundled_model_dir
 
-    float_model = bundled_model_dir().with_name(bundled_model_dir().name + "-fp32")
+    float_model = Path(__file__).parents[2] / "models" / (bundled_model_dir().name + "-fp32")
     args = {"evaluate": ["evaluate", str(tmp_path)],
             "quantize": ["quantize", str(float_model), str(tmp_path), "--out", str(tmp_path / "q")]}[command]
     assert main(args) == 2
@@ -71,7 +120,7 @@ def test_a_data_folder_without_photos_is_a_one_line_error(tmp_path, capsys, comm
 def test_info_prints_the_recipe(capsys):
     assert main(["info", "--threads", "1"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["labels"] == ["cat", "dog"] and info["threshold"] == 0.5
+    assert info["labels"] == ["cat", "dog", "other"] and info["other_label"] == "other"
 
 
 def test_evaluate_writes_a_report(tmp_path, images_dir, capsys):
@@ -79,10 +128,35 @@ def test_evaluate_writes_a_report(tmp_path, images_dir, capsys):
     assert main(["evaluate", str(images_dir), "--out", str(out), "--no-progress", "--threads", "1"]) == 0
     assert "accuracy" in capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["n"] == 6 and metrics["confusion_matrix"] == [[3, 0], [0, 3]]
-    for plot in ("confusion_matrix.png", "roc.png", "reliability.png"):
+    assert metrics["n"] == 6 and metrics["confusion_matrix"] == [[3, 0, 0], [0, 3, 0], [0, 0, 0]]
+    for plot in ("confusion_matrix.png", "reliability.png"):
         assert (out / plot).stat().st_size > 1000
     assert "| accuracy | 100.00%" in (out / "report.md").read_text()
+
+
+def test_evaluate_with_others_reports_the_open_world(tmp_path, images_dir, capsys):
+    out = tmp_path / "report"
+    others = images_dir.parent / "not-pets"
+    assert main(["evaluate", str(images_dir), "--others", str(others), "--out", str(out), "--no-progress",
+                 "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    ow = metrics["open_world"]
+    assert metrics["n"] == 8 and ow["others"] == 2 and ow["pets"] == 6
+    assert f"{ow['others_answered_other']:.2%} of 2 non-pet photos answered other" in printed
+    assert sum(metrics["confusion_matrix"][2]) == 2  # the third row: the non-pets
+    report = (out / "report.md").read_text()
+    assert "non-pet photos answered other" in report and "| **other** |" in report
+
+
+def test_evaluate_a_two_label_model_with_others_counts_them_as_errors(tmp_path, images_dir, capsys):
+    out = tmp_path / "report"
+    lite0 = images_dir.parents[2] / "models" / "catdog-lite0"
+    assert main(["evaluate", str(images_dir), "--others", str(images_dir.parent / "not-pets"), "--model",
+                 str(lite0), "--out", str(out), "--no-progress", "--threads", "1"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["labels"] == ["cat", "dog", "other"]
+    assert metrics["open_world"]["others_answered_other"] == 0.0
 
 
 def test_console_script_runs_as_a_module(cat_photo):

@@ -53,12 +53,10 @@ def test_the_package_its_data_and_the_model_reach_the_image(dockerfile, dockerig
     shipped = _shipped_files(dockerfile, dockerignore)
     package = ROOT / "src" / "catdog"
     needed = {p for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
-    model = dockerfile.env("api")["CATDOG_MODEL"]
-    model_copy = next(c for c in dockerfile.copies("api") if c.destination == model)
-    needed |= {p for p in (ROOT / model_copy.sources[0]).iterdir() if p.suffix in (".onnx", ".json")}
     missing = {PurePosixPath(p.relative_to(ROOT).as_posix()) for p in needed} - shipped
     assert not missing, f"left out of the image: {sorted(map(str, missing))}"
-    assert any(p.name == "model.onnx" for p in shipped)
+    # The default model travels inside the package (the wheel), so src/ carries it.
+    assert PurePosixPath("src/catdog/models/catdog-lite2/model.onnx") in shipped
 
 
 @pytest.mark.parametrize("path", [
@@ -101,9 +99,12 @@ def test_onnx_runtime_telemetry_is_off(dockerfile):
     assert dockerfile.env("api")["ORT_DISABLE_TELEMETRY"] == "1"
 
 
-def test_the_model_baked_into_the_api_image_is_the_one_it_loads(dockerfile):
-    model = dockerfile.env("api")["CATDOG_MODEL"]
-    assert model in {c.destination for c in dockerfile.copies("api")}
+def test_the_api_image_loads_the_model_inside_its_wheel(dockerfile):
+    """No CATDOG_MODEL: the installed package finds its own model; other models are copied whole."""
+    assert "CATDOG_MODEL" not in dockerfile.env("api")
+    for copy in (c for c in dockerfile.copies("api") if c.from_stage is None):
+        (source,) = copy.sources
+        assert (ROOT / source / "model.onnx").is_file() and copy.destination == f"/app/{source}"
 
 
 def test_the_ui_runs_streamlit_on_port_and_all_interfaces(dockerfile):

@@ -116,7 +116,7 @@ def run_image(dockerfile, free_port, tmp_path):
 
 
 def test_the_api_image_command_serves_and_stops_cleanly(run_image, dockerfile, cat_photo):
-    assert Path(dockerfile.env("api")["CATDOG_MODEL"]).is_absolute()
+    assert "CATDOG_MODEL" not in dockerfile.env("api")  # the package's own model is served
     server, url = run_image("api")
     server.wait_until_healthy(f"{url}/healthz")
     assert requests.get(f"{url}/readyz", timeout=10).status_code == 200

@@ -12,7 +12,8 @@ import pytest
 
 from tests.deploy.conftest import ROOT
 
-DOCKERFILES = sorted(ROOT.glob("Dockerfile*"))
+# The images at the root and the ones under deploy/ (the Dataflow worker).
+DOCKERFILES = sorted(ROOT.glob("Dockerfile*")) + sorted((ROOT / "deploy").glob("**/Dockerfile*"))
 IGNORE = re.compile(r"#\s*hadolint\s+ignore=([\w,]+)")
 
 
@@ -23,14 +24,14 @@ def hadolint() -> str:
     return str(found)
 
 
-@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_hadolint_finds_no_warnings(path: Path):
     result = subprocess.run([hadolint(), "--no-color", "--failure-threshold", "warning", str(path)],
                             check=False, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_every_ignored_rule_is_explained(path: Path):
     """An ``# hadolint ignore=RULE`` must follow a comment that names the rule and says why."""
     lines = path.read_text().splitlines()

@@ -20,7 +20,9 @@ from packaging.utils import canonicalize_name
 
 from tests.deploy.conftest import ROOT
 
-BLOCKED = ("torch", "torchvision", "timm", "streamlit")
+# Not in the image: the training and UI extras, Beam (the bulk extra), and defusedxml, which
+# Pillow < 13 (what Beam's pin allows) imports when it is installed (pip-audit brings it here).
+BLOCKED = ("torch", "torchvision", "timm", "streamlit", "apache_beam", "defusedxml")
 # Loaded here by setuptools' .pth hook (_distutils_hack); the image's venv has neither.
 VENV_SEED = {"pip", "setuptools"}
 

@@ -1,4 +1,4 @@
-"""The engine on the bundled model: both labels, calibrated probabilities, batches, bad input, bad models."""
+"""The engine on the bundled model: cat, dog or other, calibrated probabilities, batches, bad input, bad models."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from PIL import Image
 from catdog.model import errors
 from catdog.model.engine import Classifier, Prediction, resolve_model_path
 from catdog.model.recipe import Recipe
-from tests.conftest import CAT_PHOTOS, DOG_PHOTOS
+from tests.conftest import CAT_PHOTOS, DATA, DOG_PHOTOS
+
+REPO = DATA.parents[1]
 
 
 @pytest.mark.parametrize("photo", CAT_PHOTOS, ids=lambda p: p.name)
@@ -28,18 +30,47 @@ def test_dog_photos_are_dogs(classifier, photo):
 
 def test_probabilities_are_consistent(classifier, dog_bytes):
     p = classifier.predict(dog_bytes)
-    assert set(p.probabilities) == {"cat", "dog"}
-    assert p.probabilities["cat"] + p.probabilities["dog"] == pytest.approx(1.0)
+    assert set(p.probabilities) == {"cat", "dog", "other"}
+    assert sum(p.probabilities.values()) == pytest.approx(1.0)
     assert p.confidence == pytest.approx(max(p.probabilities.values()))
     assert 0.5 <= p.confidence <= 1.0
 
 
-def test_threshold_is_half_on_p_dog(classifier):
-    """The original design compared P(dog) with 1 and so always said cat; we use 0.5."""
-    assert classifier.recipe.threshold == 0.5
-    assert classifier.decide(np.array([0.49, 0.51])).label == "dog"
-    assert classifier.decide(np.array([0.5, 0.5])).label == "dog"
-    assert classifier.decide(np.array([0.51, 0.49])).label == "cat"
+def test_the_bundled_model_is_open_world(classifier):
+    """cat, dog or other: other only when P(other) reaches the recipe's threshold (chosen on
+    held-out pets), otherwise the likelier pet, even when other has the largest probability."""
+    r = classifier.recipe
+    assert r.labels == ("cat", "dog", "other") and r.other_label == "other"
+    assert 0.5 <= r.other_threshold < 1.0
+    assert classifier.decide(np.array([0.02, 0.01, 0.97 if r.other_threshold <= 0.97 else 0.999])).label == "other"
+    below = max(0.5, r.other_threshold - 0.01)
+    assert classifier.decide(np.array([(1 - below) * 0.4, (1 - below) * 0.6, below])).label == "dog"
+    assert classifier.decide(np.array([0.6, 0.4, 0.0])).label == "cat"
+
+
+@pytest.mark.parametrize("photo", sorted((DATA / "not-pets").glob("*.jpg")), ids=lambda p: p.name)
+def test_photos_of_neither_are_other(classifier, photo):
+    prediction = classifier.predict(photo)
+    assert prediction.label == "other", prediction
+
+
+def test_a_two_label_model_still_works_and_never_says_other():
+    lite0 = Classifier.load(REPO / "models" / "catdog-lite0", threads=1)
+    assert lite0.labels == ("cat", "dog")
+    for photo in sorted((DATA / "not-pets").glob("*.jpg")):
+        assert lite0.predict(photo).label in ("cat", "dog")
+    assert lite0.decide(np.array([0.49, 0.51])).label == "dog"
+    assert lite0.decide(np.array([0.5, 0.5])).label == "dog"
+    assert lite0.decide(np.array([0.51, 0.49])).label == "cat"
+
+
+def test_closed_world_setting_turns_other_off(monkeypatch, dog_bytes):
+    from catdog.commands._common import load_classifier
+
+    monkeypatch.setenv("CATDOG_OPEN_WORLD", "false")
+    clf = load_classifier(type("Args", (), {"model": None, "threads": 1})())
+    p = clf.predict(dog_bytes)
+    assert set(p.probabilities) == {"cat", "dog"} and p.label == "dog"
 
 
 def test_same_answer_for_bytes_path_and_pil(classifier, cat_photo):
@@ -100,7 +131,7 @@ def test_temperature_scales_confidence_without_changing_the_label(classifier, do
 
 def test_info_describes_the_model(classifier):
     info = classifier.info()
-    assert info["labels"] == ["cat", "dog"] and info["input_size"] == classifier.recipe.input.size
+    assert info["labels"] == ["cat", "dog", "other"] and info["input_size"] == classifier.recipe.input.size
     assert info["name"] and info["version"]
 
 
@@ -141,11 +172,19 @@ def test_invalid_recipe_is_a_clear_error(tmp_path):
         Classifier.load(tmp_path)
 
 
-def test_onnx_without_recipe_uses_the_documented_default_contract(tmp_path, cat_photo, classifier):
-    shutil.copy(resolve_model_path(), tmp_path / "model.onnx")
+def test_onnx_without_recipe_uses_the_documented_default_contract(tmp_path, cat_photo):
+    two_labels = REPO / "models" / "catdog-lite0"
+    shutil.copy(two_labels / "model.onnx", tmp_path / "model.onnx")
     bare = Classifier.load(tmp_path / "model.onnx", threads=1)
     assert bare.recipe.labels == ("cat", "dog") and bare.recipe.temperature == 1.0
-    assert bare.predict(cat_photo).label == classifier.predict(cat_photo).label
+    assert bare.predict(cat_photo).label == Classifier.load(two_labels, threads=1).predict(cat_photo).label
+
+
+def test_three_outputs_without_a_recipe_are_refused_in_one_line(tmp_path):
+    shutil.copy(resolve_model_path(), tmp_path / "model.onnx")
+    with pytest.raises(errors.ModelError) as caught:
+        Classifier.load(tmp_path / "model.onnx", threads=1)
+    assert "model.json" in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_recipe_round_trip(tmp_path):

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "bench" / "models.py"
-LITE2, LITE2_FP32 = ROOT / "models" / "catdog-lite2", ROOT / "models" / "catdog-lite2-fp32"
+LITE2, LITE2_FP32 = ROOT / "src" / "catdog" / "models" / "catdog-lite2", ROOT / "models" / "catdog-lite2-fp32"
 WRITES = (ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "bench" / "models.json")
 TIMES = ("ms/photo batch 1, 1 thread", "ms/photo batch 16, 1 thread", "ms/photo end to end, 1 thread")
 

@@ -197,6 +197,13 @@ THREE = {
 }
 
 
+BATCH = URL + "/v1/predict/batch"  # the client sends every photo there
+
+
+def batch(*results: dict) -> dict:
+    return {"results": list(results), "model": {"name": THREE["name"], "version": THREE["version"]}}
+
+
 def prediction(label: str, confidence: float) -> dict:
     rest = round((1 - confidence) / 2, 6)
     probabilities = {x: confidence if x == label else rest for x in THREE["labels"]}
@@ -205,7 +212,7 @@ def prediction(label: str, confidence: float) -> dict:
 
 @pytest.fixture
 def recorded(monkeypatch):
-    """A recorded API that serves a three-label model; tests add /predict answers."""
+    """A recorded API that serves a three-label model; tests add /v1/predict/batch answers."""
     monkeypatch.setenv("CATDOG_API_URL", URL)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.get(URL + "/readyz", json={"status": "ready"})
@@ -214,7 +221,7 @@ def recorded(monkeypatch):
 
 
 def test_other_says_neither_and_still_shows_every_probability(recorded):
-    recorded.post(URL + "/predict", json=prediction("other", 0.93))
+    recorded.post(BATCH, json=batch(prediction("other", 0.93)))
     at = page()
     assert "for anything else it answers “neither a cat nor a dog”" in at.markdown[0].value
     at.button(key="example-sunflower.jpg").click().run()
@@ -251,7 +258,7 @@ def test_batch_summary_counts_each_outcome_once(recorded, cat_bytes, dog_bytes):
 
 
 def test_a_proxy_error_is_the_plain_offline_message(recorded):
-    recorded.post(URL + "/predict", status=502, body="<html>Bad Gateway</html>")
+    recorded.post(BATCH, status=502, body="<html>Bad Gateway</html>")
     at = page()
     at.button(key="example-puppy.jpg").click().run()
     assert not at.exception
@@ -260,7 +267,7 @@ def test_a_proxy_error_is_the_plain_offline_message(recorded):
 
 
 def test_an_answer_that_is_not_the_catdog_api_is_plain_words_too(recorded):
-    recorded.post(URL + "/predict", status=404, body="<html>Not Found</html>")
+    recorded.post(BATCH, status=404, body="<html>Not Found</html>")
     at = page()
     at.button(key="example-puppy.jpg").click().run()
     assert at.main.error[0].value.startswith("The classifier sent an answer this page does not")
@@ -271,7 +278,7 @@ def test_an_answer_that_is_not_the_catdog_api_is_plain_words_too(recorded):
 def test_the_apis_own_messages_are_shown_as_they_are(recorded):
     message = "Too many requests from your address (limit 2 per 1 minute); wait and retry."
     recorded.post(
-        URL + "/predict", status=429, json={"error": {"code": "rate_limited", "message": message}}
+        BATCH, status=429, json={"error": {"code": "rate_limited", "message": message}}
     )
     at = page()
     at.button(key="example-puppy.jpg").click().run()
@@ -280,7 +287,7 @@ def test_the_apis_own_messages_are_shown_as_they_are(recorded):
 
 def test_a_slow_api_says_so(recorded, monkeypatch):
     monkeypatch.setenv("CATDOG_API_TIMEOUT", "1.5")
-    recorded.post(URL + "/predict", body=requests.ReadTimeout("read timed out"))
+    recorded.post(BATCH, body=requests.ReadTimeout("read timed out"))
     at = page()
     at.button(key="example-puppy.jpg").click().run()
     assert not at.exception

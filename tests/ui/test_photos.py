@@ -43,7 +43,7 @@ def test_a_photo_under_the_limit_is_sent_as_it_is(cat_bytes):
     picture = prepare("tom.jpg", cat_bytes, "image/jpeg", limit_bytes=10**7, max_pixels=MP)
     assert picture.data is cat_bytes and picture.content_type == "image/jpeg"
     assert picture.note is None and picture.problem is None
-    assert picture.upload == (cat_bytes, "tom.jpg", "image/jpeg")
+    assert picture.upload == ("tom.jpg", cat_bytes)
 
 
 def test_a_photo_over_the_limit_is_shrunk_to_a_jpeg_that_fits():

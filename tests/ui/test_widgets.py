@@ -7,7 +7,8 @@ import io
 
 import pytest
 
-from catdog.ui.client import ApiError, ApiStatus, Classification
+from catdog.client import APIError, ServerStatus
+from catdog.prediction import Prediction
 from catdog.ui.photos import Picture
 from catdog.ui.widgets import (
     UNSURE_BELOW,
@@ -29,10 +30,10 @@ THREE = ("cat", "dog", "other")
 MP = 40_000_000
 
 
-def said(label: str, confidence: float, labels=THREE) -> Classification:
+def said(label: str, confidence: float, labels=THREE) -> Prediction:
     rest = (1 - confidence) / (len(labels) - 1)
     probabilities = {x: confidence if x == label else rest for x in labels}
-    return Classification(label, confidence, probabilities)
+    return Prediction(label, confidence, probabilities)
 
 
 def picture(name: str) -> Picture:
@@ -48,7 +49,7 @@ def test_verdicts_come_from_the_models_labels():
 
 def test_each_photo_has_exactly_one_outcome():
     assert outcome(None) == "pending"
-    assert outcome(ApiError("nope")) == "failed"
+    assert outcome(APIError("nope", code="x")) == "failed"
     assert outcome(said("dog", 0.9)) == "dog"
     assert outcome(said("dog", UNSURE_BELOW - 0.01)) == "unsure"  # not also a dog
     assert outcome(said("other", 0.95)) == "other"
@@ -56,8 +57,8 @@ def test_each_photo_has_exactly_one_outcome():
 
 def test_the_summary_counts_add_up_to_the_number_of_photos():
     pictures = [picture(f"{i}.jpg") for i in range(7)]
-    answers = [said("cat", 0.99), said("dog", 0.62), said("other", 0.9), ApiError("bad"),
-               said("cat", 0.8), ApiError("heic")]  # fmt: skip
+    answers = [said("cat", 0.99), said("dog", 0.62), said("other", 0.9), APIError("bad", code="x"),
+               said("cat", 0.8), APIError("heic", code="x")]  # fmt: skip
     results = {p.key: a for p, a in zip(pictures, answers)}  # the 7th is not classified yet
     counts = tally(pictures, results, THREE)
     assert counts == {"cat": 2, "dog": 0, "other": 1, "unsure": 1, "failed": 2, "pending": 1}
@@ -105,7 +106,7 @@ def test_alt_text_says_what_the_photo_is_and_the_verdict(cat_bytes):
 
 def test_results_html_is_escaped_and_has_a_live_summary():
     evil = picture("<script>alert(1)</script>.jpg")
-    failed = ApiError("<b>bad</b> file")
+    failed = APIError("<b>bad</b> file", code="x")
     html = results_html([evil], {evil.key: failed}, THREE, MP)
     assert "<script>" not in html and "&lt;b&gt;bad&lt;/b&gt; file" in html
     assert '<div role="status" aria-live="polite">' in html
@@ -122,7 +123,7 @@ def test_every_probability_is_shown_with_its_number():
 
 def test_downloads_have_one_row_per_photo_and_a_column_per_label():
     pictures = [picture("a.jpg"), picture("b.pdf"), picture("c.jpg")]
-    results = {pictures[0].key: said("other", 0.9), pictures[1].key: ApiError("a PDF", code="x")}
+    results = {pictures[0].key: said("other", 0.9), pictures[1].key: APIError("a PDF", code="x")}
     records = result_records(pictures, results, THREE)
     assert [r["outcome"] for r in records] == ["other", "failed", "pending"]
     rows = list(csv.DictReader(io.StringIO(records_csv(records, THREE))))
@@ -133,10 +134,10 @@ def test_downloads_have_one_row_per_photo_and_a_column_per_label():
 
 
 def test_status_line_is_plain_words():
-    assert status_line(ApiStatus("u", True, True, "ready"))[0] == "ready"
-    kind, text = status_line(ApiStatus("u", False, False, "start it with `catdog serve`"))
+    assert status_line(ServerStatus("u", True, True, "ready"))[0] == "ready"
+    kind, text = status_line(ServerStatus("u", False, False, "start it with `catdog serve`"))
     assert kind == "offline" and "restarting" in text and "catdog serve" not in text
-    assert status_line(ApiStatus("u", False, True, "not ready"))[0] == "starting"
+    assert status_line(ServerStatus("u", False, True, "not ready"))[0] == "starting"
 
 
 def test_examples_are_small_real_photos():

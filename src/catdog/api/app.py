@@ -2,7 +2,8 @@
 
 Nothing here runs at import time. ``create_app`` reads the settings (from the
 environment unless given), loads the model once, and wires the pieces, each of
-which lives in its own module: resources, errors, observability, security, docs.
+which lives in its own module: endpoints (resources, v2, observability, docs), errors,
+security.
 Under gunicorn each worker calls it after the fork, so each has its own ONNX
 Runtime session.
 """
@@ -10,17 +11,31 @@ Runtime session.
 from __future__ import annotations
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from catdog.api.docs import init_docs
+from catdog.api import docs, observability, resources, v2
+from catdog.api.docs import RenderedDocs
+from catdog.api.endpoint import (
+    DocContext,
+    Endpoint,
+    JsonApi,
+    Service,
+    add_endpoints,
+    openapi_document,
+)
 from catdog.api.errors import register_error_handlers
 from catdog.api.observability import Metrics, configure_logging, init_observability
-from catdog.api.resources import JsonApi, Service, add_resources
-from catdog.api.schemas import openapi_document
 from catdog.api.security import init_security
 from catdog.api.uploads import UploadRequest
 from catdog.config import Settings
 from catdog.model.engine import Classifier
+
+#: Every endpoint of the app, in the order the docs list them. Each class declares its own
+#: routes, OpenAPI fragment and access (see catdog.api.endpoint); nothing else lists routes.
+ENDPOINTS: tuple[type[Endpoint], ...] = (
+    *resources.ENDPOINTS, *v2.ENDPOINTS, *observability.ENDPOINTS, *docs.ENDPOINTS,
+)
 
 
 def create_app(settings: Settings | None = None, *, classifier: Classifier | None = None) -> Flask:
@@ -40,7 +55,8 @@ def create_app(settings: Settings | None = None, *, classifier: Classifier | Non
     app.request_class = UploadRequest  # uploads stay in memory; unparseable forms are errors
     # Werkzeug refuses a larger body (413) from its Content-Length, before reading it.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
-    app.json.sort_keys = False
+    if isinstance(app.json, DefaultJSONProvider):
+        app.json.sort_keys = False  # bodies keep the order they are written in
     if settings.proxy_hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops)  # type: ignore[method-assign]
 
@@ -59,6 +75,6 @@ def create_app(settings: Settings | None = None, *, classifier: Classifier | Non
     init_observability(app, metrics)
     init_security(app, settings)
     register_error_handlers(app)
-    add_resources(JsonApi(app), service)
-    init_docs(app, openapi_document(settings, model_info))
+    add_endpoints(JsonApi(app), service, ENDPOINTS)
+    service.docs = RenderedDocs.of(openapi_document(ENDPOINTS, DocContext(settings, model_info)))
     return app

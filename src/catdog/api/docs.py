@@ -1,4 +1,4 @@
-"""``/openapi.json`` and a human docs page at ``/docs`` rendered from the same document.
+"""``/openapi.json``, a human docs page at ``/docs`` rendered from the same document, and ``/``.
 
 The page is plain server-rendered HTML with inline CSS: no JavaScript, no CDN, so it
 works offline and under a strict Content-Security-Policy.
@@ -9,9 +9,11 @@ from __future__ import annotations
 import html
 import json
 import re
+from dataclasses import dataclass
 
-from flask import Flask, Response
+from flask import Response
 
+from catdog.api.endpoint import JSON, DocContext, Endpoint, Service, json_body
 from catdog.api.errors import ERROR_TABLE
 
 DOCS_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
@@ -81,7 +83,9 @@ def render_docs(document: dict) -> str:
 <h2>Try it</h2>
 <pre>curl -F image=@cat.jpg http://HOST/v1/predict
 curl -H 'Content-Type: image/jpeg' --data-binary @cat.jpg http://HOST/v1/predict
-curl -F images=@cat.jpg -F images=@dog.jpg http://HOST/v1/predict/batch</pre>
+curl -F images=@cat.jpg -F images=@dog.jpg http://HOST/v1/predict/batch
+curl -H 'Content-Type: application/json' http://HOST/v2/models/catdog/infer -d \
+  '{{"inputs": [{{"name": "image", "datatype": "BYTES", "shape": [1], "data": ["'$(base64 -w0 cat.jpg)'"]}}]}}'</pre>
 <h2>Endpoints</h2>
 {operations}
 <h2>Errors</h2>
@@ -91,27 +95,85 @@ curl -F images=@cat.jpg -F images=@dog.jpg http://HOST/v1/predict/batch</pre>
 """
 
 
-def init_docs(app: Flask, document: dict) -> None:
-    """Serve the document and its page; both are rendered once, here, not per request."""
-    spec = json.dumps(document, indent=2).encode()
-    page = render_docs(document).encode()
-    index = json.dumps({
-        "name": document["info"]["title"],
-        "version": document["info"]["version"],
-        "docs": "/docs",
-        "openapi": "/openapi.json",
-    }).encode()
+@dataclass(frozen=True)
+class RenderedDocs:
+    """The document as served: rendered once per app, never per request."""
 
-    @app.get("/")
-    def index_page() -> Response:
-        return Response(index, mimetype="application/json")
+    spec: bytes
+    page: bytes
+    index: bytes
 
-    @app.get("/openapi.json")
-    def openapi_json() -> Response:
-        return Response(spec, mimetype="application/json")
+    @classmethod
+    def of(cls, document: dict) -> RenderedDocs:
+        return cls(
+            spec=json.dumps(document, indent=2).encode(),
+            page=render_docs(document).encode(),
+            index=json.dumps({
+                "name": document["info"]["title"],
+                "version": document["info"]["version"],
+                "docs": "/docs",
+                "openapi": "/openapi.json",
+            }).encode(),
+        )
 
-    @app.get("/docs")
-    def docs_page() -> Response:
-        response = Response(page, mimetype="text/html")
+
+def _rendered(service: Service) -> RenderedDocs:
+    if service.docs is None:
+        raise RuntimeError("create_app publishes the docs before serving")
+    return service.docs
+
+
+class Index(Endpoint):
+    """``GET /``: where the docs are."""
+
+    routes = ("/",)
+    open = True
+
+    def get(self) -> Response:
+        return Response(_rendered(self.service).index, mimetype="application/json")
+
+    @classmethod
+    def operations(cls, ctx: DocContext) -> JSON:
+        return {"get": {
+            "operationId": "index", "summary": "Where the docs are",
+            "responses": {"200": json_body({"type": "object"}, "name, version and links")},
+        }}
+
+
+class DocsPage(Endpoint):
+    """``GET /docs``: this document as a web page."""
+
+    routes = ("/docs",)
+    open = True
+
+    def get(self) -> Response:
+        response = Response(_rendered(self.service).page, mimetype="text/html")
         response.headers["Content-Security-Policy"] = DOCS_CSP
         return response
+
+    @classmethod
+    def operations(cls, ctx: DocContext) -> JSON:
+        return {"get": {
+            "operationId": "docs", "summary": "This API, as a web page",
+            "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}},
+        }}
+
+
+class OpenApiJson(Endpoint):
+    """``GET /openapi.json``: the machine-readable document."""
+
+    routes = ("/openapi.json",)
+    open = True
+
+    def get(self) -> Response:
+        return Response(_rendered(self.service).spec, mimetype="application/json")
+
+    @classmethod
+    def operations(cls, ctx: DocContext) -> JSON:
+        return {"get": {
+            "operationId": "openapi", "summary": "This document",
+            "responses": {"200": json_body({"type": "object"}, "OpenAPI 3 document")},
+        }}
+
+
+ENDPOINTS: tuple[type[Endpoint], ...] = (Index, DocsPage, OpenApiJson)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from catdog.model.errors import (
@@ -76,6 +76,23 @@ class TooManyFiles(RequestError):
         self.count, self.limit = count, limit
 
 
+class InvalidInferenceRequest(RequestError):
+    """An Open Inference Protocol (v2) request that does not follow the protocol or this model's
+    tensors (one ``image`` input, datatype ``BYTES``, shape ``[N]``)."""
+
+    code = "invalid_inference_request"
+
+
+class ModelNotFound(RequestError):
+    code = "model_not_found"
+
+    def __init__(self, name: str, served: list[str]):
+        super().__init__(
+            f"There is no model named {name[:80]!r} here; this server serves "
+            + " and ".join(repr(n) for n in served) + " (GET /v2/models/<name> describes it)."
+        )
+
+
 class Unauthorized(RequestError):
     code = "unauthorized"
 
@@ -100,6 +117,7 @@ STATUS: dict[type[CatdogError], int] = {
     MissingField: 400,
     MalformedForm: 400,
     Unauthorized: 401,
+    ModelNotFound: 404,
     RequestError: 400,
     ModelError: 500,
 }
@@ -123,8 +141,10 @@ ERROR_TABLE: tuple[tuple[int, str, str], ...] = (
     (400, TruncatedImage.code, "an image header was recognised but the data is truncated or corrupt"),
     (400, MalformedForm.code, "a form body that cannot be parsed (cut short, wrong boundary, non-UTF-8 names)"),
     (400, TooManyFiles.code, "a batch with more files than the limit"),
+    (400, InvalidInferenceRequest.code, "a v2 inference request that breaks the protocol or the model's tensors"),
     (401, Unauthorized.code, "an API key is required and X-API-Key is missing or wrong"),
     (404, HTTP_CODES[404], "no endpoint at this path"),
+    (404, ModelNotFound.code, "a v2 request names a model this server does not serve"),
     (405, HTTP_CODES[405], "the endpoint exists but not for this method (see the Allow header)"),
     (413, ImageTooLarge.code, "the request body is over the upload limit (checked before reading it)"),
     (415, NotAnImage.code, "the content is not an image at all (a PDF or HTML file named .jpg)"),
@@ -143,13 +163,29 @@ def status_of(error: CatdogError) -> int:
     return 500
 
 
+#: Paths under this prefix speak the Open Inference Protocol, whose errors are ``{"error": "..."}``.
+V2_PREFIX = "/v2"
+
+
 def error_body(code: str, message: str, **extra: Any) -> dict:
     """The error JSON shape, shared by error responses and per-file batch results."""
     return {"error": {"code": code, "message": message, **extra}}
 
 
+def v2_error_body(code: str, message: str, **extra: Any) -> dict:
+    """The Open Inference Protocol's error shape: ``error`` is a string (KServe and Triton
+    clients read exactly that key). The stable code leads the string, so a tritonclient user
+    sees it too, and is repeated as ``code`` for programs reading the JSON."""
+    return {"error": f"{code}: {message}", "code": code, **extra}
+
+
+def _speaks_v2() -> bool:
+    return request.path == V2_PREFIX or request.path.startswith(V2_PREFIX + "/")
+
+
 def error_response(status: int, code: str, message: str, headers: Any = None, **extra: Any) -> Response:
-    response = current_app.json.response(error_body(code, message, **extra))
+    shape = v2_error_body if _speaks_v2() else error_body
+    response = jsonify(shape(code, message, **extra))
     response.status_code = status
     if headers:
         response.headers.extend(headers)

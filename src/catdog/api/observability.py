@@ -32,6 +32,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from catdog.api.endpoint import JSON, DocContext, Endpoint
+
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 _PLAIN_VALUE = re.compile(r"[\x21\x23-\x7e]*")  # printable ASCII without spaces or quotes
@@ -150,7 +152,7 @@ class LogFields(dict):
 
 
 def init_observability(app: Flask, metrics: Metrics) -> None:
-    """Wire request ids, access logging and request metrics into ``app``."""
+    """Wire request ids, access logging and request metrics into ``app`` (/metrics is an endpoint)."""
 
     @app.before_request
     def start_request() -> None:
@@ -178,6 +180,23 @@ def init_observability(app: Flask, metrics: Metrics) -> None:
         access_log.info(fields, extra={"fields": fields})
         return response
 
-    @app.get("/metrics")
-    def prometheus_metrics() -> Response:
-        return Response(metrics.exposition(), mimetype=CONTENT_TYPE_LATEST)
+
+class PrometheusMetrics(Endpoint):
+    """``GET /metrics``: Prometheus text format (open: scrapers carry no API key)."""
+
+    routes = ("/metrics",)
+    open = True
+
+    def get(self) -> Response:
+        return Response(self.service.metrics.exposition(), mimetype=CONTENT_TYPE_LATEST)
+
+    @classmethod
+    def operations(cls, ctx: DocContext) -> JSON:
+        return {"get": {
+            "operationId": "metrics", "summary": "Prometheus metrics",
+            "responses": {"200": {"description": "Prometheus text format",
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}}},
+        }}
+
+
+ENDPOINTS: tuple[type[Endpoint], ...] = (PrometheusMetrics,)

@@ -1,40 +1,30 @@
-"""The API's endpoints as flask-restful Resources.
+"""The REST API's own endpoints (``/v1/...``, ``/predict``) and the probes.
 
-Each resource gets the app's :class:`Service` through ``resource_class_kwargs``, so a
-request touches no globals and reads no settings: everything it needs was prepared
-once when the app was created.
+Each resource gets the app's :class:`~catdog.api.endpoint.Service` through
+``resource_class_kwargs``, so a request touches no globals and reads no settings:
+everything it needs was prepared once when the app was created. Each one also carries
+its OpenAPI fragment (see :mod:`catdog.api.endpoint`); the response builders below are
+the only code that shapes these responses.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from typing import Any
 
 from flask import Request, request
-from flask_restful import Api, Resource
 
-from catdog.api.errors import MissingField, TooManyFiles
-from catdog.api.observability import Metrics, annotate
-from catdog.api.schemas import batch_body, prediction_body
-from catdog.config import Settings
-from catdog.model.engine import Classifier, Prediction
+from catdog.api.endpoint import JSON, DocContext, Endpoint, error_responses, json_body, ref
+from catdog.api.errors import MissingField, TooManyFiles, error_body
+from catdog.api.observability import annotate
+from catdog.model.errors import CatdogError, EmptyFile, TruncatedImage
+from catdog.prediction import Prediction
 
 #: At most this many sent field names are echoed back in a missing-field message.
 _MAX_NAMES = 8
 
-
-@dataclass
-class Service:
-    """What the endpoints serve from: one per app (so one per gunicorn worker)."""
-
-    settings: Settings
-    classifier: Classifier | None
-    metrics: Metrics
-    model_info: dict = field(default_factory=dict)
-
-    @property
-    def model_ref(self) -> dict:
-        return {"name": self.model_info.get("name"), "version": self.model_info.get("version")}
+# -- request and response bodies ---------------------------------------------------------------
 
 
 def _sent_fields(req: Request) -> list[str]:
@@ -49,31 +39,104 @@ def read_one_upload(req: Request) -> tuple[bytes, str]:
     upload = req.files.get("image")
     if upload is None:
         raise MissingField("image", _sent_fields(req))
-    return upload.read(), upload.mimetype
+    return upload.read(), upload.mimetype or ""
 
 
-class ServiceResource(Resource):
-    def __init__(self, service: Service):
-        self.service = service
+def prediction_body(prediction: Prediction, model: JSON, elapsed_ms: float) -> JSON:
+    """``/predict``: the prediction plus which model made it and how long the server took."""
+    return {**prediction.to_dict(), "model": model, "elapsed_ms": round(elapsed_ms, 2)}
 
 
-class UploadImage(ServiceResource):
+def batch_body(results: Sequence[Prediction | CatdogError], model: JSON, elapsed_ms: float) -> JSON:
+    """``/v1/predict/batch``: one entry per file, in order; a bad file gets an error entry."""
+    return {
+        "results": [
+            r.to_dict() if isinstance(r, Prediction) else error_body(r.code, r.message) for r in results
+        ],
+        "model": model,
+        "elapsed_ms": round(elapsed_ms, 2),
+    }
+
+
+# -- endpoints ---------------------------------------------------------------------------------
+
+
+class UploadImage(Endpoint):
     """``POST /predict`` and ``/v1/predict``: one photo in, one prediction out."""
 
-    def post(self):
+    routes = ("/v1/predict", "/predict")
+    tag = "predict"
+
+    def post(self) -> JSON:
         started = time.perf_counter()
         data, content_type = read_one_upload(request)
         annotate(size=len(data), type=content_type[:64])
-        prediction = self.service.classifier.predict(data)
+        prediction = self.service.engine.predict(data)
         self.service.metrics.predictions.labels(prediction.label).inc()
         annotate(label=prediction.label)
         return prediction_body(prediction, self.service.model_ref, (time.perf_counter() - started) * 1000)
 
+    @classmethod
+    def operations(cls, ctx: DocContext) -> JSON:
+        labels = ctx.labels
+        example_probabilities = {label: round(0.987 if i == 0 else 0.013 / max(len(labels) - 1, 1), 3)
+                                 for i, label in enumerate(labels)}
+        return {"post": {
+            "operationId": "predict",
+            "summary": "Classify one photo",
+            "description": (
+                f"Send the photo as multipart field `image`, or as the raw body with an `image/*` "
+                f"Content-Type. The format is decided by the bytes, never the file name. Body limit "
+                f"{ctx.upload_limit}, pixel limit {ctx.settings.max_pixels:,}."
+            ),
+            "requestBody": {"required": True, "content": {
+                "multipart/form-data": {"schema": {
+                    "type": "object",
+                    "required": ["image"],
+                    "properties": {"image": {"type": "string", "format": "binary",
+                                             "description": "a JPEG, PNG, WebP, GIF or BMP photo"}},
+                }},
+                "image/*": {"schema": {"type": "string", "format": "binary"}},
+            }},
+            "responses": {
+                "200": json_body(ref("PredictResponse"), "the prediction", {
+                    "label": labels[0] if labels else "cat", "confidence": 0.987,
+                    "probabilities": example_probabilities, "model": ctx.model_ref, "elapsed_ms": 9.8,
+                }),
+                **error_responses(400, 413, 415, 422, skip=(TooManyFiles.code,)),
+            },
+        }}
 
-class BatchPredict(ServiceResource):
+    @classmethod
+    def paths(cls, ctx: DocContext) -> JSON:
+        legacy = cls.operations(ctx)["post"] | {
+            "operationId": "predictLegacy",
+            "description": "Same as `/v1/predict` (the original endpoint, kept).",
+        }
+        return {"/v1/predict": cls.operations(ctx), "/predict": {"post": legacy}}
+
+    @classmethod
+    def schemas(cls, ctx: DocContext) -> JSON:
+        return {"PredictResponse": {"allOf": [
+            ref("Prediction"),
+            {
+                "type": "object",
+                "required": ["model", "elapsed_ms"],
+                "properties": {
+                    "model": ref("ModelRef"),
+                    "elapsed_ms": {"type": "number", "description": "server time for this request"},
+                },
+            },
+        ]}}
+
+
+class BatchPredict(Endpoint):
     """``POST /v1/predict/batch``: several photos, one model call, a result or an error per file."""
 
-    def post(self):
+    routes = ("/v1/predict/batch",)
+    tag = "predict"
+
+    def post(self) -> JSON:
         started = time.perf_counter()
         uploads = request.files.getlist("images")
         if not uploads:
@@ -82,56 +145,129 @@ class BatchPredict(ServiceResource):
         if len(uploads) > limit:
             raise TooManyFiles(len(uploads), limit)
         blobs = [upload.read() for upload in uploads]
-        results = self.service.classifier.predict_batch(blobs, return_errors=True)
+        results = self.service.engine.predict_batch(blobs, return_errors=True)
         labels = [r.label for r in results if isinstance(r, Prediction)]
         for label in labels:
             self.service.metrics.predictions.labels(label).inc()
         annotate(files=len(blobs), size=sum(map(len, blobs)), errors=len(blobs) - len(labels))
         return batch_body(results, self.service.model_ref, (time.perf_counter() - started) * 1000)
 
+    @classmethod
+    def operations(cls, ctx: DocContext) -> JSON:
+        return {"post": {
+            "operationId": "predictBatch",
+            "summary": "Classify several photos in one call",
+            "description": (
+                f"Repeat the multipart field `images` (at most {ctx.settings.max_batch} files, "
+                f"{ctx.upload_limit} in all). A bad file gets an error entry in its slot; the others "
+                "are still classified."
+            ),
+            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                "type": "object",
+                "required": ["images"],
+                "properties": {"images": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+            }}}},
+            "responses": {
+                "200": json_body(ref("BatchResponse"), "one result per file (bad files get an error entry)"),
+                **error_responses(400, 413, skip=(EmptyFile.code, TruncatedImage.code)),
+            },
+        }}
 
-class ModelInfo(ServiceResource):
+    @classmethod
+    def schemas(cls, ctx: DocContext) -> JSON:
+        return {"BatchResponse": {
+            "type": "object",
+            "required": ["results", "model", "elapsed_ms"],
+            "properties": {
+                "results": {
+                    "type": "array",
+                    "description": "one entry per file, in the order sent",
+                    "items": {"oneOf": [ref("Prediction"), ref("Error")]},
+                },
+                "model": ref("ModelRef"),
+                "elapsed_ms": {"type": "number"},
+            },
+        }}
+
+
+class ModelInfo(Endpoint):
     """``GET /v1/model``: the model card and the limits this server enforces."""
 
-    def get(self):
+    routes = ("/v1/model",)
+    tag = "model"
+
+    def get(self) -> JSON:
         return self.service.model_info
 
+    @classmethod
+    def operations(cls, ctx: DocContext) -> JSON:
+        return {"get": {
+            "operationId": "modelInfo",
+            "summary": "The loaded model, its model card and this server's limits",
+            "responses": {"200": json_body(ref("ModelInfo"), "name, version, labels, threshold, metrics, limits")},
+        }}
 
-class Health(ServiceResource):
+    @classmethod
+    def schemas(cls, ctx: DocContext) -> JSON:
+        return {"ModelInfo": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "version": {"type": "string"},
+                "architecture": {"type": "string"},
+                "labels": {"type": "array", "items": {"type": "string"},
+                           "description": "every label the model can answer, in order"},
+                "input_size": {"type": "integer"},
+                "threshold": {"type": "number"},
+                "temperature": {"type": "number"},
+                "metrics": {"type": "object", "description": "held-out evaluation from the model card"},
+                "load_seconds": {"type": "number"},
+                "limits": {"type": "object", "properties": {
+                    "max_upload_mb": {"type": "number"},
+                    "max_batch": {"type": "integer",
+                                  "description": "most files per /v1/predict/batch call (and per v2 request)"},
+                    "max_pixels": {"type": "integer"},
+                }},
+            },
+        }}
+
+
+class Health(Endpoint):
     """``GET /healthz``: the process is alive (no model work: probes must be cheap)."""
 
-    def get(self):
+    routes = ("/healthz",)
+    open = True
+
+    def get(self) -> JSON:
         return {"status": "ok"}
 
+    @classmethod
+    def operations(cls, ctx: DocContext) -> JSON:
+        return {"get": {
+            "operationId": "health", "summary": "Liveness: the process answers",
+            "responses": {"200": json_body(ref("Status"), "alive", {"status": "ok"})},
+        }}
 
-class Ready(ServiceResource):
+
+class Ready(Endpoint):
     """``GET /readyz``: the model is loaded and warmed up, so requests will be fast."""
 
-    def get(self):
+    routes = ("/readyz",)
+    open = True
+
+    def get(self) -> Any:
         if self.service.classifier is None:
             return {"status": "not_ready", "message": "The model is not loaded yet."}, 503
         return {"status": "ready", "model": self.service.model_ref,
                 "load_seconds": self.service.model_info.get("load_seconds")}
 
-
-class JsonApi(Api):
-    """flask-restful's Api, minus its own error formatting: every error goes to
-    :mod:`catdog.api.errors`, so there is exactly one error shape.
-
-    Errors go straight to Flask's handlers. Opting out by re-raising from ``handle_error``
-    would leave a reference cycle per error (the exception's traceback holds the router's
-    frame, which holds the exception), and with it the view's frames and the upload's bytes
-    until Python's cyclic garbage collector runs: memory that climbs under hostile traffic.
-    """
-
-    def error_router(self, original_handler, e):
-        return original_handler(e)
+    @classmethod
+    def operations(cls, ctx: DocContext) -> JSON:
+        return {"get": {
+            "operationId": "ready", "summary": "Readiness: the model is loaded and warm",
+            "responses": {"200": json_body(ref("Status"), "ready", {"status": "ready"}),
+                          "503": json_body(ref("Status"), "not ready yet")},
+        }}
 
 
-def add_resources(api: Api, service: Service) -> None:
-    kwargs = {"resource_class_kwargs": {"service": service}}
-    api.add_resource(UploadImage, "/predict", "/v1/predict", **kwargs)
-    api.add_resource(BatchPredict, "/v1/predict/batch", **kwargs)
-    api.add_resource(ModelInfo, "/v1/model", **kwargs)
-    api.add_resource(Health, "/healthz", **kwargs)
-    api.add_resource(Ready, "/readyz", **kwargs)
+ENDPOINTS: tuple[type[Endpoint], ...] = (UploadImage, BatchPredict, ModelInfo, Health, Ready)

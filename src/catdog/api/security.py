@@ -2,8 +2,9 @@
 
 CORS for the configured origins only, browser-hardening headers on every response,
 an optional API key (``CATDOG_API_KEYS``) and an optional per-client rate limit
-(``CATDOG_RATE_LIMIT``). Health, readiness, metrics and the docs stay open so
-probes, scrapers and people reading the docs need no key and are never throttled.
+(``CATDOG_RATE_LIMIT``). Endpoints declared ``open`` (health, readiness, metrics, the
+docs: see :mod:`catdog.api.endpoint`) need no key and are never throttled, so probes,
+scrapers and people reading the docs are never locked out.
 """
 
 from __future__ import annotations
@@ -13,14 +14,12 @@ import hmac
 from flask import Flask, Response, request
 from flask_cors import CORS
 
+from catdog.api.endpoint import is_open_request
 from catdog.api.errors import Unauthorized
 from catdog.api.observability import REQUEST_ID_HEADER
 from catdog.config import Settings
 
 API_KEY_HEADER = "X-API-Key"
-
-#: Paths that never need a key and are never rate-limited.
-OPEN_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
 
 #: Headers every response carries: no MIME sniffing, no framing, no referrer leaks.
 SECURITY_HEADERS = {
@@ -30,10 +29,6 @@ SECURITY_HEADERS = {
 }
 #: JSON and metrics need no content policy at all; the docs page sets a looser one.
 DEFAULT_CSP = "default-src 'none'; frame-ancestors 'none'"
-
-
-def _is_open() -> bool:
-    return request.method == "OPTIONS" or request.path in OPEN_PATHS
 
 
 def init_security(app: Flask, settings: Settings) -> None:
@@ -82,7 +77,7 @@ def _init_rate_limit(app: Flask, limit: str) -> None:
         get_remote_address,
         app=app,
         default_limits=[limit],
-        default_limits_exempt_when=_is_open,
+        default_limits_exempt_when=is_open_request,
         storage_uri="memory://",
         headers_enabled=True,
     )
@@ -93,7 +88,7 @@ def _init_api_keys(app: Flask, keys: list[str]) -> None:
 
     @app.before_request
     def require_api_key() -> None:
-        if _is_open() or request.url_rule is None:
+        if is_open_request() or request.url_rule is None:
             return  # unknown paths answer 404/405, which reveal nothing
         sent = request.headers.get(API_KEY_HEADER, "").encode()
         # Compare against every key, constant-time, so timing says nothing about which key or prefix.

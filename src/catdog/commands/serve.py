@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     # Fail fast, before gunicorn forks workers: a missing or corrupt model is one clear line
     # and exit code 2. This process is replaced by gunicorn (execve), model and all.
     checked = Classifier.load(args.model, threads=1, warmup=False)
-    model = str(checked.path.resolve()) if args.model else None
+    model = str(checked.path.resolve()) if args.model and checked.path else None
     print(f"catdog API on {_url(args.host, args.port)}  (docs: /docs, health: /healthz)", flush=True)
     if args.dev:
         return _run_dev(args, model)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +18,22 @@ from catdog.model.decode import DEFAULT_MAX_PIXELS, ImageSource
 from catdog.model.errors import ImageError, ModelError
 from catdog.model.preprocess import prepare
 from catdog.model.recipe import RECIPE_FILENAME, Recipe
+from catdog.prediction import Prediction
+
+__all__ = ["Classifier", "Prediction", "bundled_model_dir", "resolve_model_path"]
 
 DEFAULT_MODEL_NAME = "catdog-lite2"
 MODEL_ENV = "CATDOG_MODEL"
 
 
 def bundled_model_dir() -> Path:
-    """``models/catdog-lite2`` of the source tree (editable installs, the container's /app)."""
-    return Path(__file__).resolve().parents[3] / "models" / DEFAULT_MODEL_NAME
+    """The default model's folder, shipped inside the package (``catdog/models/catdog-lite2``).
+
+    Found through ``importlib.resources`` so a wheel installed anywhere (site-packages, a
+    container's venv, an editable checkout) finds its model without any setting. setuptools
+    installs package data as plain files, so the resource is a real directory on disk.
+    """
+    return Path(str(files("catdog") / "models" / DEFAULT_MODEL_NAME))
 
 
 def resolve_model_path(model: str | Path | None = None) -> Path:
@@ -43,22 +51,6 @@ def resolve_model_path(model: str | Path | None = None) -> Path:
         hint = "" if model else f" (set {MODEL_ENV} or pass --model)"
         raise ModelError(f"No model file at {path}{hint}.")
     return path
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """What the model says about one photo."""
-
-    label: str
-    confidence: float
-    probabilities: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {
-            "label": self.label,
-            "confidence": round(self.confidence, 6),
-            "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
-        }
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -16,14 +16,17 @@ import numpy as np
 from catdog.model.preprocess import prepare
 from catdog.model.recipe import RECIPE_FILENAME, Recipe
 from catdog.training.data import Sample
+from catdog.training.export import embed_normalization
 
 
 def quantize_model(model_dir: str | Path, out_dir: str | Path, calibration_images: Sequence[Path],
-                   *, per_channel: bool = True, float_convs: int = 8, name: str | None = None) -> Path:
+                   *, per_channel: bool = True, float_convs: int = 8, name: str | None = None,
+                   uint8_input: bool = True) -> Path:
     """Write ``out_dir/model.onnx`` (int8 weights and activations) and a copy of the recipe.
 
     The first ``float_convs`` convolutions, the last one and the head stay in float. The
-    recipe's name becomes ``name`` (default: the float model's name + ``-int8``).
+    recipe's name becomes ``name`` (default: the float model's name + ``-int8``). With
+    ``uint8_input`` the model takes raw pixels and normalises them in its graph.
     """
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -67,11 +70,15 @@ def quantize_model(model_dir: str | Path, out_dir: str | Path, calibration_image
                     nodes_to_exclude=exclude)
     pre.unlink()
     shift = correct_head_bias(model_dir / "model.onnx", out_dir / "model.onnx", inputs)
+    if uint8_input:
+        recipe = recipe.model_copy(update={"input": embed_normalization(out_dir / "model.onnx",
+                                                                        out_dir / "model.onnx", recipe.input)})
     recipe = recipe.model_copy(update={"name": name or recipe.name.removesuffix("-fp32") + "-int8", "training": recipe.training | {
         "quantized": f"int8 static QDQ (ONNX Runtime), {len(calibration_images)} calibration photos from train"
                      + (f", first {float_convs} and last convolutions" if float_convs else ", last convolution")
                      + " and head kept float"
-                     + f"; head bias corrected by {[round(float(v), 4) for v in -shift]}"}})
+                     + f"; head bias corrected by {[round(float(v), 4) for v in -shift]}"
+                     + ("; takes uint8 pixels and normalises them in its graph" if uint8_input else "")}})
     recipe.write(out_dir / RECIPE_FILENAME)
     return out_dir / "model.onnx"
 
@@ -158,7 +165,8 @@ def refit_temperature(model_dir: str | Path, holdout: Sequence[Sample], other_ca
 
 def quantize_and_recalibrate(model_dir: str | Path, out_dir: str | Path, data: Sequence[Path], *,
                              others: Sequence[Path] = (), holdout_fraction: float = 0.1, seed: int = 0,
-                             per_class: int = 128, float_convs: int = 8, name: str | None = None) -> dict:
+                             per_class: int = 128, float_convs: int = 8, name: str | None = None,
+                             uint8_input: bool = True) -> dict:
     """The whole int8 recipe: the training split of ``data`` (and ``others``) fixes the activation
     ranges, the held-out split (the same stratified split training used) refits the temperature
     and, for an open-world model, the "other" threshold."""
@@ -171,5 +179,6 @@ def quantize_and_recalibrate(model_dir: str | Path, out_dir: str | Path, data: S
                                           training.get("holdout_fraction", holdout_fraction), training.get("seed", seed))
     else:
         train, holdout = stratified_split(find_samples(data), holdout_fraction, seed)
-    quantize_model(model_dir, out_dir, calibration_sample(train, per_class, seed), float_convs=float_convs, name=name)
+    quantize_model(model_dir, out_dir, calibration_sample(train, per_class, seed), float_convs=float_convs, name=name,
+                   uint8_input=uint8_input)
     return refit_temperature(out_dir, holdout)

@@ -16,9 +16,9 @@ import math
 import streamlit as st
 from pydantic import ValidationError
 
+from catdog.client import Client
 from catdog.config import Settings
 from catdog.ui import widgets
-from catdog.ui.client import ApiClient
 from catdog.ui.photos import ACCEPTED_TYPES, FORMATS_TEXT
 
 UPLOAD_LABEL = "Photos to classify"
@@ -43,14 +43,15 @@ try:
 except ValidationError as exc:
     st.error(f"The catdog settings (CATDOG_* environment variables) are not valid:\n\n{exc}")
     st.stop()
-client = ApiClient(settings.api_url, timeout=settings.api_timeout, api_key=settings.api_key)
+# No retries: the page answers at once (its live status line shows the API coming back).
+client = Client(settings.api_url, api_key=settings.api_key, timeout=settings.api_timeout, retries=0)
 for name, default in (("examples", []), ("results", {}), ("uploader", 0), ("classified", 0)):
     st.session_state.setdefault(name, default)
 results = st.session_state.results
 info = widgets.model_info(client)
 labels = info.labels if info else ()
-upload_mb = info.max_upload_mb if info and info.max_upload_mb else settings.max_upload_mb
-max_pixels = info.max_pixels if info and info.max_pixels else settings.max_pixels
+upload_mb = info.limits.max_upload_mb if info else settings.max_upload_mb
+max_pixels = info.limits.max_pixels if info and info.limits.max_pixels else settings.max_pixels
 
 widgets.show_style()
 st.title("🐱 catdog 🐶", anchor=False)

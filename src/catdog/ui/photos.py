@@ -17,8 +17,6 @@ from functools import cached_property
 
 from PIL import Image, ImageOps
 
-from catdog.ui.client import Upload
-
 #: Long sides tried, in turn, for a photo the page shrinks before sending: the first is far
 #: above what the model looks at (a few hundred pixels), the last still above it.
 SHRINK_SIDES = (2048, 1024, 512)
@@ -70,8 +68,9 @@ class Picture:
         return f"{self.name}:{hashlib.blake2b(self.data, digest_size=8).hexdigest()}"
 
     @property
-    def upload(self) -> Upload:
-        return Upload(self.data, self.name, self.content_type)
+    def upload(self) -> tuple[str, bytes]:
+        """What :meth:`catdog.client.Client.classify_many` takes: (file name, bytes)."""
+        return self.name, self.data
 
 
 def heif_kind(data: bytes) -> str | None:

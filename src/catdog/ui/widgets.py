@@ -21,7 +21,8 @@ from typing import Any
 
 import streamlit as st
 
-from catdog.ui.client import ApiClient, ApiError, ApiStatus, Classification, ModelInfo
+from catdog.client import APIError, Client, ModelInfo, ServerStatus, UnexpectedResponse
+from catdog.prediction import Prediction
 from catdog.ui.photos import PhotoError, Picture, prepare, thumbnail_uri
 
 log = logging.getLogger("catdog.ui")
@@ -52,7 +53,7 @@ UNEXPECTED_TEXT = (
     "The classifier sent an answer this page does not understand. Please try again later."
 )
 
-Result = Classification | ApiError
+Result = Prediction | APIError
 
 
 # -- labels and outcomes ----------------------------------------------------------------------
@@ -78,7 +79,7 @@ def outcome(result: Result | None) -> str:
     """The one outcome a photo counts under: its label, "unsure", "failed" or "pending"."""
     if result is None:
         return "pending"
-    if isinstance(result, ApiError):
+    if isinstance(result, APIError):
         return "failed"
     return "unsure" if result.confidence < UNSURE_BELOW else result.label
 
@@ -132,7 +133,7 @@ def verdict_sentence(result: Result | None, labels: Sequence[str]) -> str:
     """The result in one sentence, for alt text and downloads."""
     if result is None:
         return "not classified yet"
-    if isinstance(result, ApiError):
+    if isinstance(result, APIError):
         return "could not be classified"
     said = verdict(result.label, labels)
     said = said[0].lower() + said[1:] if result.label == CATCH_ALL else article(result.label)
@@ -191,13 +192,13 @@ def image_html(uri: str | None, side: int, alt: str) -> str:
     )
 
 
-def probabilities_html(result: Classification, labels: Sequence[str]) -> str:
+def probabilities_html(result: Prediction, labels: Sequence[str]) -> str:
     """One bar per label with its number next to it (the number, not the colour, is the fact)."""
     order = [x for x in labels if x in result.probabilities] or list(result.probabilities)
     order += [x for x in result.probabilities if x not in order]
     rows = []
     for label in order:
-        p = result.probability(label)
+        p = result.probabilities.get(label, 0.0)
         rows.append(
             f'<li><span class="catdog-plabel">{icon(label)} {html.escape(label)}</span>'
             f'<span class="catdog-bar" aria-hidden="true"><span style="width:{p * 100:.1f}%">'
@@ -210,7 +211,7 @@ def verdict_html(result: Result | None, labels: Sequence[str]) -> str:
     """The row's answer in words; an icon is never the only sign of what happened."""
     if result is None:
         return '<span aria-hidden="true">⏳</span> Not classified yet: press <b>Classify</b>.'
-    if isinstance(result, ApiError):
+    if isinstance(result, APIError):
         return f'<span aria-hidden="true">⚠️</span> <b>Failed:</b> {html.escape(result.message)}'
     said = (
         f'<span aria-hidden="true">{icon(result.label)}</span> '
@@ -238,7 +239,7 @@ def row_html(
     ]
     if picture.note:
         parts.append(f'<div class="catdog-note">{html.escape(picture.note)}</div>')
-    if isinstance(result, Classification):
+    if isinstance(result, Prediction):
         unsure = ""
         if result.confidence < UNSURE_BELOW:
             unsure = (
@@ -301,13 +302,13 @@ def result_records(
     for picture in pictures:
         result = results.get(picture.key)
         record: dict[str, Any] = {"file": picture.name, "outcome": outcome(result)}
-        if isinstance(result, Classification):
+        if isinstance(result, Prediction):
             record |= {
                 "label": result.label,
                 "confidence": round(result.confidence, 6),
                 "probabilities": {k: round(v, 6) for k, v in result.probabilities.items()},
             }
-        elif isinstance(result, ApiError):
+        elif isinstance(result, APIError):
             record |= {"error": result.message, "error_code": result.code}
         if picture.note:
             record["note"] = picture.note
@@ -375,16 +376,16 @@ ol.catdog-rows {{ list-style: none; padding: 0; margin: 0 !important; }}
     )
 
 
-def model_info(client: ApiClient) -> ModelInfo | None:
+def model_info(client: Client) -> ModelInfo | None:
     """The served model's card, or None while the API is away (the page still works)."""
     try:
-        return client.model_info()
-    except ApiError as exc:
+        return client.model()
+    except APIError as exc:
         log.warning("could not read the model card: %s", exc.message)
         return None
 
 
-def status_line(status: ApiStatus) -> tuple[str, str]:
+def status_line(status: ServerStatus) -> tuple[str, str]:
     """(kind, text) of the status line: "ready", "starting" or "offline", in plain words."""
     if status.ready:
         return "ready", "Classifier ready."
@@ -394,9 +395,9 @@ def status_line(status: ApiStatus) -> tuple[str, str]:
 
 
 @st.fragment(run_every=STATUS_EVERY)
-def show_status(client: ApiClient) -> None:
+def show_status(client: Client) -> None:
     """The live status line; it looks again every few seconds, without reloading the page."""
-    status = client.health()
+    status = client.status()
     kind, text = status_line(status)
     if kind == "ready":
         st.caption(f"✅ {text}")
@@ -408,13 +409,13 @@ def show_status(client: ApiClient) -> None:
 
 
 @st.fragment(run_every=STATUS_EVERY)
-def show_about(client: ApiClient) -> None:
+def show_about(client: Client) -> None:
     """Sidebar: whether the classifier answers, which model it is, how accurate, what it knows.
 
     Live like the status line: it follows the API going away and coming back.
     """
     st.header("About the classifier")
-    kind, text = status_line(client.health())
+    kind, text = status_line(client.status())
     info = model_info(client) if kind == "ready" else None
     if info is None:
         st.warning(text if kind != "ready" else OFFLINE_TEXT, icon="🔌")
@@ -452,10 +453,10 @@ def record_refusals(pictures: Sequence[Picture], results: dict[str, Result]) -> 
     listed and counted as soon as it is uploaded, not after a Classify that cannot help."""
     for picture in pictures:
         if picture.problem:
-            results[picture.key] = ApiError(picture.problem, code="not_sent")
+            results[picture.key] = APIError(picture.problem, code="not_sent")
 
 
-def classify(client: ApiClient, pictures: Sequence[Picture], results: dict[str, Result]) -> None:
+def classify(client: Client, pictures: Sequence[Picture], results: dict[str, Result]) -> None:
     """Send ``pictures`` to the API and store each outcome in ``results``.
 
     Photos the page refused (see :func:`record_refusals`) are not sent. If the API is away,
@@ -467,16 +468,16 @@ def classify(client: ApiClient, pictures: Sequence[Picture], results: dict[str, 
     with st.spinner(f"Looking at {len(todo)} photo{'s' if len(todo) > 1 else ''}..."):
         try:
             outcomes = client.classify_many([p.upload for p in todo])
-        except ApiError as exc:
-            show_api_error(exc, client.base_url)
+        except APIError as exc:
+            show_api_error(exc, client.url)
             return
     results.update({p.key: result for p, result in zip(todo, outcomes)})
 
 
-def show_api_error(exc: ApiError, url: str) -> None:
+def show_api_error(exc: APIError, url: str) -> None:
     """An error about the API, not a photo. The developer's version goes to the log."""
     log.warning("request to the API at %s failed: %s", url, exc.message)
-    if exc.code and not exc.offline:  # the API's own message, written for people (rate limit...)
+    if not isinstance(exc, UnexpectedResponse) and not exc.offline:  # the API's own words (rate limit...)
         st.error(exc.message, icon="🚫")
         return
     st.error(OFFLINE_TEXT if exc.offline else UNEXPECTED_TEXT, icon="🔌")
