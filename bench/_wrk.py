@@ -5,7 +5,7 @@ the server's and does not flatten the ratios between fast and slow servers, as a
 load generator on the same 2 cores would. This module holds the parts that do not need a
 server: the Lua script (built from a generated manifest: a boundary line, then one photo
 path per line), writing that manifest, the command line, and parsing the one JSON line
-the script prints when wrk is done. ``bench/http.py`` drives the servers with it.
+the script prints when wrk is done. ``bench/speed.py`` drives the servers with it.
 
     manifest = write_manifest(photos, folder)
     result = run_wrk("http://127.0.0.1:8000/predict", manifest, connections=16, seconds=5)

@@ -3,7 +3,7 @@
 Each stage of catdog's request path is timed with ``time.perf_counter`` in this process, on
 one thread (as a gunicorn worker runs it), calling the same functions the server calls, in
 order, each stage fed the previous one's output, over the same 40 real JPEGs of about
-500x375 that ``bench/http.py`` sends:
+500x375 that ``bench/speed.py`` sends:
 
 multipart parsing (catdog's Werkzeug request class) -> decode (Pillow: header, pixels,
 EXIF orientation, RGB) -> resize + centre crop -> normalise -> model (ONNX Runtime, one

@@ -17,7 +17,7 @@ if [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/fonts/truetype/noto ]; then
 fi
 
 if ! command -v wrk >/dev/null; then
-  echo "== installing Debian's wrk (the C load generator bench/http.py drives; its tests run it)"
+  echo "== installing Debian's wrk (the C load generator bench/speed.py drives; its tests run it)"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   ($SUDO apt-get install -y -qq wrk >/dev/null 2>&1 || ($SUDO apt-get update -qq && $SUDO apt-get install -y -qq wrk >/dev/null)) \
     || echo "warning: could not install wrk; the wrk harness tests will be skipped"

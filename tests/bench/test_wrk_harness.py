@@ -1,4 +1,4 @@
-"""The pure parts of ``bench/http.py``'s wrk harness (``bench/_wrk.py``), no timed assertions.
+"""The pure parts of ``bench/speed.py``'s wrk harness (``bench/_wrk.py``), no timed assertions.
 
 The Lua script is checked by running it in real wrk against a small loopback server that
 keeps every body it gets: each must parse (Werkzeug's form parser, as catdog's API uses) to
@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_wrk_module():
-    # By file path: bench/ is not a package, and putting it on sys.path would let bench/http.py
-    # shadow the standard library's http for the rest of the test session.
+    # By file path: bench/ is not a package, and putting it on sys.path could let a bench module
+    # shadow the standard library for the rest of the test session.
     spec = importlib.util.spec_from_file_location("catdog_bench_wrk", ROOT / "bench" / "_wrk.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there

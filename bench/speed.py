@@ -21,10 +21,10 @@ request must be answered, none dropped; non-2xx answers and socket errors are re
 req/s is 2xx answers per second over the rounds; p50 is the median of the rounds' p50s.
 Ratios side by side are what to read: the absolute numbers move with the machine's load.
 
-    python bench/http.py                          # about 5 minutes on 2 cores
-    python bench/http.py --seconds 3 --rounds 1   # a quick look, about 3 minutes
-    python bench/http.py --only catdog --variant threads2=CATDOG_THREADS=2 --no-write
-    python bench/http.py --from-json docs/bench/speed.json   # re-render only
+    python bench/speed.py                          # about 5 minutes on 2 cores
+    python bench/speed.py --seconds 3 --rounds 1   # a quick look, about 3 minutes
+    python bench/speed.py --only catdog --variant threads2=CATDOG_THREADS=2 --no-write
+    python bench/speed.py --from-json docs/bench/speed.json   # re-render only
 
 wrk comes from Debian (``apt-get install -y wrk``; the script installs it when run as root).
 Writes the "speed" section of docs/benchmarks.md and docs/bench/speed.json.
@@ -49,10 +49,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BASELINES = HERE / "baselines"
-# Appended, not prepended (and the script's own folder dropped from the front): this very
-# module is named http and must not shadow the standard library's http for anyone.
+# Appended, not prepended (and the script's own folder dropped from the front), as compare.py
+# does: a module in bench/ must never shadow the standard library.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(HERE), str(BASELINES)]
-import http.client  # the standard library's, now that bench/ is behind it
+import http.client
 
 from _load import multipart_body, post, wait_until_serving
 from _photos import DEFAULT_VAL, pick_photos
