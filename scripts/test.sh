@@ -16,6 +16,13 @@ if [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/fonts/truetype/noto ]; then
     || echo "warning: could not install chromium; the browser test will be skipped"
 fi
 
+if ! command -v wrk >/dev/null; then
+  echo "== installing Debian's wrk (the C load generator bench/speed.py drives; its tests run it)"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  ($SUDO apt-get install -y -qq wrk >/dev/null 2>&1 || ($SUDO apt-get update -qq && $SUDO apt-get install -y -qq wrk >/dev/null)) \
+    || echo "warning: could not install wrk; the wrk harness tests will be skipped"
+fi
+
 echo "== lint (ruff) and types (mypy) on src/"
 "$VENV/bin/ruff" check src/
 "$VENV/bin/mypy" src/
