@@ -212,3 +212,24 @@ def add_feature_output(src: str | Path, dst: str | Path, *, output: str = CLASS_
     onnx.checker.check_model(model)
     onnx.save(model, str(dst))
     return output
+
+
+def enable_explain(model_dir: str | Path) -> str:
+    """Give a model folder (``model.onnx`` + ``model.json``) its heatmaps, in place.
+
+    Runs :func:`add_feature_output` on its ``model.onnx`` (unless the output is already
+    there) and records it in ``model.json`` -> ``explain``. Returns the output's name::
+
+        python -c "from catdog.training.export import enable_explain as e; e('src/catdog/models/catdog-lite2')"
+    """
+    import onnx
+
+    from catdog.model.recipe import RECIPE_FILENAME, ExplainSpec, Recipe
+
+    folder = Path(model_dir)
+    model_path, recipe_path = folder / "model.onnx", folder / RECIPE_FILENAME
+    recipe = Recipe.read(recipe_path)
+    outputs = [o.name for o in onnx.load(str(model_path), load_external_data=False).graph.output]
+    name = CLASS_MAPS_OUTPUT if CLASS_MAPS_OUTPUT in outputs else add_feature_output(model_path, model_path)
+    recipe.model_copy(update={"explain": ExplainSpec(output=name)}).write(recipe_path)
+    return name
