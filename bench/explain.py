@@ -68,7 +68,7 @@ def parse_wrk(output: str) -> dict:
     """p50/p90/p99 and mean latency (ms), requests and errors from ``wrk --latency`` output."""
     out = {}
     for pct in ("50", "90", "99"):
-        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
+        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
         out[f"p{pct}_ms"] = _ms(*m.groups()) if m else float("nan")
     m = re.search(r"Latency\s+([\d.]+)(us|ms|s)", output)
     out["mean_ms"] = _ms(*m.groups()) if m else float("nan")
@@ -150,20 +150,20 @@ def latency(args: argparse.Namespace) -> None:
     markdown = "\n".join([
         "## Explain: /v1/explain against /v1/predict",
         "",
-        f"`{command}` on {machine()}: gunicorn with 1 worker and 1 ONNX thread on loopback, "
+        (f"`{command}` on {machine()}: gunicorn with 1 worker and 1 ONNX thread on loopback, "
         f"`wrk -t1 -c1 --latency` posting `{image.relative_to(ROOT) if image.is_relative_to(ROOT) else image.name}` "
         f"as multipart, {args.rounds} alternating rounds of {args.seconds:g} s per endpoint (medians of the "
         "rounds). `/v1/explain` without `?overlay=png`: the same model call also returns the class "
-        "activation maps, placed over the photo as a 32-cell grid in numpy.",
+        "activation maps, placed over the photo as a 32-cell grid in numpy."),
         "",
         table(["endpoint", "p50 ms", "mean ms", "p99 ms", "requests", "non-2xx"], rows),
         "",
-        f"Explain costs {extra_p50:+.2f} ms at the median ({extra_mean:+.2f} ms mean) over predict "
-        f"(target: within {TARGET_EXTRA_MS:g} ms: {verdict}).",
+        (f"Explain costs {extra_p50:+.2f} ms at the median ({extra_mean:+.2f} ms mean) over predict "
+        f"(target: within {TARGET_EXTRA_MS:g} ms: {verdict})."),
         "",
-        f"In process, without HTTP ({args.calls} interleaved calls each, 1 thread, medians): "
+        (f"In process, without HTTP ({args.calls} interleaved calls each, 1 thread, medians): "
         f"`Classifier.predict` {engine['predict']:.2f} ms, `Classifier.explain(photo).to_dict()` "
-        f"{engine['explain']:.2f} ms ({engine['explain'] - engine['predict']:+.2f} ms).",
+        f"{engine['explain']:.2f} ms ({engine['explain'] - engine['predict']:+.2f} ms)."),
     ])
     print(markdown)
     if not args.no_write:
@@ -211,15 +211,15 @@ def mass(args: argparse.Namespace) -> None:
         y = rng.randint(int(np.ceil(box[1])), int(box[3]) - pet.height)
         canvas.paste(pet, (x, y))
         explanation = clf.explain(canvas)
-
-        def share(cam: np.ndarray, e: Explanation = explanation) -> float:
-            grid = Explanation(e.prediction, e.label, normalise(cam), e.box, e.size).heatmap(side, side)
-            return float(grid[y:y + pet.height, x:x + pet.width].sum() / max(grid.sum(), 1e-12))
-
+        pasted = (slice(y, y + pet.height), slice(x, x + pet.width))
+        shares = {}
+        for name, cam in (("cam", explanation.cam), ("blob", blob), ("flat", flat)):
+            grid = Explanation(explanation.prediction, explanation.label, normalise(cam), explanation.box,
+                               explanation.size).heatmap(side, side)
+            shares[name] = float(grid[pasted].sum() / max(grid.sum(), 1e-12))
         rows.append({
             "photo": photo.name, "truth": truth, "label": explanation.label,
-            "box_area_share_of_crop": pet.width * pet.height / (box[2] - box[0]) ** 2,
-            "cam": share(explanation.cam), "blob": share(blob), "flat": share(flat),
+            "box_area_share_of_crop": pet.width * pet.height / (box[2] - box[0]) ** 2, **shares,
         })
     correct = [r for r in rows if r["label"] == r["truth"]]
     result = {

@@ -42,7 +42,6 @@ def test_a_model_that_cannot_explain_raises_its_code(tmp_path, classifier, cat_p
     bare = tmp_path / "generic.onnx"
     bare.write_bytes(classifier.path.read_bytes())
     app = create_app(Settings(), classifier=Classifier.load(bare, threads=1, warmup=False))
-    with serving(app) as url, Client(url, timeout=30) as client:
-        with pytest.raises(APIError) as err:
-            client.explain(cat_photo)
+    with serving(app) as url, Client(url, timeout=30) as client, pytest.raises(APIError) as err:
+        client.explain(cat_photo)
     assert err.value.code == "explain_unavailable" and err.value.status == 422

@@ -83,7 +83,7 @@ def test_zero_outside_the_models_centre_crop(classifier, upright):
     explanation = classifier.explain(encode(wide, "PNG"))
     rows, cols = 40, 80
     grid = explanation.heatmap(rows, cols)
-    left, top, right, bottom = center_crop_box(wide.width, wide.height, classifier.recipe.input)
+    left, _, right, _ = center_crop_box(wide.width, wide.height, classifier.recipe.input)
     centres = (np.arange(cols) + 0.5) * wide.width / cols
     outside = (centres < left) | (centres >= right)
     assert outside.sum() >= 20  # the crop leaves wide bands on both sides

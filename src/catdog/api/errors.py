@@ -18,9 +18,9 @@ from werkzeug.exceptions import HTTPException
 from catdog.model.errors import (
     CatdogError,
     EmptyFile,
+    ExplainUnavailable,
     ImageError,
     ImageTooLarge,
-    ExplainUnavailable,
     ModelError,
     NotAnImage,
     TooManyPixels,

@@ -21,7 +21,14 @@ from typing import Any
 
 import streamlit as st
 
-from catdog.client import APIError, Client, ExplainResult, ModelInfo, ServerStatus, UnexpectedResponse
+from catdog.client import (
+    APIError,
+    Client,
+    ExplainResult,
+    ModelInfo,
+    ServerStatus,
+    UnexpectedResponse,
+)
 from catdog.prediction import Prediction
 from catdog.ui.photos import PhotoError, Picture, prepare, thumbnail_uri
 
