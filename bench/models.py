@@ -32,6 +32,7 @@ from _report import ROOT, machine, table, time_calls, update_section, write_json
 from engine import DEFAULT_IMAGE, LOAD_ONNX, cold_start, percentile
 
 DEFAULT_VAL = ROOT.parent / "shared" / "data" / "cats-vs-dogs" / "val"
+DEFAULT_OTHERS = ROOT.parent / "shared" / "data" / "not-pets"
 MODELS = ROOT / "models"
 #: The default model ships inside the package (src/catdog/models/), beside the others' folder.
 PACKAGED_MODELS = ROOT / "src" / "catdog" / "models"
@@ -94,6 +95,35 @@ def validation(clf, val: Path, limit: int) -> dict:
     return {key: report[key] for key in keys}
 
 
+def held_out_others(recipe, others: Path) -> list[Path]:
+    """The non-pet photos the open-world model held out (never trained on), from its recipe's split."""
+    from catdog.training.openworld import open_world_split
+
+    training = recipe.training
+    if "parent_training" not in training or not others.is_dir():
+        return []
+    _, held = open_world_split(training["parent_training"], [], [others],
+                               training.get("holdout_fraction", 0.2), training.get("seed", 0))
+    return [s.path for s in held]
+
+
+def open_world(clf, pets: Path, others: list[Path], limit: int) -> dict:
+    """Share of held-out non-pets answered with the model's other label, and of val pets lost to it."""
+    from catdog.training.data import find_samples
+
+    other = clf.recipe.other_label if clf.open_world else None
+    pet_paths = [s.path for s in find_samples([pets], ("cat", "dog"))]
+    if limit:
+        pet_paths = pet_paths[:limit] + pet_paths[-limit:]
+
+    def share(paths: list[Path]) -> float:
+        answers = [o for _, o in clf.predict_many(paths) if hasattr(o, "label")]
+        return sum(a.label == other for a in answers) / max(1, len(answers))
+
+    return {"others": len(others), "others_answered_other": share(others) if others else float("nan"),
+            "pets": len(pet_paths), "pets_answered_other": share(pet_paths)}
+
+
 def model_label(model: dict) -> str:
     return f"**{model['name']}** (default)" if model["default"] else model["name"]
 
@@ -101,16 +131,20 @@ def model_label(model: dict) -> str:
 def results_table(models: list[dict], all_threads: int) -> str:
     speed_headers = [f"ms/photo {title.format(all=all_threads)}" for _, _, title in CASES.values()]
     headers = ["model", "version", "architecture", "input px", "weights", "file MB",
-               "val accuracy", "errors", "ECE", "log loss", *speed_headers, "cold start s"]
+               "val accuracy", "errors", "ECE", "log loss", "non-pets -> other", "val pets -> other",
+               *speed_headers, "cold start s"]
     rows = []
     for m in models:
         v = m["val"]
         quality = ([f"{v['accuracy']:.2%}", f"{v['errors']} / {v['n']}", f"{v['ece']:.4f}",
                     f"{v['log_loss']:.4f}"] if v else ["n/a"] * 4)
+        ow = m.get("open_world")
+        opened = ([f"{ow['others_answered_other']:.1%} of {ow['others']}", f"{ow['pets_answered_other']:.2%}"]
+                  if ow else ["n/a"] * 2)
         speed = [f"{m['speed'][key]['ms_per_image_p50']:.2f}" for key in CASES]
         cold = f"{m['cold_start_s']:.2f}" if m["cold_start_s"] is not None else "n/a"
         rows.append([model_label(m), m["version"], m["architecture"], m["input_size"], m["weights"],
-                     f"{m['file_mb']:.1f}", *quality, *speed, cold])
+                     f"{m['file_mb']:.1f}", *quality, *opened, *speed, cold])
     return table(headers, rows)
 
 
@@ -146,6 +180,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="model folders (default: every folder under models/ with a model.onnx)")
     parser.add_argument("--val", type=Path, default=DEFAULT_VAL,
                         help="validation photos, cat/ and dog/ (default: ../shared/data/cats-vs-dogs/val)")
+    parser.add_argument("--others", type=Path, default=DEFAULT_OTHERS,
+                        help="non-pet photos; the default model's held-out part of them is scored "
+                             "(default: ../shared/data/not-pets)")
     parser.add_argument("--limit", type=int, default=0,
                         help="score only the first N photos per class (0: all)")
     parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE,
@@ -191,12 +228,15 @@ def main(argv: list[str] | None = None) -> None:
     print(f"machine: {machine()}\nimage: {args.image} ({len(data):,} bytes)\n"
           f"models: {', '.join(m['path'] + (' (default)' if m['default'] else '') for m in models)}")
 
+    default_clf = next((by["1"] for m, by in zip(models, loaded) if m["default"]), None)
+    others = held_out_others(default_clf.recipe, args.others) if default_clf else []
     if args.val.is_dir():
         for m, by_threads in zip(models, loaded):
             print(f"evaluating {m['name']} on {args.val}"
                   + (f" (first {args.limit} photos per class)" if args.limit else "") + " ...", flush=True)
             try:
                 m["val"] = validation(by_threads["all"], args.val, args.limit)
+                m["open_world"] = open_world(by_threads["all"], args.val, others, args.limit)
             except FileNotFoundError as exc:  # a folder without cat/ and dog/ photos
                 sys.exit(f"cannot score on {args.val}: {exc}")
     else:
@@ -242,7 +282,9 @@ def main(argv: list[str] | None = None) -> None:
     n_val = next((m["val"]["n"] for m in models if m["val"]), 0)
     val_note = (f"Validation photos: `{rel(args.val)}` ({n_val} photos"
                 + (f", the first {args.limit} of each class" if args.limit else "")
-                + "); accuracy, ECE (10 bins) and log loss\nfrom `catdog.training.evaluate`."
+                + "); accuracy, ECE (10 bins) and log loss\nfrom `catdog.training.evaluate`. "
+                + f"Non-pets: the {len(others)} photos of `{rel(args.others)}` the default model held out "
+                "(never trained on); \"val pets -> other\" is the share of val photos lost to other."
                 if args.val.is_dir() else f"No validation photos (no folder at `{rel(args.val)}`): speed only.")
     cold_note = (f"the median of {args.cold_repeats} runs of a new Python process importing catdog, "
                  "loading the model (1 thread) and answering one photo" if args.cold_repeats > 0 else "not measured")

@@ -128,10 +128,35 @@ def test_evaluate_writes_a_report(tmp_path, images_dir, capsys):
     assert main(["evaluate", str(images_dir), "--out", str(out), "--no-progress", "--threads", "1"]) == 0
     assert "accuracy" in capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["n"] == 6 and metrics["confusion_matrix"] == [[3, 0], [0, 3]]
-    for plot in ("confusion_matrix.png", "roc.png", "reliability.png"):
+    assert metrics["n"] == 6 and metrics["confusion_matrix"] == [[3, 0, 0], [0, 3, 0], [0, 0, 0]]
+    for plot in ("confusion_matrix.png", "reliability.png"):
         assert (out / plot).stat().st_size > 1000
     assert "| accuracy | 100.00%" in (out / "report.md").read_text()
+
+
+def test_evaluate_with_others_reports_the_open_world(tmp_path, images_dir, capsys):
+    out = tmp_path / "report"
+    others = images_dir.parent / "not-pets"
+    assert main(["evaluate", str(images_dir), "--others", str(others), "--out", str(out), "--no-progress",
+                 "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    ow = metrics["open_world"]
+    assert metrics["n"] == 8 and ow["others"] == 2 and ow["pets"] == 6
+    assert f"{ow['others_answered_other']:.2%} of 2 non-pet photos answered other" in printed
+    assert sum(metrics["confusion_matrix"][2]) == 2  # the third row: the non-pets
+    report = (out / "report.md").read_text()
+    assert "non-pet photos answered other" in report and "| **other** |" in report
+
+
+def test_evaluate_a_two_label_model_with_others_counts_them_as_errors(tmp_path, images_dir, capsys):
+    out = tmp_path / "report"
+    lite0 = images_dir.parents[2] / "models" / "catdog-lite0"
+    assert main(["evaluate", str(images_dir), "--others", str(images_dir.parent / "not-pets"), "--model",
+                 str(lite0), "--out", str(out), "--no-progress", "--threads", "1"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["labels"] == ["cat", "dog", "other"]
+    assert metrics["open_world"]["others_answered_other"] == 0.0
 
 
 def test_console_script_runs_as_a_module(cat_photo):

@@ -172,11 +172,19 @@ def test_invalid_recipe_is_a_clear_error(tmp_path):
         Classifier.load(tmp_path)
 
 
-def test_onnx_without_recipe_uses_the_documented_default_contract(tmp_path, cat_photo, classifier):
-    shutil.copy(resolve_model_path(), tmp_path / "model.onnx")
+def test_onnx_without_recipe_uses_the_documented_default_contract(tmp_path, cat_photo):
+    two_labels = REPO / "models" / "catdog-lite0"
+    shutil.copy(two_labels / "model.onnx", tmp_path / "model.onnx")
     bare = Classifier.load(tmp_path / "model.onnx", threads=1)
     assert bare.recipe.labels == ("cat", "dog") and bare.recipe.temperature == 1.0
-    assert bare.predict(cat_photo).label == classifier.predict(cat_photo).label
+    assert bare.predict(cat_photo).label == Classifier.load(two_labels, threads=1).predict(cat_photo).label
+
+
+def test_three_outputs_without_a_recipe_are_refused_in_one_line(tmp_path):
+    shutil.copy(resolve_model_path(), tmp_path / "model.onnx")
+    with pytest.raises(errors.ModelError) as caught:
+        Classifier.load(tmp_path / "model.onnx", threads=1)
+    assert "model.json" in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_recipe_round_trip(tmp_path):

@@ -7,18 +7,19 @@ import shutil
 import numpy as np
 import pytest
 
-from catdog.model.engine import Classifier, bundled_model_dir
+from catdog.model.engine import Classifier
+from tests.conftest import DATA
 
 onnx = pytest.importorskip("onnx")
 
 
-def test_bundled_graph_without_recipe_uses_the_generic_contract(tmp_path, cat_photo):
+def test_a_bundled_graph_without_recipe_uses_the_generic_contract(tmp_path, cat_photo):
     path = tmp_path / "other.onnx"
-    shutil.copy(bundled_model_dir() / "model.onnx", path)
+    shutil.copy(DATA.parents[1] / "models" / "catdog-lite0" / "model.onnx", path)
     clf = Classifier.load(path, threads=1)
     spec = clf.recipe.input
-    # the side comes from the graph (the bundled model is exported at 288 px), the crop fraction is 0.875
-    assert (spec.size, spec.resize, spec.layout, spec.crop) == (288, 329, "NCHW", True)
+    # the side comes from the graph (catdog-lite0 is exported at 256 px), the crop fraction is 0.875
+    assert (spec.size, spec.resize, spec.layout, spec.crop) == (256, 293, "NCHW", True)
     assert clf.recipe.output == "logits" and clf.recipe.name == "other"
     assert clf.predict(cat_photo).label in ("cat", "dog")
 

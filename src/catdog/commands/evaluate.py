@@ -39,8 +39,9 @@ def run(args: argparse.Namespace) -> int:
           f"log loss {r['log_loss']:.4f}, ECE {r['ece']:.4f}")
     if "open_world" in r:
         ow = r["open_world"]
-        print(f"open world: {ow['others_answered_other']:.2%} of {ow['others']} non-pet photos answered other, "
-              f"{ow['pets_answered_other']:.2%} of {ow['pets']} pets answered other, "
+        caught = (f"{ow['others_answered_other']:.2%} of {ow['others']} non-pet photos answered other, "
+                  if ow["others"] else "")
+        print(f"open world: {caught}{ow['pets_answered_other']:.2%} of {ow['pets']} pets answered other, "
               f"pet accuracy {ow['pet_accuracy']:.2%}")
     print(f"report: {path}")
     return 0

@@ -107,6 +107,11 @@ def torch_from_onnx(onnx_path: str | Path, arch: str | None = None) -> nn.Module
     pairs = [(m, bn) for m, bn in _conv_bn_pairs(model)]
     if len(pairs) != len(convs):
         raise ValueError(f"{onnx_path} has {len(convs)} convolutions; {arch} has {len(pairs)}")
+    w, b = (weights[name] for name in gemm.input[1:3])
+    trans_b = next((a.i for a in gemm.attribute if a.name == "transB"), 0)
+    w = w if trans_b else w.T
+    if w.shape[0] != model.get_classifier().out_features:
+        model.reset_classifier(w.shape[0])  # a head with as many rows as the model has labels
     with torch.no_grad():
         for (conv, bn), (weight, *bias) in zip(pairs, convs):
             conv.weight.copy_(torch.tensor(weight))
@@ -115,9 +120,7 @@ def torch_from_onnx(onnx_path: str | Path, arch: str | None = None) -> nn.Module
             bn.running_mean.zero_()
             bn.running_var.fill_(1.0 - bn.eps)
         fc = model.get_classifier()
-        w, b = (weights[name] for name in gemm.input[1:3])
-        trans_b = next((a.i for a in gemm.attribute if a.name == "transB"), 0)
-        fc.weight.copy_(torch.tensor(w if trans_b else w.T))
+        fc.weight.copy_(torch.tensor(w))
         fc.bias.copy_(torch.tensor(b))
     return model
 

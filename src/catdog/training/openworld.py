@@ -100,8 +100,11 @@ def open_world_split(parent_training: dict, data: Sequence[Path], others: Sequen
 
 
 def three_way_head(model: nn.Module) -> None:
-    """Replace the two-way head by a three-way one whose cat and dog rows are the old ones."""
+    """Replace the two-way head by a three-way one whose cat and dog rows are the old ones
+    (a model that already has three answers keeps its head: training goes on from it)."""
     old = model.get_classifier()
+    if old.out_features == len(LABELS):
+        return
     head = nn.Linear(old.in_features, 3)
     with torch.no_grad():
         head.weight[:2] = old.weight
@@ -151,7 +154,9 @@ def train_head(cfg: HeadConfig) -> dict:
     spec = parent.input
     train_spec = input_spec(parent.architecture) if parent.architecture in BACKBONES else spec
 
-    fit, holdout = open_world_split(parent.training, cfg.data, cfg.others, cfg.holdout_fraction, cfg.seed)
+    # Going on from an open-world model: the very same split as its own training.
+    parent_split = parent.training.get("parent_training", parent.training) if parent.other_label else parent.training
+    fit, holdout = open_world_split(parent_split, cfg.data, cfg.others, cfg.holdout_fraction, cfg.seed)
     log.info("%d photos to train on, %d held out", len(fit), len(holdout))
     bar = lambda it, **kw: tqdm(it, unit="img", dynamic_ncols=True, **kw)
     images, kept = load_for_training(fit, short_side=round(train_spec.resize * 1.15),
@@ -222,7 +227,7 @@ def train_head(cfg: HeadConfig) -> dict:
                   "data": summary["config"]["data"], "others": summary["config"]["others"],
                   "n_train": len(kept), "n_holdout": summary["n_holdout"], "seed": cfg.seed,
                   "epochs": cfg.epochs, "lr": cfg.lr, "seconds": summary["seconds"],
-                  "onnx_max_abs_diff": diff, "parent_training": parent.training},
+                  "onnx_max_abs_diff": diff, "parent_training": parent_split},
     ).write(cfg.out / RECIPE_FILENAME)
     (cfg.out / "history.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
     return summary
