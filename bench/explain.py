@@ -226,6 +226,7 @@ def mass(args: argparse.Namespace) -> None:
         "command": "python bench/explain.py mass " + " ".join(sys.argv[2:]),
         "model": clf.recipe.name, "n": len(rows), "side": side, "seed": args.seed,
         "accuracy_on_composites": len(correct) / len(rows),
+        "answers": {label: sum(r["label"] == label for r in rows) for label in clf.recipe.labels},
         "mean_share": {k: statistics.fmean(r[k] for r in rows) for k in ("cam", "blob", "flat")},
         "mean_share_correct_answers": statistics.fmean(r["cam"] for r in correct) if correct else None,
         "mean_share_wrong_answers": (statistics.fmean(r["cam"] for r in rows if r not in correct)

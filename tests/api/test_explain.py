@@ -14,6 +14,7 @@ from catdog.config import Settings
 from catdog.model.engine import Classifier
 from tests.api.conftest import PHOTOS, serving
 from tests.conftest import encode
+from tests.model.test_explain import without_class_maps
 
 
 def upload(data: bytes, name: str = "photo.jpg") -> dict:
@@ -91,11 +92,10 @@ def test_bad_uploads_get_the_same_errors_as_predict(client, bad_inputs):
 
 
 def test_a_model_without_class_maps_answers_422_and_keeps_serving(tmp_path, classifier, cat_bytes):
-    """A generic ONNX file (no model.json) over real HTTP: 422 explain_unavailable, and the
+    """A model whose recipe declares no class maps, over real HTTP: 422 explain_unavailable, and the
     server goes on predicting."""
-    bare = tmp_path / "generic.onnx"
-    bare.write_bytes(classifier.path.read_bytes())
-    app = create_app(Settings(), classifier=Classifier.load(bare, threads=1, warmup=False))
+    model = without_class_maps(tmp_path / "m", classifier)
+    app = create_app(Settings(), classifier=Classifier.load(model, threads=1, warmup=False))
     with serving(app) as url, requests.Session() as http:
         assert http.get(f"{url}/v1/model", timeout=10).json()["explain"] is False
         response = http.post(f"{url}/v1/explain", files={"image": ("cat.jpg", cat_bytes)}, timeout=30)

@@ -8,6 +8,7 @@ from PIL import Image
 
 from catdog.cli import main
 from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, encode
+from tests.model.test_explain import without_class_maps
 
 
 def test_overlays_for_a_folder_keep_each_photos_shape(capsys, tmp_path, images_dir, classifier):
@@ -65,7 +66,6 @@ def test_several_photos_cannot_share_one_file(capsys, tmp_path, cat_photo, dog_p
 
 
 def test_a_model_without_class_maps_is_a_clear_error(capsys, tmp_path, cat_photo, classifier):
-    bare = tmp_path / "generic.onnx"
-    bare.write_bytes(classifier.path.read_bytes())
-    assert main(["explain", str(cat_photo), "--json", "--model", str(bare), "--threads", "1"]) == 2
+    model = without_class_maps(tmp_path / "m", classifier)
+    assert main(["explain", str(cat_photo), "--json", "--model", str(model), "--threads", "1"]) == 2
     assert "cannot show where it looked" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from catdog.client import APIError, Client
 from catdog.config import Settings
 from catdog.model.engine import Classifier
 from tests.api.conftest import serving
+from tests.model.test_explain import without_class_maps
 
 
 @pytest.fixture
@@ -39,9 +40,8 @@ def test_explain_with_overlay_gets_png_bytes_of_the_photos_size(api, dog_photo):
 
 
 def test_a_model_that_cannot_explain_raises_its_code(tmp_path, classifier, cat_photo):
-    bare = tmp_path / "generic.onnx"
-    bare.write_bytes(classifier.path.read_bytes())
-    app = create_app(Settings(), classifier=Classifier.load(bare, threads=1, warmup=False))
+    model = without_class_maps(tmp_path / "m", classifier)
+    app = create_app(Settings(), classifier=Classifier.load(model, threads=1, warmup=False))
     with serving(app) as url, Client(url, timeout=30) as client, pytest.raises(APIError) as err:
         client.explain(cat_photo)
     assert err.value.code == "explain_unavailable" and err.value.status == 422

@@ -193,7 +193,12 @@ class Classifier:
         if maps.ndim != 4 or maps.shape[1] != len(self.recipe.labels):
             raise ExplainUnavailable(f"The model's {spec.output!r} output has shape {maps.shape}, not "
                                      f"(1, {len(self.recipe.labels)}, h, w) for its labels.")
-        cam = maps[0, self.recipe.labels.index(prediction.label)]
+        # The answer's evidence over the alternatives: its map minus the mean of the others'.
+        # With a softmax head that is what decides (its spatial mean is the logit margin, bias
+        # aside); a label's own map can be negative everywhere when all labels' are, as happens
+        # with three labels, and would then show nothing.
+        k = self.recipe.labels.index(prediction.label)
+        cam = maps[0, k] - np.delete(maps[0], k, axis=0).mean(axis=0)
         width, height = image.size
         box = center_crop_box(width, height, self.recipe.input) if self.recipe.input.crop else (0, 0, width, height)
         return Explanation(prediction, prediction.label, normalise(cam), box, (width, height))
