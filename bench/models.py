@@ -102,9 +102,22 @@ def held_out_others(recipe, others: Path) -> list[Path]:
     training = recipe.training
     if "parent_training" not in training or not others.is_dir():
         return []
-    _, held = open_world_split(training["parent_training"], [], [others],
+    # The split depends on every folder the model was trained on: find each beside `others`.
+    data = [_locate(Path(recorded), others.parent) for recorded in training.get("data", [])]
+    if None in data:
+        return []
+    _, held = open_world_split(training["parent_training"], data, [others],
                                training.get("holdout_fraction", 0.2), training.get("seed", 0))
-    return [s.path for s in held]
+    return [s.path for s in held if s.label == 2]
+
+
+def _locate(recorded: Path, root: Path) -> Path | None:
+    """``root/<the shortest tail of recorded that exists there>`` (training paths are absolute)."""
+    for k in range(1, len(recorded.parts)):
+        candidate = root.joinpath(*recorded.parts[-k:])
+        if candidate.is_dir():
+            return candidate
+    return None
 
 
 def open_world(clf, pets: Path, others: list[Path], limit: int) -> dict:

@@ -16,13 +16,14 @@ if [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/fonts/truetype/noto ]; then
     || echo "warning: could not install chromium; the browser test will be skipped"
 fi
 
-# A real Redis for the shared rate-limit tests (tests/reliability/test_limits.py), and wrk for
-# the HTTP benchmarks: Debian's packages, like chromium above.
+# A real Redis for the shared rate-limit tests (tests/reliability/test_limits.py), and wrk, the C
+# load generator bench/speed.py drives (its harness tests run it): Debian's packages, like chromium.
 if ! command -v redis-server >/dev/null || ! command -v wrk >/dev/null; then
   echo "== installing Debian's redis-server and wrk"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  ($SUDO apt-get update -qq && $SUDO apt-get install -y -qq redis-server wrk >/dev/null) \
-    || echo "warning: could not install redis-server/wrk; the shared rate-limit tests will be skipped"
+  ($SUDO apt-get install -y -qq redis-server wrk >/dev/null 2>&1 \
+    || ($SUDO apt-get update -qq && $SUDO apt-get install -y -qq redis-server wrk >/dev/null)) \
+    || echo "warning: could not install redis-server/wrk; the shared rate-limit and wrk harness tests will be skipped"
 fi
 
 echo "== lint (ruff) and types (mypy) on src/"

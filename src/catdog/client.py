@@ -23,6 +23,8 @@ Importing this module loads neither numpy nor ONNX Runtime.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import mimetypes
 import os
@@ -42,7 +44,7 @@ from catdog.prediction import Prediction
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self from Python 3.11
 
-__all__ = ["APIConnectionError", "APIError", "Client", "Limits", "ModelInfo", "Photo", "ServerStatus",
+__all__ = ["APIConnectionError", "APIError", "Client", "ExplainResult", "Limits", "ModelInfo", "Photo", "ServerStatus",
            "UnexpectedResponse"]
 
 #: What a photo can be: a path, its bytes, a binary file object, a PIL image, or a
@@ -153,6 +155,18 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
+class ExplainResult:
+    """What ``POST /v1/explain`` says: the prediction, where the model looked for its answer
+    (``heatmap``: rows of non-negative values over the whole photo, 0 outside the model's crop)
+    and, when asked for, the photo with the heatmap blended on top as PNG bytes."""
+
+    prediction: Prediction
+    label: str
+    heatmap: tuple[tuple[float, ...], ...]
+    overlay_png: bytes | None = None
+
+
+@dataclass(frozen=True)
 class _Upload:
     name: str
     data: bytes
@@ -204,6 +218,21 @@ class Client:
         upload = _upload(photo)
         body = self._request("POST", "/v1/predict", files={"image": _file_part(upload)})
         return self._prediction(body, "/v1/predict")
+
+    def explain(self, photo: Photo, *, overlay: bool = False) -> ExplainResult:
+        """One photo through ``POST /v1/explain`` (``overlay=True``: also the overlay PNG).
+        Raises :class:`APIError`, with code ``explain_unavailable`` for a model that cannot."""
+        upload = _upload(photo)
+        path = "/v1/explain"
+        body = self._request("POST", path, params={"overlay": "png"} if overlay else None,
+                             files={"image": _file_part(upload)})
+        try:
+            heatmap = body["heatmap"]
+            values = tuple(tuple(float(v) for v in row) for row in heatmap["values"])
+            png = base64.b64decode(body["overlay"]["data"], validate=True) if overlay else None
+            return ExplainResult(Prediction.from_dict(body), str(heatmap["label"]), values, png)
+        except (KeyError, TypeError, ValueError, AttributeError, binascii.Error):
+            raise self._unexpected(path, body) from None
 
     def classify_many(self, photos: Sequence[Photo]) -> list[Prediction | APIError]:
         """One result per photo, in order: its :class:`Prediction` or its :class:`APIError`.

@@ -303,7 +303,7 @@ def test_infer_decoding_is_bounded_like_a_rest_batch(make_app, classifier, cat_b
 def test_openapi_lists_429_where_photos_are_counted(make_app):
     document = make_app(rate_limit="10/minute").test_client().get("/openapi.json").json
     paths = document["paths"]
-    for path in ("/v1/predict", "/v1/predict/batch", "/v2/models/{name}/infer"):
+    for path in ("/v1/predict", "/v1/explain", "/v1/predict/batch", "/v2/models/{name}/infer"):
         assert "429" in paths[path]["post"]["responses"], path
     for path in ("/v1/model", "/v2/models/{name}", "/healthz"):
         assert "429" not in paths[path]["get"]["responses"], path

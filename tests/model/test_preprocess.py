@@ -48,6 +48,23 @@ def test_normalize_matches_the_textbook_formula():
     np.testing.assert_allclose(normalize(pixels, SPEC), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_normalize_on_channel_planes_is_bit_identical_to_the_pixelwise_multiply_add(layout):
+    """The in-place, plane-by-plane normalisation computes the same float32 operations as the
+    straightforward HWC multiply-add (what training computed before): equal bit for bit."""
+    spec = InputSpec(layout=layout)
+    pixels = np.random.default_rng(1).integers(0, 256, (288, 288, 3), dtype=np.uint8)
+    std = np.asarray(spec.std, dtype=np.float32)
+    gain = (1.0 / (spec.scale * std)).astype(np.float32)
+    offset = (-np.asarray(spec.mean, dtype=np.float32) / std).astype(np.float32)
+    straightforward = pixels.astype(np.float32) * gain + offset
+    if layout == "NCHW":
+        straightforward = straightforward.transpose(2, 0, 1)
+    out = normalize(pixels, spec)
+    assert out.dtype == np.float32 and out.flags.c_contiguous
+    assert np.array_equal(out, straightforward)
+
+
 def test_tiny_and_extreme_aspect_images_still_give_a_full_tensor():
     for size in [(1, 1), (3000, 10), (10, 3000)]:
         assert preprocess(Image.new("RGB", size, "white"), SPEC).shape == (3, 224, 224)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import signal
 from pathlib import Path
@@ -19,7 +18,6 @@ import pytest
 import requests
 from PIL import Image
 
-from catdog.model.engine import bundled_model_dir
 from catdog.ui.widgets import example_files, knows_text, verdict
 from tests.conftest import encode
 from tests.ui.processes import ROOT, catdog_up
@@ -41,7 +39,6 @@ SIZES = {"desktop": (1280, 900), "phone": (390, 844)}
 LOCAL = ("http://127.0.0.1:", "ws://127.0.0.1:", "data:", "blob:")
 NOT_PETS = ROOT / "tests" / "data" / "not-pets"
 DEVELOPER_WORDS = ("catdog serve", "CATDOG_", "Traceback", "gunicorn")
-BUNDLED_LABELS = json.loads((bundled_model_dir() / "model.json").read_text())["labels"]
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +185,7 @@ def test_classify_photos_and_read_the_answers(app, labels, page, cat_photo, dog_
 
     card = row(page, dog_photo.name)
     card.get_by_text(f"Details of {dog_photo.name}").click()
-    expect(card.locator("details img")).to_be_visible()
+    expect(card.locator("details:not(.catdog-looked) img")).to_be_visible()  # the card, not the heatmap
     for label in labels:  # every label's probability, as a number
         expect(card.locator(".catdog-probs")).to_contain_text(label)
 
@@ -198,6 +195,34 @@ def test_classify_photos_and_read_the_answers(app, labels, page, cat_photo, dog_
     assert [r["file"] for r in rows] == [cat_photo.name, dog_photo.name]
     assert {f"p_{label}" for label in labels} <= set(rows[0])
 
+    assert not axe_violations(page)
+    assert not page.locator('[data-testid="stException"]').count()
+
+
+def test_show_where_it_looked(app, labels, page, dog_photo):
+    """The toggle beside an answer shows the photo with the heatmap and says what it means."""
+    from playwright.sync_api import expect
+
+    from catdog.ui.widgets import looked_text
+
+    upload(page, dog_photo)
+    classify(page)
+    expect(summary(page)).to_contain_text("0 not classified yet")
+    answer = requests.post(app.api_url + "/v1/predict", timeout=30,
+                           files={"image": (dog_photo.name, dog_photo.read_bytes(), "image/jpeg")}).json()
+    card = row(page, dog_photo.name)
+    toggle = card.locator("details.catdog-looked")
+    expect(toggle.locator("img")).to_be_hidden()  # closed until asked
+    card.get_by_text("Show where it looked").click()
+    overlay = toggle.locator("img")
+    expect(overlay).to_be_visible()
+    assert overlay.get_attribute("alt") == f"{dog_photo.name} with a heatmap of where the model looked"
+    expect(toggle).to_contain_text(looked_text(answer["label"], labels))
+    settle(page)
+    toggle.locator("p").scroll_into_view_if_needed()  # the photo and the words under it
+    screenshot = ROOT / "docs" / f"ui-looked-{page.size_name}.png"
+    page.screenshot(path=str(screenshot))
+    assert screenshot.stat().st_size > 10_000
     assert not axe_violations(page)
     assert not page.locator('[data-testid="stException"]').count()
 
@@ -269,11 +294,6 @@ def test_rejected_files_are_listed_and_counted(page, tmp_path, cat_bytes):
     assert not axe_violations(page)
 
 
-@pytest.mark.xfail(
-    "other" not in BUNDLED_LABELS,
-    reason="the bundled model answers only cat or dog; the three-label model says 'neither'",
-    strict=True,
-)
 def test_a_photo_of_neither_says_so(page, labels):
     from playwright.sync_api import expect
 

@@ -144,3 +144,42 @@ def test_examples_are_small_real_photos():
     files = example_files()
     assert 2 <= len(files) <= 4
     assert all(path.stat().st_size < 40_000 for path in files)
+
+
+def test_where_it_looked_is_a_toggle_beside_each_answer_with_words(cat_bytes, classifier):
+    from PIL import Image
+
+    from catdog.client import ExplainResult
+    from catdog.ui.widgets import looked_text
+
+    photo = Picture("cat & co.jpg", cat_bytes, "image/jpeg", len(cat_bytes))
+    explanation = classifier.explain(cat_bytes)
+    overlay = io.BytesIO()
+    explanation.overlay(Image.open(io.BytesIO(cat_bytes)).convert("RGB")).save(overlay, "PNG")
+    looked = ExplainResult(explanation.prediction, explanation.label, (), overlay.getvalue())
+    page = results_html([photo], {photo.key: explanation.prediction}, classifier.labels, MP, {photo.key: looked})
+    toggle = page.split('<details class="catdog-looked">', 1)[1].split("</details>", 1)[0]
+    assert "<summary>Show where it looked" in toggle and "cat &amp; co.jpg" in toggle
+    assert 'src="data:image/jpeg;base64,' in toggle and 'alt="cat &amp; co.jpg with a heatmap' in toggle
+    assert html_text(looked_text(explanation.label, classifier.labels)) in toggle
+    # No heatmap (a model that cannot show it, or not asked yet): no toggle, the answer stands.
+    assert "catdog-looked" not in results_html([photo], {photo.key: explanation.prediction}, classifier.labels, MP)
+
+
+def html_text(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
+def test_the_heatmap_words_say_why_for_any_label():
+    assert "to say a cat" in looked_text_of("cat")
+    assert "to say a dog" in looked_text_of("dog")
+    other = looked_text_of("other")
+    assert "made the model answer “neither a cat nor a dog”" in other
+
+
+def looked_text_of(label: str) -> str:
+    from catdog.ui.widgets import looked_text
+
+    return looked_text(label, THREE)

@@ -21,6 +21,7 @@ from catdog.model.errors import (
     CatdogError,
     DecodeTooCostly,
     EmptyFile,
+    ExplainUnavailable,
     ImageError,
     ImageTooLarge,
     ModelError,
@@ -102,6 +103,14 @@ class TooManyFiles(RequestError):
         self.count, self.limit = count, limit
 
 
+class InvalidParameter(RequestError):
+    code = "invalid_parameter"
+
+    def __init__(self, name: str, value: str, allowed: tuple[str, ...]):
+        super().__init__(f"The query parameter {name}={value[:40]!r} is not valid; use "
+                         + " or ".join(f"{name}={a}" for a in allowed) + f", or leave {name} out.")
+
+
 class InvalidInferenceRequest(RequestError):
     """An Open Inference Protocol (v2) request that does not follow the protocol or this model's
     tensors (one ``image`` input, datatype ``BYTES``, shape ``[N]``)."""
@@ -152,6 +161,7 @@ STATUS: dict[type[CatdogError], int] = {
     UnsupportedFormat: 415,
     ImageTooLarge: 413,
     TooManyPixels: 422,
+    ExplainUnavailable: 422,
     ImageError: 400,
     TooManyFiles: 400,
     MissingField: 400,
@@ -190,6 +200,7 @@ ERROR_TABLE: tuple[tuple[int, str, str], ...] = (
     (400, MalformedForm.code, "a form body that cannot be parsed (cut short, wrong boundary, non-UTF-8 names)"),
     (400, MalformedBody.code, "a chunked body whose framing is broken (a chunk size that is not hexadecimal)"),
     (400, TooManyFiles.code, "a batch with more files than the limit"),
+    (400, InvalidParameter.code, "a query parameter with a value the endpoint does not take"),
     (400, InvalidInferenceRequest.code, "a v2 inference request that breaks the protocol or the model's tensors"),
     (401, Unauthorized.code, "an API key is required and X-API-Key is missing or wrong"),
     (404, HTTP_CODES[404], "no endpoint at this path"),
@@ -207,6 +218,7 @@ ERROR_TABLE: tuple[tuple[int, str, str], ...] = (
     (422, TooManyPixels.code, "the image has more pixels than the limit (a decompression bomb)"),
     (422, DecodeTooCostly.code, ("decoding would take more memory than one image may use (a 40 MP 16-bit "
      "PNG or WebP: small on the wire, hundreds of MB decoded)")),
+    (422, ExplainUnavailable.code, "/v1/explain on a model that cannot show where it looked (no class activation maps)"),
     (429, RateLimited.code, ("too many photos from this client address: every prediction endpoint shares "
      "one budget, a batch costs its file count (see Retry-After)")),
     (500, HTTP_CODES[500], "a bug; the body carries the request id that the server log has too"),

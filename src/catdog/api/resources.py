@@ -16,11 +16,11 @@ from typing import Any
 from flask import Request, request
 
 from catdog.api.endpoint import JSON, DocContext, Endpoint, error_responses, json_body, ref
-from catdog.api.errors import MissingField, TooManyFiles, error_body
+from catdog.api.errors import InvalidParameter, MissingField, TooManyFiles, error_body
 from catdog.api.observability import annotate
 from catdog.api.security import charge_photos
 from catdog.api.uploads import require_upload_body
-from catdog.model.decode import BatchBudget
+from catdog.model.decode import BatchBudget, load_image
 from catdog.model.errors import (
     BatchBudgetExceeded,
     BatchDeadlineExceeded,
@@ -30,6 +30,7 @@ from catdog.model.errors import (
     TruncatedImage,
     UnsupportedFormat,
 )
+from catdog.model.explain import png_base64
 from catdog.prediction import Prediction
 
 #: At most this many sent field names are echoed back in a missing-field message.
@@ -145,6 +146,106 @@ class UploadImage(Endpoint):
                 "properties": {
                     "model": ref("ModelRef"),
                     "elapsed_ms": {"type": "number", "description": "server time for this request"},
+                },
+            },
+        ]}}
+
+
+class Explain(Endpoint):
+    """``POST /v1/explain``: the prediction plus a heatmap of where the model looked."""
+
+    routes = ("/v1/explain",)
+    tag = "predict"
+    counts_photos = True
+    #: The overlay PNG's longer side at most (a phone photo's full size would be megabytes of base64).
+    overlay_max_side = 1024
+    overlays = ("png",)
+
+    def post(self) -> JSON:
+        started = time.perf_counter()
+        overlay = request.args.get("overlay")
+        if overlay is not None and overlay not in self.overlays:
+            raise InvalidParameter("overlay", overlay, self.overlays)
+        data, content_type = read_one_upload(request)
+        annotate(size=len(data), type=content_type[:64], explain=True)
+        engine = self.service.engine
+        explanation = engine.explain(data)
+        self.service.metrics.predictions.labels(explanation.prediction.label).inc()
+        annotate(label=explanation.prediction.label)
+        body = explanation.to_dict()
+        if overlay:
+            photo = load_image(data, max_pixels=engine.max_pixels, min_side=self.overlay_max_side,
+                               max_decode_bytes=engine.max_decode_bytes)
+            photo.thumbnail((self.overlay_max_side, self.overlay_max_side))
+            body["overlay"] = {"media_type": "image/png", "width": photo.width, "height": photo.height,
+                               "data": png_base64(explanation.overlay(photo))}
+        return {**body, "model": self.service.model_ref,
+                "elapsed_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+    @classmethod
+    def operations(cls, ctx: DocContext) -> JSON:
+        predict = UploadImage.operations(ctx)["post"]
+        label = ctx.labels[0] if ctx.labels else "cat"
+        return {"post": {
+            "operationId": "explain",
+            "summary": "Classify one photo and show where the model looked",
+            "description": (
+                "Same inputs as `/v1/predict`. The answer also carries `heatmap`: a grid of non-negative "
+                "values (strongest cell 1) laid over the **whole photo as uploaded** (after EXIF "
+                "orientation), 32 cells on its longer side, 0 outside the model's centre crop, so it can "
+                "be stretched onto the photo as is. It is the class activation map of the answer's label "
+                "(for the catch-all label, what made the model say it). `?overlay=png` adds the photo "
+                f"(longer side at most {cls.overlay_max_side} px) with the heatmap blended on top, as "
+                "base64 PNG. A model without class activation maps (a Keras or generic ONNX file) "
+                "answers 422 `explain_unavailable`."
+            ),
+            "parameters": [{
+                "name": "overlay", "in": "query", "required": False,
+                "description": "`png`: add the photo with the heatmap blended on top (base64 PNG)",
+                "schema": {"type": "string", "enum": list(cls.overlays)},
+            }],
+            "requestBody": predict["requestBody"],
+            "responses": {
+                "200": json_body(ref("ExplainResponse"), "the prediction and where the model looked", {
+                    "label": label, "confidence": 0.987, "probabilities": {lb: 0.0 for lb in ctx.labels},
+                    "heatmap": {"label": label, "rows": 2, "cols": 3, "values": [[0.0, 0.8, 0.1], [0.0, 1.0, 0.2]]},
+                    "model": ctx.model_ref, "elapsed_ms": 10.4,
+                }),
+                **error_responses(400, 408, 413, 415, 422, skip=BATCH_ONLY),
+            },
+        }}
+
+    @classmethod
+    def schemas(cls, ctx: DocContext) -> JSON:
+        return {"ExplainResponse": {"allOf": [
+            ref("PredictResponse"),
+            {
+                "type": "object",
+                "required": ["heatmap"],
+                "properties": {
+                    "heatmap": {
+                        "type": "object",
+                        "required": ["label", "rows", "cols", "values"],
+                        "properties": {
+                            "label": {"type": "string", "description": "the label whose map this is (the answer)"},
+                            "rows": {"type": "integer", "minimum": 1},
+                            "cols": {"type": "integer", "minimum": 1},
+                            "values": {"type": "array", "description": "rows lists of cols numbers in [0, 1], "
+                                       "top row first", "items": {"type": "array", "items": {
+                                           "type": "number", "minimum": 0, "maximum": 1}}},
+                        },
+                    },
+                    "overlay": {
+                        "type": "object",
+                        "description": "only with ?overlay=png",
+                        "required": ["media_type", "width", "height", "data"],
+                        "properties": {
+                            "media_type": {"type": "string", "enum": ["image/png"]},
+                            "width": {"type": "integer"},
+                            "height": {"type": "integer"},
+                            "data": {"type": "string", "format": "byte", "description": "base64 PNG"},
+                        },
+                    },
                 },
             },
         ]}}
@@ -294,4 +395,4 @@ class Ready(Endpoint):
         }}
 
 
-ENDPOINTS: tuple[type[Endpoint], ...] = (UploadImage, BatchPredict, ModelInfo, Health, Ready)
+ENDPOINTS: tuple[type[Endpoint], ...] = (UploadImage, Explain, BatchPredict, ModelInfo, Health, Ready)

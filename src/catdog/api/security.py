@@ -7,8 +7,8 @@ docs: see :mod:`catdog.api.endpoint`) need no key and are never throttled, so pr
 scrapers and people reading the docs are never locked out.
 
 The rate limit is one budget of photos per client address across every endpoint declared
-``counts_photos`` (the ones that classify: ``/v1/predict``, ``/v1/predict/batch``, v2 ``infer``):
-a single prediction costs one, a batch of 8 costs 8. Its counts live in
+``counts_photos`` (the ones that classify: ``/v1/predict``, ``/v1/explain``,
+``/v1/predict/batch``, v2 ``infer``): a single prediction costs one, a batch of 8 costs 8. Its counts live in
 ``CATDOG_RATE_LIMIT_STORAGE``: ``memory://`` keeps them in each worker process (the limit is
 then per worker, and per instance), ``redis://host:port`` shares one count between every
 worker and every instance.

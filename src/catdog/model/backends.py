@@ -19,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
-from catdog.model.errors import ModelError
+from catdog.model.errors import ExplainUnavailable, ModelError
 from catdog.model.recipe import InputSpec, Recipe
 
 #: Keras 3 backends in the order catdog tries them when ``KERAS_BACKEND`` is unset
@@ -37,6 +37,13 @@ class Backend(Protocol):
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """(N, C, H, W) or (N, H, W, C) float32 (or uint8, per the recipe) in, (N, K) or (N, 1) float32 out."""
+
+
+class ExplainingBackend(Backend, Protocol):
+    """A backend that can also return a second, named output (the class activation maps)."""
+
+    def run_with(self, batch: np.ndarray, output: str) -> tuple[np.ndarray, np.ndarray]:
+        """Like ``run``, plus the named output from the same call."""
 
 
 BACKENDS: dict[str, Callable[[Path, int], Backend]] = {}
@@ -140,9 +147,17 @@ class OnnxBackend:
         self.input_shape = inputs[0].shape
         self.output_name = self.session.get_outputs()[0].name
         self.output_shape = self.session.get_outputs()[0].shape
+        self.output_names = [o.name for o in self.session.get_outputs()]
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run([self.output_name], {self.input_name: batch})[0]
+
+    def run_with(self, batch: np.ndarray, output: str) -> tuple[np.ndarray, np.ndarray]:
+        if output not in self.output_names:
+            raise ExplainUnavailable(f"The model has no output named {output!r} (its outputs are "
+                                     f"{', '.join(self.output_names)}); its model.json does not match its file.")
+        main, extra = self.session.run([self.output_name, output], {self.input_name: batch})
+        return main, extra
 
     def default_recipe(self, path: Path) -> Recipe:
         """The generic ONNX contract: ImageNet-normalised crops, (N, 2) logits or (N, 1) P(dog).

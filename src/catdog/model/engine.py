@@ -19,9 +19,11 @@ from catdog.model.decode import (
     DEFAULT_MAX_PIXELS,
     BatchBudget,
     ImageSource,
+    load_image,
 )
-from catdog.model.errors import ImageError, ModelError
-from catdog.model.preprocess import prepare
+from catdog.model.errors import ExplainUnavailable, ImageError, ModelError
+from catdog.model.explain import Explanation, normalise
+from catdog.model.preprocess import center_crop_box, prepare, preprocess
 from catdog.model.recipe import RECIPE_FILENAME, Recipe
 from catdog.prediction import Prediction
 
@@ -126,9 +128,11 @@ class Classifier:
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """(N, ...) model inputs to calibrated (N, K) probabilities, columns in ``self.labels`` order."""
-        raw = np.asarray(self.backend.run(np.ascontiguousarray(batch, dtype=self.recipe.input.dtype)),
-                         dtype=np.float64)
-        probs = self._calibrated(raw, len(batch))
+        raw = self.backend.run(np.ascontiguousarray(batch, dtype=self.recipe.input.dtype))
+        return self._probabilities(raw, len(batch))
+
+    def _probabilities(self, raw: np.ndarray, n: int) -> np.ndarray:
+        probs = self._calibrated(np.asarray(raw, dtype=np.float64), n)
         if self.open_world or not self.recipe.other_label:
             return probs
         # Closed world: the user knows every photo shows one of the known labels.
@@ -178,6 +182,40 @@ class Classifier:
     def predict(self, source: ImageSource) -> Prediction:
         """Classify one photo (bytes, path or PIL image). Raises ImageError on bad input."""
         return self.decide(self.probabilities(self.prepare(source)[None])[0])
+
+    def explain(self, source: ImageSource) -> Explanation:
+        """Classify one photo and say where the model looked for its answer.
+
+        One model call returns the logits and the class activation maps; the map drawn is
+        the answer's (for an "other" answer, what made the model say other). Raises
+        ``ExplainUnavailable`` for a model without that output (Keras, a generic ONNX file),
+        and ImageError on bad input.
+        """
+        spec = self.recipe.explain
+        run_with = getattr(self.backend, "run_with", None)
+        if spec is None or run_with is None:
+            raise ExplainUnavailable(
+                f"The model {self.recipe.name!r} cannot show where it looked: it has no class activation "
+                "map output. Add one to an ONNX model that ends in global pooling and a linear head with "
+                "catdog.training.export.add_feature_output (see docs/models.md); Keras models cannot.")
+        image = load_image(source, max_pixels=self.max_pixels, min_side=self.recipe.input.resize,
+                           max_decode_bytes=self.max_decode_bytes)
+        batch = preprocess(image, self.recipe.input)[None]
+        raw, maps = run_with(np.ascontiguousarray(batch, dtype=self.recipe.input.dtype), spec.output)
+        prediction = self.decide(self._probabilities(raw, 1)[0])
+        maps = np.asarray(maps)
+        if maps.ndim != 4 or maps.shape[1] != len(self.recipe.labels):
+            raise ExplainUnavailable(f"The model's {spec.output!r} output has shape {maps.shape}, not "
+                                     f"(1, {len(self.recipe.labels)}, h, w) for its labels.")
+        # The answer's evidence over the alternatives: its map minus the mean of the others'.
+        # With a softmax head that is what decides (its spatial mean is the logit margin, bias
+        # aside); a label's own map can be negative everywhere when all labels' are, as happens
+        # with three labels, and would then show nothing.
+        k = self.recipe.labels.index(prediction.label)
+        cam = maps[0, k] - np.delete(maps[0], k, axis=0).mean(axis=0)
+        width, height = image.size
+        box = center_crop_box(width, height, self.recipe.input) if self.recipe.input.crop else (0, 0, width, height)
+        return Explanation(prediction, prediction.label, normalise(cam), box, (width, height))
 
     def predict_batch(self, sources: Sequence[ImageSource], *, return_errors: bool = False,
                       budget: BatchBudget | None = None) -> list[Prediction | ImageError]:
@@ -240,6 +278,7 @@ class Classifier:
             "threshold": r.threshold,
             "other_threshold": r.other_threshold if r.other_label and self.open_world else None,
             "temperature": r.temperature,
+            "explain": r.explain is not None and hasattr(self.backend, "run_with"),
             "metrics": r.metrics,
             "file": self.path.name if self.path else None,
             "load_seconds": round(self.load_seconds, 3),

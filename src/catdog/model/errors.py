@@ -25,6 +25,12 @@ class ModelError(CatdogError):
     code = "model_error"
 
 
+class ExplainUnavailable(CatdogError):
+    """The served model cannot show where it looked (it has no class-activation-map output)."""
+
+    code = "explain_unavailable"
+
+
 class ImageError(CatdogError):
     """The input cannot be turned into an RGB image (the client's fault, never a bug)."""
 

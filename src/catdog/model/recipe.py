@@ -40,6 +40,17 @@ class InputSpec(BaseModel):
         "0-255 pixels and normalises them itself (mean, std and scale are then inside the graph)")
 
 
+class ExplainSpec(BaseModel):
+    """How a model shows where it looked (``catdog.training.export.add_feature_output`` writes it).
+
+    ``output`` names the model's second output: its class activation maps, (N, K, h, w) in
+    label order, the head's weights applied to the last feature map before the global pool.
+    """
+
+    output: str = Field(description="name of the (N, K, h, w) class-activation-map output")
+    method: Literal["cam"] = "cam"
+
+
 class Recipe(BaseModel):
     """Everything the engine needs to know about a model, read from ``model.json``.
 
@@ -69,6 +80,7 @@ class Recipe(BaseModel):
     other_label: str | None = Field(None, description='the label that means "none of the others" (open world)')
     other_threshold: float = Field(0.5, gt=0, le=1, description="say other_label when its probability >= this")
     temperature: float = Field(1.0, gt=0, description="logits are divided by this (calibration)")
+    explain: ExplainSpec | None = Field(None, description="the model's class-activation-map output, if it has one")
     metrics: dict = Field(default_factory=dict, description="evaluation results, for the model card and /v1/model")
     training: dict = Field(default_factory=dict, description="how it was trained (data, epochs, seed)")
 

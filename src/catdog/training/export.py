@@ -150,3 +150,89 @@ class TorchBackend:
             torch.set_num_threads(self.threads)
         with torch.inference_mode():
             return self.model(torch.from_numpy(batch)).numpy()
+
+
+#: Name of the class-activation-map output :func:`add_feature_output` adds to a model.
+CLASS_MAPS_OUTPUT = "class_maps"
+
+#: Nodes allowed between the global pool and the linear head: they reshape or (de)quantise
+#: the pooled vector but do not change what it means.
+_PASS_THROUGH = {"Flatten", "Reshape", "Squeeze", "QuantizeLinear", "DequantizeLinear", "Identity"}
+
+
+def add_feature_output(src: str | Path, dst: str | Path, *, output: str = CLASS_MAPS_OUTPUT) -> str:
+    """Give a pool-then-linear-head ONNX model a second output: its class activation maps.
+
+    EfficientNet(-Lite) ends in ``F -> GlobalAveragePool -> (Flatten) -> Gemm(W, b)``, so
+    ``logits_k = mean_hw(sum_c W[k, c] F[c, h, w]) + b_k``: the map for label ``k`` is the
+    same 1x1 projection applied before the pool. This adds that projection as a 1x1 ``Conv``
+    over ``F`` whose weight is the head's own ``W`` (reshaped in the graph, so the weights
+    are shared, not copied) and exposes the result as ``output`` with shape (N, K, h, w).
+    Serving then needs neither gradients nor the ``onnx`` package (ONNX Runtime does not
+    expose initializers), and the added work is a K-channel 1x1 convolution on the last
+    feature map (microseconds). Works for any K, a float or uint8 input and int8 (QDQ)
+    bodies. Returns ``output``; raises ``ValueError`` for a graph without that ending.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    if any(o.name == output for o in graph.output):
+        raise ValueError(f"{src} already has an output named {output!r}")
+    producer = {out: node for node in graph.node for out in node.output}
+    head = producer.get(graph.output[0].name)
+    # A trailing Add after MatMul is the same linear head written in two nodes.
+    if head is not None and head.op_type == "Add":
+        head = next((producer[i] for i in head.input if i in producer and producer[i].op_type == "MatMul"), head)
+    if head is None or head.op_type not in ("Gemm", "MatMul"):
+        raise ValueError(f"{src}: the first output is not made by a linear head (Gemm or MatMul)")
+    attrs = {a.name: helper.get_attribute_value(a) for a in head.attribute}
+    if head.op_type == "Gemm" and attrs.get("transA", 0):
+        raise ValueError(f"{src}: a Gemm head with transA is not supported")
+    # Walk back from the head's input to the global pool; its input is the feature map F.
+    node = producer.get(head.input[0])
+    while node is not None and node.op_type in _PASS_THROUGH:
+        node = producer.get(node.input[0])
+    if node is None or node.op_type not in ("GlobalAveragePool", "ReduceMean"):
+        raise ValueError(f"{src}: no global average pool before the head, so no class activation maps")
+    features = node.input[0]
+    weight = head.input[1]
+    # Conv wants (K, C, 1, 1); Gemm(transB=1) holds W as (K, C), MatMul and Gemm(transB=0) as (C, K).
+    transposed = head.op_type == "MatMul" or not attrs.get("transB", 0)
+    nodes = []
+    if transposed:
+        nodes.append(helper.make_node("Transpose", [weight], [f"{output}_w_kc"], perm=[1, 0],
+                                      name=f"{output}_transpose"))
+        weight = f"{output}_w_kc"
+    graph.initializer.append(numpy_helper.from_array(np.asarray([0, 0, 1, 1], np.int64), f"{output}_w_shape"))
+    nodes += [
+        helper.make_node("Reshape", [weight, f"{output}_w_shape"], [f"{output}_w"], name=f"{output}_reshape"),
+        helper.make_node("Conv", [features, f"{output}_w"], [output], kernel_shape=[1, 1], name=f"{output}_conv"),
+    ]
+    graph.node.extend(nodes)
+    graph.output.append(helper.make_tensor_value_info(output, onnx.TensorProto.FLOAT, ["batch", "labels", "rows", "cols"]))
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dst))
+    return output
+
+
+def enable_explain(model_dir: str | Path) -> str:
+    """Give a model folder (``model.onnx`` + ``model.json``) its heatmaps, in place.
+
+    Runs :func:`add_feature_output` on its ``model.onnx`` (unless the output is already
+    there) and records it in ``model.json`` -> ``explain``. Returns the output's name::
+
+        python -c "from catdog.training.export import enable_explain as e; e('src/catdog/models/catdog-lite2')"
+    """
+    import onnx
+
+    from catdog.model.recipe import RECIPE_FILENAME, ExplainSpec, Recipe
+
+    folder = Path(model_dir)
+    model_path, recipe_path = folder / "model.onnx", folder / RECIPE_FILENAME
+    recipe = Recipe.read(recipe_path)
+    outputs = [o.name for o in onnx.load(str(model_path), load_external_data=False).graph.output]
+    name = CLASS_MAPS_OUTPUT if CLASS_MAPS_OUTPUT in outputs else add_feature_output(model_path, model_path)
+    recipe.model_copy(update={"explain": ExplainSpec(output=name)}).write(recipe_path)
+    return name

@@ -138,14 +138,9 @@ def train_head(cfg: HeadConfig) -> dict:
     """Fine-tune the parent's last stages with a three-way head; select, calibrate, export."""
     from catdog.training.backbone import BACKBONES
     from catdog.training.data import AugmentedImages, load_for_training, serving_inputs
-    from catdog.training.train import _lr_at, input_spec, logits_of, seed_everything
+    from catdog.training.train import _lr_at, input_spec, logits_of, start_run
 
-    started = time.time()
-    seed_everything(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    cfg.out = Path(cfg.out)
-    cfg.out.mkdir(parents=True, exist_ok=True)
+    started, cfg.out = start_run(cfg.seed, cfg.threads, cfg.out)
     parent = Recipe.read(Path(cfg.init) / RECIPE_FILENAME)
     model = torch_from_onnx(Path(cfg.init) / "model.onnx", parent.architecture)
     three_way_head(model)

@@ -16,12 +16,12 @@ import numpy as np
 from catdog.model.preprocess import prepare
 from catdog.model.recipe import RECIPE_FILENAME, Recipe
 from catdog.training.data import Sample
-from catdog.training.export import embed_normalization
+from catdog.training.export import embed_normalization, enable_explain
 
 
 def quantize_model(model_dir: str | Path, out_dir: str | Path, calibration_images: Sequence[Path],
                    *, per_channel: bool = True, float_convs: int = 8, name: str | None = None,
-                   uint8_input: bool = True) -> Path:
+                   uint8_input: bool = False) -> Path:
     """Write ``out_dir/model.onnx`` (int8 weights and activations) and a copy of the recipe.
 
     The first ``float_convs`` convolutions, the last one and the head stay in float. The
@@ -80,6 +80,7 @@ def quantize_model(model_dir: str | Path, out_dir: str | Path, calibration_image
                      + f"; head bias corrected by {[round(float(v), 4) for v in -shift]}"
                      + ("; takes uint8 pixels and normalises them in its graph" if uint8_input else "")}})
     recipe.write(out_dir / RECIPE_FILENAME)
+    enable_explain(out_dir)  # the heatmaps' extra output (catdog explain, /v1/explain)
     return out_dir / "model.onnx"
 
 
@@ -166,7 +167,7 @@ def refit_temperature(model_dir: str | Path, holdout: Sequence[Sample], other_ca
 def quantize_and_recalibrate(model_dir: str | Path, out_dir: str | Path, data: Sequence[Path], *,
                              others: Sequence[Path] = (), holdout_fraction: float = 0.1, seed: int = 0,
                              per_class: int = 128, float_convs: int = 8, name: str | None = None,
-                             uint8_input: bool = True) -> dict:
+                             uint8_input: bool = False) -> dict:
     """The whole int8 recipe: the training split of ``data`` (and ``others``) fixes the activation
     ranges, the held-out split (the same stratified split training used) refits the temperature
     and, for an open-world model, the "other" threshold."""

@@ -128,14 +128,20 @@ def _lr_at(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def start_run(seed: int, threads: int | None, out: str | Path) -> tuple[float, Path]:
+    """Seed everything, set torch's threads, make the output folder: (start time, folder)."""
+    started = time.time()
+    seed_everything(seed)
+    if threads:
+        torch.set_num_threads(threads)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    return started, folder
+
+
 def train(cfg: TrainConfig) -> dict:
     """Train, select the best epoch on the held-out split, calibrate, export. Returns the summary."""
-    started = time.time()
-    seed_everything(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    cfg.out = Path(cfg.out)
-    cfg.out.mkdir(parents=True, exist_ok=True)
+    started, cfg.out = start_run(cfg.seed, cfg.threads, cfg.out)
     spec = input_spec(cfg.arch, cfg.image_size)
 
     samples = _limit(find_samples(cfg.data), cfg.limit_per_class)

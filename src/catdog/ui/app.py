@@ -5,7 +5,7 @@ It reads top to bottom like the page: title, what it knows and whether it is rea
 photos (uploads and examples), Classify / Clear all, results. Photos go to the REST
 API at ``CATDOG_API_URL``; this page never loads the model. Session state:
 ``examples`` (example photos picked), ``results`` (answers by
-:attr:`~catdog.ui.photos.Picture.key`), ``uploader`` (bumped to empty the upload box)
+:attr:`~catdog.ui.photos.Picture.key`), ``looked`` (where the model looked, same keys), ``uploader`` (bumped to empty the upload box)
 and ``classified`` (bumped by each Classify, to bring the answers into view).
 """
 
@@ -34,6 +34,7 @@ def pick_example(name: str) -> None:
 def clear_all() -> None:
     st.session_state.examples = []
     st.session_state.results = {}
+    st.session_state.looked = {}
     st.session_state.uploader += 1  # a new key: Streamlit shows an empty upload box
 
 
@@ -45,7 +46,7 @@ except ValidationError as exc:
     st.stop()
 # No retries: the page answers at once (its live status line shows the API coming back).
 client = Client(settings.api_url, api_key=settings.api_key, timeout=settings.api_timeout, retries=0)
-for name, default in (("examples", []), ("results", {}), ("uploader", 0), ("classified", 0)):
+for name, default in (("examples", []), ("results", {}), ("looked", {}), ("uploader", 0), ("classified", 0)):
     st.session_state.setdefault(name, default)
 results = st.session_state.results
 info = widgets.model_info(client)
@@ -102,9 +103,11 @@ if classified_now:
     todo = pictures if classify_all else [p for p in pictures if p.key not in results]
     with notices:
         widgets.classify(client, todo, results)
+        with st.spinner("Working out where it looked..."):
+            widgets.explain(client, todo, results, st.session_state.looked)
     st.session_state.classified += 1
 
 if pictures:
-    widgets.show_results(pictures, results, labels, max_pixels)
+    widgets.show_results(pictures, results, labels, max_pixels, st.session_state.looked)
 if classified_now:
     widgets.scroll_to_results(st.session_state.classified)

@@ -21,7 +21,14 @@ from typing import Any
 
 import streamlit as st
 
-from catdog.client import APIError, Client, ModelInfo, ServerStatus, UnexpectedResponse
+from catdog.client import (
+    APIError,
+    Client,
+    ExplainResult,
+    ModelInfo,
+    ServerStatus,
+    UnexpectedResponse,
+)
 from catdog.prediction import Prediction
 from catdog.ui.photos import PhotoError, Picture, prepare, thumbnail_uri
 
@@ -54,6 +61,8 @@ UNEXPECTED_TEXT = (
 )
 
 Result = Prediction | APIError
+#: Where the model looked, by picture key: the API's answer with its overlay PNG.
+Looked = Mapping[str, ExplainResult]
 
 
 # -- labels and outcomes ----------------------------------------------------------------------
@@ -141,6 +150,18 @@ def verdict_sentence(result: Result | None, labels: Sequence[str]) -> str:
     return f"{hedge}{said}, {percent(result.confidence)} sure"
 
 
+def looked_text(label: str, labels: Sequence[str]) -> str:
+    """What the heatmap shows, in words; for the catch-all, that it is why the model said so."""
+    if label == CATCH_ALL:
+        why = f"what made the model answer “{verdict(label, labels).lower()}”"
+    else:
+        why = f"what the model looked at to say {article(label)}"
+    return (
+        f"The brighter the colour, the more that part of the photo counted: {why}. "
+        "Uncoloured edges were outside the square the model looks at."
+    )
+
+
 # -- pictures ---------------------------------------------------------------------------------
 
 
@@ -225,8 +246,26 @@ def verdict_html(result: Result | None, labels: Sequence[str]) -> str:
     return f"{said} · {percent(result.confidence)} sure"
 
 
+def looked_html(
+    picture: Picture, looked: ExplainResult, labels: Sequence[str], max_pixels: int
+) -> str:
+    """The "Show where it looked" toggle: the photo with the heatmap on top, and what it means."""
+    alt = f"{picture.name} with a heatmap of where the model looked"
+    uri = preview(looked.overlay_png, CARD_SIDE, max_pixels) if looked.overlay_png else None
+    return (
+        f'<details class="catdog-looked"><summary>Show where it looked'
+        f'<span class="catdog-sr"> in {html.escape(picture.name)}</span></summary>'
+        f"{image_html(uri, CARD_SIDE, alt)}"
+        f'<p class="catdog-note">{html.escape(looked_text(looked.label, labels))}</p></details>'
+    )
+
+
 def row_html(
-    picture: Picture, result: Result | None, labels: Sequence[str], max_pixels: int
+    picture: Picture,
+    result: Result | None,
+    labels: Sequence[str],
+    max_pixels: int,
+    looked: ExplainResult | None = None,
 ) -> str:
     """One compact result row: thumbnail, name, answer; the large card opens on demand."""
     alt = f"{picture.name}: {verdict_sentence(result, labels)}"
@@ -239,6 +278,8 @@ def row_html(
     ]
     if picture.note:
         parts.append(f'<div class="catdog-note">{html.escape(picture.note)}</div>')
+    if isinstance(result, Prediction) and looked is not None:
+        parts.append(looked_html(picture, looked, labels, max_pixels))
     if isinstance(result, Prediction):
         unsure = ""
         if result.confidence < UNSURE_BELOW:
@@ -275,6 +316,7 @@ def results_html(
     results: Mapping[str, Result],
     labels: Sequence[str],
     max_pixels: int,
+    looked: Looked | None = None,
 ) -> str:
     """The whole results block: a heading to move focus to, a live summary, the rows.
 
@@ -282,7 +324,10 @@ def results_html(
     One HTML block (no blank lines, which would end it inside Markdown).
     """
     counts = tally(pictures, results, labels)
-    rows = "".join(row_html(p, results.get(p.key), labels, max_pixels) for p in pictures)
+    looked = looked or {}
+    rows = "".join(
+        row_html(p, results.get(p.key), labels, max_pixels, looked.get(p.key)) for p in pictures
+    )
     return (
         '<section id="catdog-results" tabindex="-1" aria-labelledby="catdog-results-title">'
         '<h2 id="catdog-results-title" class="catdog-h2">Results</h2>'
@@ -372,6 +417,9 @@ ol.catdog-rows {{ list-style: none; padding: 0; margin: 0 !important; }}
 .catdog-bar {{ flex: 1; height: 0.6rem; background: #e5e7eb; border-radius: 0.3rem;
   overflow: hidden; }}
 .catdog-bar span {{ display: block; height: 100%; background: #2563eb; }}
+.catdog-looked img {{ max-width: 100%; height: auto; margin-top: 0.4rem; }}
+.catdog-sr {{ position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0);
+  white-space: nowrap; }}
 </style>"""
     )
 
@@ -456,6 +504,26 @@ def record_refusals(pictures: Sequence[Picture], results: dict[str, Result]) -> 
             results[picture.key] = APIError(picture.problem, code="not_sent")
 
 
+def explain(
+    client: Client,
+    pictures: Sequence[Picture],
+    results: Mapping[str, Result],
+    looked: dict[str, ExplainResult],
+) -> None:
+    """Ask where the model looked, for each photo that got an answer (one call each, with the
+    overlay). A model that cannot show it, or any failure, leaves the row without the toggle:
+    the answer itself stands."""
+    for picture in pictures:
+        if not isinstance(results.get(picture.key), Prediction):
+            continue
+        try:
+            looked[picture.key] = client.explain(picture.upload, overlay=True)
+        except APIError as exc:
+            log.info("no heatmap for %s: %s", picture.name, exc.message)
+            if exc.code == "explain_unavailable" or exc.offline:
+                return  # the same for every other photo: do not ask again
+
+
 def classify(client: Client, pictures: Sequence[Picture], results: dict[str, Result]) -> None:
     """Send ``pictures`` to the API and store each outcome in ``results``.
 
@@ -491,9 +559,10 @@ def show_results(
     results: Mapping[str, Result],
     labels: Sequence[str],
     max_pixels: int,
+    looked: Looked | None = None,
 ) -> None:
     """Summary, compact rows and downloads for the photos on the page."""
-    st.markdown(results_html(pictures, results, labels, max_pixels), unsafe_allow_html=True)
+    st.markdown(results_html(pictures, results, labels, max_pixels, looked), unsafe_allow_html=True)
     records = result_records(pictures, results, labels)
     if not any(r["outcome"] != "pending" for r in records):
         return

@@ -1,0 +1,483 @@
+"""Issue 12's table: catdog against the hand-written PyTorch server and the original design, driven by wrk.
+
+Side by side in one run, each server under gunicorn with the same number of sync workers
+and one compute thread per worker, on loopback:
+
+- **catdog**: the production command (``gunicorn --config python:catdog.api.gunicorn_conf
+  "catdog.api:create_app()"``), serving the current default model;
+- **catdog-1.0.0**: the same command serving catdog's previous release, the int8 Lite2 model
+  as shipped before (``git show ec37b70:models/catdog-lite2/...``, written to a temporary
+  folder and passed as ``CATDOG_MODEL``);
+- **pytorch**: the hand-written Flask + PyTorch-eager server (``bench/baselines/torch_app.py``)
+  on the float weights of the same architecture;
+- **original-jax** (and **original-tensorflow** with ``--tf-python``): the original design,
+  a Keras 64x64 CNN behind flask-restful's shape (``bench/baselines/original_app.py``).
+
+wrk (C, keep-alive, ``bench/_wrk.py``) POSTs multipart ``image`` bodies cycling through 40
+different real JPEGs of about 500x375 (the validation photos of that size, else the fixture
+photos), at 1 and 16 connections, levels interleaved across servers in rounds so the
+machine's drift hits all alike; then once per server at 256 connections (overload: every
+request must be answered, none dropped; non-2xx answers and socket errors are reported).
+req/s is 2xx answers per second over the rounds; p50 is the median of the rounds' p50s.
+Ratios side by side are what to read: the absolute numbers move with the machine's load.
+
+    python bench/speed.py                          # about 5 minutes on 2 cores
+    python bench/speed.py --seconds 3 --rounds 1   # a quick look, about 3 minutes
+    python bench/speed.py --only catdog --variant threads2=CATDOG_THREADS=2 --no-write
+    python bench/speed.py --from-json docs/bench/speed.json   # re-render only
+
+wrk comes from Debian (``apt-get install -y wrk``; the script installs it when run as root).
+Writes the "speed" section of docs/benchmarks.md and docs/bench/speed.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BASELINES = HERE / "baselines"
+# Appended, not prepended (and the script's own folder dropped from the front), as compare.py
+# does: a module in bench/ must never shadow the standard library.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(HERE), str(BASELINES)]
+import http.client
+
+from _load import multipart_body, post, wait_until_serving
+from _photos import DEFAULT_VAL, pick_photos
+from _report import RESULTS, ROOT, float_model_of, machine, table, update_section
+from _wrk import WrkResult, ensure_wrk, run_wrk, write_manifest
+
+HOST = "127.0.0.1"
+ORIGINAL_H5 = BASELINES / "artifacts" / "cat_dog.h5"
+#: The commit whose bundled model is "catdog's previous release" (1.0.0, int8 Lite2, cat/dog).
+PREVIOUS_RELEASE = "ec37b70"
+LEVELS = (1, 16)
+OVERLOAD = 256
+#: Issue 12's goals: catdog's req/s at 16 over each baseline's, and each baseline's p50 at 1 over catdog's.
+TARGETS = {"rps_vs_pytorch": 5.0, "rps_vs_original": 10.0, "p50_vs_pytorch": 4.0}
+# One compute thread per worker for every system, as catdog's gunicorn config does.
+ONE_THREAD_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+    "TF_NUM_INTRAOP_THREADS": "1",
+    "TF_NUM_INTEROP_THREADS": "1",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "TORCH_THREADS": "1",
+    "CATDOG_THREADS": "1",
+}
+
+
+@dataclass(frozen=True)
+class System:
+    """One server in the run: its kind (which command starts it), title and extra environment."""
+
+    key: str
+    kind: str  # "catdog", "pytorch" or "original"
+    title: str
+    env: dict[str, str] = field(default_factory=dict)
+    python: str = sys.executable
+
+    def command(self, port: int, workers: int) -> tuple[list[str], dict[str, str]]:
+        if self.kind == "catdog":  # the production command, configured only by environment
+            return ([self.python, "-m", "gunicorn", "--config", "python:catdog.api.gunicorn_conf",
+                     "catdog.api:create_app()"],
+                    {"PORT": str(port), "CATDOG_HOST": HOST, "CATDOG_WORKERS": str(workers)} | self.env)
+        app = {"original": "original_app:create_app()", "pytorch": "torch_app:create_app()"}[self.kind]
+        return ([self.python, "-m", "gunicorn", "--chdir", str(BASELINES), "--workers", str(workers),
+                 "--worker-class", "sync", "--bind", f"{HOST}:{port}", "--timeout", "120", app], self.env)
+
+
+# -- the systems -----------------------------------------------------------------------------------
+
+def previous_release(folder: Path, ref: str = PREVIOUS_RELEASE) -> Path | None:
+    """The bundled model as of ``ref`` (model.onnx and model.json) written to ``folder``, or None."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("model.onnx", "model.json"):
+        done = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:models/catdog-lite2/{name}"],
+                              capture_output=True, check=False)
+        if done.returncode != 0:
+            print(f"skipping catdog's previous release: git show {ref} failed "
+                  f"({done.stderr.decode(errors='replace').strip()[:200]})", flush=True)
+            return None
+        (folder / name).write_bytes(done.stdout)
+    return folder
+
+
+def keras_python(backend: str, tf_python: Path | None) -> str | None:
+    """The interpreter serving the original design on ``backend`` (TensorFlow: its own venv)."""
+    import importlib.util
+
+    if backend == "tensorflow" and tf_python:
+        return str(tf_python)
+    return sys.executable if importlib.util.find_spec(backend) is not None else None
+
+
+def systems(args: argparse.Namespace, scratch: Path) -> list[System]:
+    """catdog, its variants and previous release, PyTorch eager, the original design (as available)."""
+    found = [System("catdog", "catdog", "catdog (ONNX Runtime, production gunicorn command)",
+                    {"CATDOG_MODEL": str(args.model)})]
+    for name, env in args.variant:
+        found.append(System(f"catdog-{name}", "catdog", f"catdog with {' '.join(f'{k}={v}' for k, v in env.items())}",
+                            {"CATDOG_MODEL": str(args.model)} | env))
+    previous = previous_release(scratch / "previous-release", args.previous) if args.previous else None
+    if previous is not None:
+        recipe = json.loads((previous / "model.json").read_text())
+        found.append(System(f"catdog-{recipe.get('version', 'previous')}", "catdog",
+                            f"catdog's previous release: its model ({recipe.get('name')} {recipe.get('version')}, "
+                            f"{'int8' if 'quantized' in recipe.get('training', {}) else 'float'}, {recipe['input']['size']} px, labels {'/'.join(recipe['labels'])}) "
+                            "under today's code",
+                            {"CATDOG_MODEL": str(previous)}))
+    found.append(System("pytorch", "pytorch", "hand-written Flask + PyTorch eager (bench/baselines/torch_app.py)",
+                        {"CATDOG_MODEL": str(args.torch_model)}))
+    for backend in args.keras_backends:
+        python = keras_python(backend, args.tf_python)
+        if python is None:
+            print(f"skipping the original design on {backend}: not installed (see --tf-python)", flush=True)
+            continue
+        found.append(System(f"original-{backend}", "original",
+                            f"original design (Keras CNN 64x64 on {backend}, Flask)",
+                            {"KERAS_BACKEND": backend, "ORIGINAL_MODEL": str(args.original)}, python))
+    if args.only:
+        found = [s for s in found if s.key in args.only or any(s.key.startswith(o + "-") for o in args.only)]
+    return found
+
+
+@dataclass
+class Server:
+    system: System
+    port: int
+    process: subprocess.Popen
+    cold_start_s: float = math.nan
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}/predict"
+
+
+@contextmanager
+def serve(system: System, workers: int, probe: tuple[bytes, str]):
+    """Start one server, wait for its first 200 from ``POST /predict``, stop its whole group on exit."""
+    from catdog import servers
+
+    port = servers.free_port(HOST)
+    cmd, env = system.command(port, workers)
+    log = Path(tempfile.mkstemp(prefix=f"http-{system.key}-", suffix=".log")[1])
+    started = time.perf_counter()
+    process = servers.start(cmd, log=log, env=ONE_THREAD_ENV | env, cwd=ROOT)
+    try:
+        try:
+            wait_until_serving(HOST, port, "/predict", probe, timeout=240, alive=lambda: process.poll() is None)
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(f"{system.key} failed to start: {exc}\n{log.read_text()[-3000:]}") from None
+        yield Server(system, port, process, time.perf_counter() - started)
+    finally:
+        servers.stop(process, timeout=20)
+        log.unlink(missing_ok=True)
+
+
+def drain(server: Server, timeout: float = 300.0) -> float:
+    """Seconds until a GET queued behind whatever wrk left in the listen backlog is answered.
+
+    After wrk stops, gunicorn still answers every request already sent on a connection it has
+    not accepted yet; the next level must not pay for them.
+    """
+    started = time.perf_counter()
+    conn = http.client.HTTPConnection(HOST, server.port, timeout=timeout)
+    try:
+        conn.request("GET", "/predict")
+        conn.getresponse().read()
+    finally:
+        conn.close()
+    return time.perf_counter() - started
+
+
+# -- the run -----------------------------------------------------------------------------------------
+
+def level_summary(runs: list[WrkResult]) -> dict:
+    """Several rounds of one level as one: summed answers over summed time, the median round's p50."""
+    seconds = sum(r.seconds for r in runs)
+    return {
+        "connections": runs[0].connections, "rounds": len(runs), "seconds": seconds,
+        "requests": sum(r.requests for r in runs), "non_2xx": sum(r.non_2xx for r in runs),
+        "socket_errors": sum(r.socket_errors for r in runs),
+        "rps": sum(r.requests - r.non_2xx for r in runs) / seconds if seconds else math.nan,
+        "p50_ms": statistics.median(r.p50_ms for r in runs),
+        "p99_ms": max(r.p99_ms for r in runs),
+        "per_round": [r.to_dict() for r in runs],
+    }
+
+
+def measure(args: argparse.Namespace) -> dict:
+    ensure_wrk()
+    with ExitStack() as stack:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="catdog-http-")))
+        photos = pick_photos(args.val, args.photos)
+        manifest = write_manifest(photos, scratch)
+        probe = multipart_body("image", photos[0].name, photos[0].read_bytes())
+        contenders = systems(args, scratch)
+        if any(s.kind == "original" for s in contenders) and not args.original.is_file():
+            raise SystemExit(f"{args.original} is missing: run python bench/compare.py once (it trains it)")
+        results: dict[str, dict] = {s.key: {"kind": s.kind, "title": s.title} for s in contenders}
+        running: list[Server] = []
+        for system in contenders:  # one at a time, so each cold start has the machine to itself
+            print(f"start: {system.key} ...", flush=True)
+            server = stack.enter_context(serve(system, args.workers, probe))
+            for photo in photos[: 4 * args.workers]:  # every worker past its first requests
+                post(HOST, server.port, "/predict", multipart_body("image", photo.name, photo.read_bytes()))
+            results[system.key]["cold_start_s"] = server.cold_start_s
+            running.append(server)
+        runs: dict[tuple[str, int], list[WrkResult]] = {}
+        for round_ in range(args.rounds):
+            for connections in LEVELS:
+                for server in running:
+                    print(f"wrk: round {round_ + 1}/{args.rounds}, {connections:>3} connections, "
+                          f"{server.system.key} ...", flush=True)
+                    if args.warmup:
+                        run_wrk(server.url, manifest, connections=connections, seconds=args.warmup)
+                        drain(server)
+                    result = run_wrk(server.url, manifest, connections=connections, seconds=args.seconds)
+                    drain(server)
+                    runs.setdefault((server.system.key, connections), []).append(result)
+        if args.overload_seconds:
+            for server in running:
+                print(f"wrk: overload, {OVERLOAD} connections, {server.system.key} ...", flush=True)
+                result = run_wrk(server.url, manifest, connections=OVERLOAD, seconds=args.overload_seconds)
+                results[server.system.key]["drain_after_overload_s"] = drain(server)
+                runs[(server.system.key, OVERLOAD)] = [result]
+                results[server.system.key]["alive_after_overload"] = server.process.poll() is None
+    for (key, connections), level_runs in runs.items():
+        results[key].setdefault("http", {})[str(connections)] = level_summary(level_runs)
+    return {"photos": [rel(p) for p in photos], "results": results, "models": models_line(args)}
+
+
+def models_line(args: argparse.Namespace) -> str:
+    """Which model each server ran, for the report."""
+    from catdog.model.engine import resolve_model_path
+    from catdog.model.recipe import RECIPE_FILENAME, Recipe
+
+    path = resolve_model_path(args.model)
+    recipe = Recipe.read(path.with_name(RECIPE_FILENAME)) if path.with_name(RECIPE_FILENAME).is_file() else None
+    name = f"`{recipe.name}` {recipe.version}, {recipe.input.size} px, labels {'/'.join(recipe.labels)}" if recipe else path.name
+    return (f"catdog serves {name} (`{rel(path)}`); catdog's previous release is the model of commit "
+            f"{args.previous or '(skipped)'}; PyTorch eager runs `{rel(args.torch_model)}`; the original design "
+            f"`{rel(args.original)}`.")
+
+
+# -- the report ----------------------------------------------------------------------------------------
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.{digits}f}"
+
+
+def level(result: dict, connections: int, key: str) -> float:
+    return result.get("http", {}).get(str(connections), {}).get(key, math.nan)
+
+
+def baseline_key(results: dict, kind: str) -> str | None:
+    """The server the ratios divide by: for the original design, TensorFlow (the framework it was
+    written for, and issue 12's baseline) when it ran, else the first Keras backend that did."""
+    keys = [key for key, r in results.items() if r["kind"] == kind]
+    return "original-tensorflow" if "original-tensorflow" in keys else (keys[0] if keys else None)
+
+
+def baseline_of(results: dict, kind: str) -> dict | None:
+    key = baseline_key(results, kind)
+    return results[key] if key else None
+
+
+def speed_table(results: dict) -> str:
+    pytorch, original = baseline_of(results, "pytorch"), baseline_of(results, "original")
+    rows = []
+    for key, r in results.items():
+        rps16, p50 = level(r, 16, "rps"), level(r, 1, "p50_ms")
+        row = [f"{key}: {r['title']}", fmt(rps16), fmt(p50), fmt(level(r, 1, "rps"))]
+        for base in (pytorch, original):
+            row += [fmt(rps16 / level(base, 16, "rps"), 2) + "x" if base else "n/a",
+                    fmt(level(base, 1, "p50_ms") / p50, 2) + "x" if base else "n/a"]
+        rows.append(row)
+    original_key = baseline_key(results, "original") or "original"
+    return table(["server", "req/s at 16", "p50 at 1 (ms)", "req/s at 1", "req/s vs pytorch",
+                  "p50 vs pytorch (lower by)", f"req/s vs {original_key}", f"p50 vs {original_key} (lower by)"], rows)
+
+
+def overload_table(results: dict) -> str:
+    rows = []
+    for key, r in results.items():
+        over = r.get("http", {}).get(str(OVERLOAD))
+        if not over:
+            continue
+        rows.append([key, f"{over['requests']:,}", fmt(over["rps"]), fmt(over["p50_ms"], 0), fmt(over["p99_ms"], 0),
+                     str(over["non_2xx"]), str(over["socket_errors"]), fmt(r.get("drain_after_overload_s"), 1),
+                     "yes" if r.get("alive_after_overload") else "NO"])
+    return table(["server", "answers", "req/s", "p50 (ms)", "p99 (ms)", "non-2xx", "socket errors",
+                  "backlog drained after (s)", "still serving"], rows)
+
+
+def goals_line(results: dict) -> str:
+    catdog, pytorch, original = results.get("catdog"), baseline_of(results, "pytorch"), baseline_of(results, "original")
+    if not catdog:
+        return ""
+    parts = []
+    if pytorch:
+        rps = level(catdog, 16, "rps") / level(pytorch, 16, "rps")
+        p50 = level(pytorch, 1, "p50_ms") / level(catdog, 1, "p50_ms")
+        parts += [(f"req/s at 16 vs PyTorch {rps:.2f}x (goal >= {TARGETS['rps_vs_pytorch']:g}x: "
+                  f"{'met' if rps >= TARGETS['rps_vs_pytorch'] else 'not met'})"),
+                  (f"p50 at 1 vs PyTorch {p50:.2f}x lower (goal >= {TARGETS['p50_vs_pytorch']:g}x: "
+                  f"{'met' if p50 >= TARGETS['p50_vs_pytorch'] else 'not met'})")]
+    if original:
+        rps = level(catdog, 16, "rps") / level(original, 16, "rps")
+        parts.append(f"req/s at 16 vs {baseline_key(results, 'original')} {rps:.2f}x (goal >= {TARGETS['rps_vs_original']:g}x: "
+                     f"{'met' if rps >= TARGETS['rps_vs_original'] else 'not met'})")
+    over = catdog.get("http", {}).get(str(OVERLOAD))
+    if over:
+        clean = over["non_2xx"] == 0 and over["socket_errors"] == 0
+        parts.append(f"overload at {OVERLOAD}: {'every answer 2xx, no socket errors' if clean else 'ERRORS'}")
+    return "Issue 12 goals for catdog: " + "; ".join(parts) + "." if parts else ""
+
+
+#: Section titles of docs/benchmarks.md by ``--section`` (another section for variant runs, so
+#: they never overwrite the main table).
+TITLES = {"speed": "Speed side by side (wrk): issue 12", "workers": "Workers and ORT threads per worker (wrk)"}
+
+
+def overload_part(results: dict, settings: dict) -> list[str]:
+    if not any(str(OVERLOAD) in r.get("http", {}) for r in results.values()):
+        return []
+    return [(f"Overload ({OVERLOAD} connections on {settings['workers']} workers; wrk's timeout 60 s, so a queued "
+            "request is answered late rather than counted lost):"), "", overload_table(results), ""]
+
+
+def markdown(raw: dict) -> str:
+    results, s = raw["results"], raw["settings"]
+    section = s.get("section", "speed")
+    return "\n".join([
+        f"## {TITLES.get(section, section)}",
+        "",
+        (f"Measured {raw['date']} on {raw['machine']}; load average before the run "
+        f"{', '.join(f'{x:.1f}' for x in raw['load_average_before'])} (1 / 5 / 15 min: the machine is shared, "
+        f"so read the ratios). Command: `{raw['command']}` ({raw['total_seconds']:.0f} s)."),
+        "",
+        (f"wrk {s['wrk_version']} (C, keep-alive; `bench/_wrk.py`) POSTs multipart `image` cycling through "
+        f"{len(raw['photos'])} different real JPEGs of about 500x375; {s['workers']} gunicorn sync workers "
+        f"and one compute thread per worker for every server"
+        + (" (except where a variant's environment says otherwise)" if s.get("variants") else "")
+        + f"; levels 1 and 16 connections interleaved across servers in {s['rounds']} rounds of "
+        f"{s['seconds']} s (after {s['warmup']} s unmeasured)"
+        + (f", then {OVERLOAD} connections once per server for {s['overload_seconds']} s"
+           if str(s.get("overload_seconds")) != "0" else "")
+        + ". req/s counts 2xx answers; p50 is the median of the rounds' p50s. The ratio columns divide "
+        "catdog's req/s by the baseline's and the baseline's p50 by the server's."),
+        "",
+        raw.get("models", ""),
+        "",
+        speed_table(results),
+        "",
+        *([goals_line(results), ""] if goals_line(results) else []),
+        *overload_part(results, s),
+        f"Raw numbers, every round and the photos sent: [`bench/{section}.json`](bench/{section}.json).",
+    ])
+
+
+def rel(path: Path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def wrk_version() -> str:
+    done = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
+    words = (done.stdout + done.stderr).split()
+    return words[1] if len(words) > 1 else "?"
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    """``name=KEY=VALUE[,KEY=VALUE]`` -> (name, env): another catdog server with that environment."""
+    name, _, assignments = text.partition("=")
+    env = dict(item.split("=", 1) for item in assignments.split(",") if "=" in item)
+    if not name or not env:
+        raise argparse.ArgumentTypeError(f"--variant wants name=KEY=VALUE[,KEY=VALUE], got {text!r}")
+    return name, env
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=None, help="catdog's model (default: the bundled one)")
+    parser.add_argument("--torch-model", type=Path, default=None,
+                        help="float model the PyTorch server runs (default: MODEL-fp32 beside the model if "
+                             "it exists, else the model)")
+    parser.add_argument("--previous", default=PREVIOUS_RELEASE,
+                        help="git commit whose models/catdog-lite2 is catdog's previous release ('' = skip)")
+    parser.add_argument("--original", type=Path, default=ORIGINAL_H5, help="the original design's .h5")
+    parser.add_argument("--keras-backends", type=lambda v: [b for b in v.split(",") if b], default=["jax", "tensorflow"],
+                        help="Keras backends to serve the original design on (installed ones only)")
+    parser.add_argument("--tf-python", type=Path, default=None,
+                        help="python of a virtualenv with tensorflow-cpu, keras, flask, gunicorn, pillow")
+    parser.add_argument("--val", type=Path, default=DEFAULT_VAL, help="photo folders (one per class)")
+    parser.add_argument("--photos", type=int, default=40, help="different photos wrk cycles through")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers for every server")
+    parser.add_argument("--seconds", type=int, default=5, help="measured seconds per level, server and round")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds over servers and levels")
+    parser.add_argument("--warmup", type=int, default=1, help="unmeasured seconds before each level (0 = none)")
+    parser.add_argument("--overload-seconds", type=int, default=5,
+                        help=f"seconds at {OVERLOAD} connections per server (0 = skip)")
+    parser.add_argument("--variant", type=parse_variant, action="append", default=[],
+                        help="another catdog server: name=KEY=VALUE[,KEY=VALUE] (e.g. threads2=CATDOG_THREADS=2)")
+    parser.add_argument("--only", type=lambda v: v.split(","), default=None,
+                        help="only these servers (keys, comma-separated; 'catdog' also selects catdog-*)")
+    parser.add_argument("--section", default="speed",
+                        help="section of docs/benchmarks.md and name of docs/bench/NAME.json to write")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
+    parser.add_argument("--from-json", type=Path, help="re-render the report of a saved speed.json")
+    args = parser.parse_args(argv)
+    if args.model is None:
+        from catdog.model.engine import bundled_model_dir
+
+        args.model = bundled_model_dir()
+    if args.torch_model is None:
+        args.torch_model = float_model_of(args.model)
+    args.model, args.torch_model, args.original, args.val = (
+        p.resolve() for p in (args.model, args.torch_model, args.original, args.val))
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    if args.from_json:
+        raw_path = args.from_json
+        raw = json.loads(raw_path.read_text())
+    else:
+        command = "python " + " ".join(shlex.quote(a) for a in [rel(Path(__file__)), *(sys.argv[1:] if argv is None else argv)])
+        settings = {k: str(v) for k, v in vars(args).items() if k not in ("from_json", "variant")}
+        raw = {"machine": machine(), "date": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC", "command": command,
+               "load_average_before": os.getloadavg(),
+               "settings": settings | {"wrk_version": wrk_version(), "variants": args.variant}}
+        raw |= measure(args)
+        raw["total_seconds"] = time.perf_counter() - started
+        raw_path = (Path(tempfile.mkstemp(prefix=f"{args.section}-", suffix=".json")[1]) if args.no_write
+                    else RESULTS / f"{args.section}.json")
+        raw_path.parent.mkdir(parents=True, exist_ok=True)
+        raw_path.write_text(json.dumps(raw, indent=2, default=float) + "\n")  # first: never lose a run
+    results = raw["results"]
+    print("\n".join(["", speed_table(results), "", goals_line(results), "", overload_table(results)]))
+    print(f"total {time.perf_counter() - started:.0f} s; raw results: {rel(raw_path)}")
+    if not args.no_write:
+        section = raw["settings"].get("section", "speed")
+        update_section(section, markdown(raw))
+        print(f"written: docs/benchmarks.md ({section} section), docs/bench/{section}.json")
+
+
+if __name__ == "__main__":
+    main()
