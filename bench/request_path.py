@@ -86,6 +86,10 @@ def stage_times(photos: list[bytes], seconds: float, classifier, app) -> dict[st
     bodies = [multipart_body("image", f"photo{i}.jpg", data) for i, data in enumerate(photos)]
     times: dict[str, list[float]] = defaultdict(list)
     clock = time.perf_counter
+    # The app's request class reads its settings (the body's read timeout) from the app, as it
+    # does when serving: one app context for the whole run, outside the timed stages.
+    context = app.app_context()
+    context.push()
     deadline = clock() + seconds
     while clock() < deadline or not times:
         for body, content_type in bodies:
@@ -129,6 +133,7 @@ def stage_times(photos: list[bytes], seconds: float, classifier, app) -> dict[st
             marks = (t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11)
             for (key, _), start, end in zip(STAGES, marks, marks[1:]):
                 times[key].append((end - start) * 1000)
+    context.pop()
     return times
 
 
