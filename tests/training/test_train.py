@@ -164,7 +164,6 @@ def test_training_and_serving_preprocess_identically(images_dir):
     """Held-out tensors in training (used to fit the temperature) are the server's tensors."""
     import catdog.training.train as train_module
     from catdog.model.engine import Classifier
-
     from catdog.model.preprocess import normalize
     from catdog.training.data import Sample
 

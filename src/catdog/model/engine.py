@@ -25,6 +25,7 @@ from catdog.model.errors import ExplainUnavailable, ImageError, ModelError
 from catdog.model.explain import Explanation, normalise
 from catdog.model.preprocess import center_crop_box, prepare, preprocess
 from catdog.model.recipe import RECIPE_FILENAME, Recipe
+from catdog.model.rules import decide_indices, softmax
 from catdog.prediction import Prediction
 
 __all__ = ["Classifier", "Prediction", "bundled_model_dir", "resolve_model_path"]
@@ -60,12 +61,6 @@ def resolve_model_path(model: str | Path | None = None) -> Path:
         hint = "" if model else f" (set {MODEL_ENV} or pass --model)"
         raise ModelError(f"No model file at {path}{hint}.")
     return path
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
 
 
 class Classifier:
@@ -160,22 +155,16 @@ class Classifier:
             if temperature == 1.0:
                 return raw
             raw = np.log(np.clip(raw, 1e-12, 1.0))
-        return _softmax(raw / temperature)
+        return softmax(raw / temperature)
 
     def decide(self, probs: np.ndarray) -> Prediction:
         """The recipe's decision rule (see :class:`~catdog.model.recipe.Recipe`) for one photo."""
         labels, r = self.labels, self.recipe
+        other = labels.index(r.other_label) if r.other_label in labels else None
+        index = int(decide_indices(np.asarray(probs)[None], threshold=r.threshold, other=other,
+                                   other_threshold=r.other_threshold)[0])
         values = {label: float(p) for label, p in zip(labels, probs)}
-        if r.other_label in values:
-            if values[r.other_label] >= r.other_threshold:
-                label = r.other_label
-            else:
-                label = max((lb for lb in labels if lb != r.other_label), key=values.__getitem__)
-        elif len(labels) == 2:
-            label = labels[1] if values[labels[1]] >= r.threshold else labels[0]
-        else:
-            label = max(labels, key=values.__getitem__)
-        return Prediction(label, values[label], values)
+        return Prediction(labels[index], values[labels[index]], values)
 
     # -- public conveniences ---------------------------------------------------------------
 

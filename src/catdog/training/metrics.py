@@ -14,19 +14,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from catdog.model.rules import decide_indices, softmax
+
 
 def as_matrix(probs: np.ndarray) -> np.ndarray:
     """(N, K) probabilities; a 1-D P(second label) becomes (N, 2)."""
     probs = np.asarray(probs, dtype=np.float64)
     return np.stack([1.0 - probs, probs], axis=1) if probs.ndim == 1 else probs
-
-
-def default_decisions(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """Predicted label indices: the threshold on the second label for two labels, else argmax."""
-    probs = as_matrix(probs)
-    if probs.shape[1] == 2:
-        return (probs[:, 1] >= threshold).astype(int)
-    return probs.argmax(axis=1)
 
 
 def confusion(y: np.ndarray, pred: np.ndarray, k: int = 2) -> list[list[int]]:
@@ -68,7 +62,7 @@ def reliability(y: np.ndarray, probs: np.ndarray, pred: np.ndarray | None = None
     The bins cover [1/K, 1], the range a top-label confidence can take.
     """
     probs = as_matrix(probs)
-    pred = default_decisions(probs) if pred is None else np.asarray(pred, dtype=int)
+    pred = decide_indices(probs) if pred is None else np.asarray(pred, dtype=int)
     conf = probs[np.arange(len(pred)), pred]
     edges = np.linspace(1.0 / probs.shape[1], 1.0, bins + 1)
     rows = []
@@ -134,7 +128,7 @@ def classification_report(y: np.ndarray, probs: np.ndarray, labels: Sequence[str
     labels = list(labels)
     if probs.shape[1] != len(labels):
         raise ValueError(f"{probs.shape[1]} probability columns for {len(labels)} labels {labels}")
-    pred = default_decisions(probs, threshold) if pred is None else np.asarray(pred, dtype=int)
+    pred = decide_indices(probs, threshold=threshold) if pred is None else np.asarray(pred, dtype=int)
     cm = confusion(y, pred, len(labels))
     report = {
         "n": len(y),
@@ -151,12 +145,6 @@ def classification_report(y: np.ndarray, probs: np.ndarray, labels: Sequence[str
     if other_label in labels:
         report["open_world"] = open_world_report(y, pred, labels.index(other_label))
     return report
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def _as_logit_matrix(logits: np.ndarray) -> np.ndarray:
@@ -191,21 +179,26 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
 
 
 def calibrated_report(logits: np.ndarray, y: np.ndarray, labels: Sequence[str] | None = None,
-                      other_label: str | None = None) -> tuple[float, dict]:
-    """Fit the temperature on (logits, y) and report the metrics of the calibrated probabilities."""
+                      other_label: str | None = None, other_cap: float = 0.003,
+                      threshold: float = 0.5) -> tuple[float, dict]:
+    """Fit the temperature on (logits, y) and report the metrics of the calibrated probabilities.
+
+    With an ``other_label``, its threshold is chosen too (:func:`choose_other_threshold`, at
+    most ``other_cap`` of the pets lost), the report scores the answers that threshold gives
+    as the engine would, and ``report["other_threshold"]`` holds it.
+    """
     logits = _as_logit_matrix(logits)
     temperature = fit_temperature(logits, y)
     if labels is None:
         labels = ["cat", "dog"] if logits.shape[1] == 2 else [str(i) for i in range(logits.shape[1])]
-    return temperature, classification_report(y, softmax(logits / temperature), labels, other_label=other_label)
-
-
-def open_world_decisions(probs: np.ndarray, other: int, threshold: float) -> np.ndarray:
-    """The engine's open-world rule: ``other`` when P(other) >= threshold, else the likeliest other label."""
-    probs = as_matrix(probs)
-    rest = probs.copy()
-    rest[:, other] = -1.0
-    return np.where(probs[:, other] >= threshold, other, rest.argmax(axis=1))
+    probs = softmax(logits / temperature)
+    if other_label is None:
+        return temperature, classification_report(y, probs, labels, threshold)
+    other = list(labels).index(other_label)
+    threshold = choose_other_threshold(probs, y, other, other_cap)
+    pred = decide_indices(probs, other=other, other_threshold=threshold)
+    report = classification_report(y, probs, labels, pred=pred, other_label=other_label)
+    return temperature, report | {"other_threshold": threshold}
 
 
 def choose_other_threshold(probs: np.ndarray, y: np.ndarray, other: int, cap: float) -> float:

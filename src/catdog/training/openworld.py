@@ -124,16 +124,6 @@ def trainable_part(model: nn.Module, stages: int) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def held_out_report(logits: np.ndarray, y: np.ndarray, cap: float) -> tuple[float, float, dict]:
-    """(temperature, other threshold, report) of held-out logits, chosen as serving will use them."""
-    temperature = metrics.fit_temperature(logits, y)
-    probs = metrics.softmax(np.asarray(logits, np.float64) / temperature)
-    other = LABELS.index(OTHER)
-    threshold = metrics.choose_other_threshold(probs, y, other, cap)
-    pred = metrics.open_world_decisions(probs, other, threshold)
-    return temperature, threshold, metrics.classification_report(y, probs, LABELS, pred=pred, other_label=OTHER)
-
-
 def train_head(cfg: HeadConfig) -> dict:
     """Fine-tune the parent's last stages with a three-way head; select, calibrate, export."""
     from catdog.training.backbone import BACKBONES
@@ -185,7 +175,7 @@ def train_head(cfg: HeadConfig) -> dict:
             optimizer.step()
             step += 1
             running, seen = running + loss.item() * len(y), seen + len(y)
-        _, _, report = held_out_report(logits_of(model, x_hold_t), y_hold, cfg.other_cap)
+        _, report = metrics.calibrated_report(logits_of(model, x_hold_t), y_hold, LABELS, OTHER, cfg.other_cap)
         row = {"epoch": epoch, "train_loss": running / max(1, seen), "holdout_log_loss": report["log_loss"],
                "holdout_accuracy": report["accuracy"]} | report["open_world"]
         history.append(row)
@@ -196,7 +186,8 @@ def train_head(cfg: HeadConfig) -> dict:
         raise ValueError("open-world training ran no epoch; give epochs >= 1")
     model.load_state_dict(best[2])
     logits = logits_of(model, x_hold_t)
-    temperature, threshold, report = held_out_report(logits, y_hold, cfg.other_cap)
+    temperature, report = metrics.calibrated_report(logits, y_hold, LABELS, OTHER, cfg.other_cap)
+    threshold = report["other_threshold"]
     log.info("held out (epoch %d): %s", best[1], {k: report[k] for k in ("accuracy", "log_loss", "ece")}
              | report["open_world"])
 

@@ -133,13 +133,7 @@ def refit_temperature(model_dir: str | Path, holdout: Sequence[Sample], other_ca
     """
     from catdog.model.engine import Classifier
     from catdog.training.data import serving_inputs
-    from catdog.training.metrics import (
-        choose_other_threshold,
-        classification_report,
-        fit_temperature,
-        open_world_decisions,
-        softmax,
-    )
+    from catdog.training.metrics import calibrated_report
     from catdog.training.openworld import summarize
 
     model_dir = Path(model_dir)
@@ -147,17 +141,11 @@ def refit_temperature(model_dir: str | Path, holdout: Sequence[Sample], other_ca
     recipe = clf.recipe
     x, y = serving_inputs(holdout, recipe.input)
     logits = np.concatenate([clf.backend.run(x[i:i + 32]) for i in range(0, len(x), 32)])
-    temperature = fit_temperature(logits, y)
-    probs = softmax(np.asarray(logits, np.float64) / temperature)
+    cap = other_cap if other_cap is not None else recipe.training.get("other_cap", 0.003)
+    temperature, report = calibrated_report(logits, y, recipe.labels, recipe.other_label, cap, recipe.threshold)
     update: dict = {"temperature": temperature}
-    pred = None
     if recipe.other_label:
-        other = recipe.labels.index(recipe.other_label)
-        cap = other_cap if other_cap is not None else recipe.training.get("other_cap", 0.003)
-        update["other_threshold"] = choose_other_threshold(probs, y, other, cap)
-        pred = open_world_decisions(probs, other, update["other_threshold"])
-    report = classification_report(y, probs, recipe.labels, recipe.threshold, pred=pred,
-                                   other_label=recipe.other_label)
+        update["other_threshold"] = report["other_threshold"]
     held_out = summarize(report)
     recipe.model_copy(update=update | {"metrics": recipe.metrics | {"holdout": held_out}}
                       ).write(model_dir / RECIPE_FILENAME)
