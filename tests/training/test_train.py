@@ -132,6 +132,57 @@ def test_open_world_head_keeps_the_backbone_and_holds_out_what_the_parent_held_o
     assert all(set(p.probabilities) == {"cat", "dog", "other"} for p in photos)
 
 
+def test_distillation_keeps_the_parent_imagenet_and_a_teacher(open_world_run, tiny_run, tmp_path, images_dir):
+    """--keep-imagenet, --keep-parent and --teacher train, export and say so in the recipe; the
+    teacher's crops are cut at its resolution and shrunk for the student."""
+    from catdog.cli import main
+    from catdog.model.engine import Classifier
+
+    out = tmp_path / "kd"
+    assert main(["train", str(images_dir), "--init", str(tiny_run), "--others", str(NOT_PETS), "--out", str(out),
+                 "--holdout", "0.5", "--threads", "2", "--epochs", "1", "--train-stages", "3",
+                 "--keep-imagenet", "1", "--keep-parent", "0.5", "--teacher", str(open_world_run)]) == 0
+    clf = Classifier.load(out)
+    method = clf.recipe.training["method"]
+    assert "last 3 stages" in method and "ImageNet model x1" in method and "parent's cat/dog answers x0.5" in method
+    assert f"teacher {open_world_run.name} x1" in method
+    assert clf.recipe.metrics["holdout"]["n"] == 3  # the parent's split, as without distillation
+    assert clf.predict(NOT_PETS / "tulips.jpg").label in ("cat", "dog", "other")
+
+
+def test_distillation_terms_vanish_when_student_and_teachers_agree(tiny_run, open_world_run):
+    """At the start the student is its parent, so the parent's term is 0; a teacher that is the
+    student's own starting point adds 0 too; the ImageNet term is not 0 (fine-tuning moved the
+    features) and its gradient reaches the auxiliary head only through the student's trainable part."""
+    import torch
+    from torch import nn
+
+    from catdog.training.export import torch_from_onnx
+    from catdog.training.openworld import HeadConfig, Keeper, three_way_head, trainable_part
+
+    torch.manual_seed(0)
+    x, y = torch.randn(4, 3, 224, 224), torch.tensor([0, 1, 2, 0])
+    ce = nn.CrossEntropyLoss()
+
+    def loss_with(**weights):
+        student = torch_from_onnx(open_world_run / "model.onnx").eval()
+        three_way_head(student)
+        cfg = HeadConfig(init=open_world_run, data=[], others=[], out=Path("unused"), train_stages=2, **weights)
+        keeper = Keeper(student, "efficientnet_lite0", cfg)
+        trainable_part(student, 2)
+        return keeper, keeper.loss(x, y, ce, 224), ce(student(x), y)
+
+    _, loss, plain = loss_with(keep_parent=1.0)
+    assert loss.item() == pytest.approx(plain.item(), abs=1e-5)
+    _, loss, plain = loss_with(teacher=open_world_run, keep_teacher=1.0)
+    assert loss.item() == pytest.approx(plain.item(), abs=1e-5)
+    keeper, loss, plain = loss_with(keep_imagenet=1.0)
+    assert loss.item() > plain.item() + 1e-3
+    loss.backward()
+    assert keeper.aux is not None and keeper.aux.weight.grad is not None
+    assert keeper.student.conv_stem.weight.grad is None  # frozen early stages get no gradient
+
+
 def test_open_world_training_needs_both_flags(tmp_path, images_dir, capsys):
     from catdog.cli import main
 

@@ -29,6 +29,17 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--other-cap", type=float, default=0.003,
                         help="open world: at most this share of held-out pets may be answered other "
                              "(sets the threshold; default 0.003)")
+    parser.add_argument("--train-stages", type=int, default=2,
+                        help="open world: fine-tune the last N stages, the final convolution and the head (default 2)")
+    parser.add_argument("--keep-imagenet", type=float, default=0.0, metavar="WEIGHT",
+                        help="open world: distil the frozen ImageNet model into an auxiliary head with this weight, "
+                             "so the features keep telling wolves from huskies (default 0 = off)")
+    parser.add_argument("--keep-parent", type=float, default=0.0, metavar="WEIGHT",
+                        help="open world: distil the --init model's cat/dog answers on pets with this weight "
+                             "(default 0 = off)")
+    parser.add_argument("--teacher", type=Path, default=None, metavar="MODEL_DIR",
+                        help="open world: a trained open-world float model whose answers the new model learns "
+                             "(e.g. Lite2 teaching Lite0; crops are cut at the teacher's resolution)")
     parser.add_argument("--out", type=Path, default=Path("runs/latest"), help="output folder (default runs/latest)")
     parser.add_argument("--arch", default="efficientnet_lite2",
                         help="backbone: efficientnet_lite2 (default, the bundled model's), efficientnet_lite1, "
@@ -87,7 +98,9 @@ def run_open_world(args: argparse.Namespace) -> int:
     summary = openworld.train_head(openworld.HeadConfig(
         init=args.init, data=list(args.data), others=list(args.others), out=args.out,
         holdout_fraction=args.holdout, seed=args.seed, other_cap=args.other_cap, threads=args.threads,
-        epochs=args.epochs or 3, batch_size=args.batch_size, lr=args.lr, crop_scale=args.crop_scale))
+        epochs=args.epochs or 3, batch_size=args.batch_size, lr=args.lr, crop_scale=args.crop_scale,
+        train_stages=args.train_stages, keep_imagenet=args.keep_imagenet, keep_parent=args.keep_parent,
+        teacher=args.teacher))
     print(json.dumps({k: summary[k] for k in ("best_epoch", "temperature", "other_threshold", "seconds")}
                      | {"held_out": summary["holdout"]["open_world"]}))
     return finish(args)

@@ -57,6 +57,14 @@ class HeadConfig:
     weight_decay: float = 0.02
     train_stages: int = 2  # the last N stages, the final convolution and the head are trained
     crop_scale: float = 0.3
+    # Distillation that keeps what fine-tuning erodes (0 = off): the frozen ImageNet model's
+    # 1000-class answers through an auxiliary head (its knowledge of wolves, bears, jaguars),
+    # and the parent's cat/dog answers on pets.
+    keep_imagenet: float = 0.0
+    keep_parent: float = 0.0
+    teacher: Path | None = None  # a trained open-world model whose three answers the student learns
+    keep_teacher: float = 1.0
+    distill_temperature: float = 2.0
     threads: int | None = None
     name: str | None = None
     version: str = "2.0.0"
@@ -124,6 +132,97 @@ def trainable_part(model: nn.Module, stages: int) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
+class Keeper:
+    """Distillation that keeps what fine-tuning for "other" erodes (Learning without Forgetting, Li & Hoiem 2017).
+
+    The loss adds, to the cross-entropy on cat/dog/other:
+
+    - ``keep_imagenet`` x KL(frozen ImageNet model || an auxiliary 1000-class head on the
+      student's features), on every photo: the features must still tell a wolf from a husky
+      and a jaguar from a tabby, which is exactly what "other" needs on animals it never saw.
+      The auxiliary head is dropped at export: it costs nothing at serving time.
+    - ``keep_parent`` x KL(parent || the student's cat and dog logits), on pets only: cat/dog
+      accuracy stays the parent's while "other" is learned.
+    - ``keep_teacher`` x KL(teacher || the student's answers), on every photo: a larger trained
+      open-world model (e.g. Lite2) taught to a smaller one (Lite0). The teacher sees the same
+      augmented crop at its own resolution.
+
+    The three networks share their frozen early stages, so each batch runs them once.
+    """
+
+    def __init__(self, student: nn.Module, arch: str, cfg: HeadConfig):
+        import copy
+
+        from catdog.training.backbone import imagenet_model
+
+        self.student, self.cfg = student, cfg
+        self.split = len(student.blocks) - cfg.train_stages  # first trainable stage
+        self.parent = copy.deepcopy(student).requires_grad_(False) if cfg.keep_parent else None
+        self.imagenet = imagenet_model(arch).requires_grad_(False) if cfg.keep_imagenet else None
+        # ImageNet's stem and first stages are the parent's (its training froze them): shared, run once.
+        self.shared = min(self.split, 2)
+        self.teacher = torch_from_onnx(Path(cfg.teacher) / "model.onnx").requires_grad_(False) \
+            if cfg.teacher else None
+        self.aux = None
+        if self.imagenet is not None:
+            fc = self.imagenet.get_classifier()
+            self.aux = nn.Linear(fc.in_features, fc.out_features)
+            self.aux.load_state_dict(fc.state_dict())
+
+    def describe(self) -> str:
+        parts = [f"{name} x{weight:g}" for name, weight in (
+            ("the frozen ImageNet model", self.cfg.keep_imagenet), ("the parent's cat/dog answers", self.cfg.keep_parent),
+            (f"the teacher {Path(self.cfg.teacher).name if self.cfg.teacher else ''}",
+             self.cfg.keep_teacher if self.teacher is not None else 0.0)) if weight]
+        return f"distilling {', '.join(parts)} at temperature {self.cfg.distill_temperature:g}"
+
+    def trainable(self) -> list[nn.Parameter]:
+        return list(self.aux.parameters()) if self.aux is not None else []
+
+    @staticmethod
+    def _top(model: nn.Module, h: torch.Tensor, start: int) -> torch.Tensor:
+        for stage in model.blocks[start:]:
+            h = stage(h)
+        return model.forward_head(model.bn2(model.conv_head(h)), pre_logits=True)
+
+    def _kl(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+        t = self.cfg.distill_temperature
+        return nn.functional.kl_div(nn.functional.log_softmax(student_logits / t, dim=1),
+                                    nn.functional.log_softmax(teacher_logits / t, dim=1),
+                                    log_target=True, reduction="batchmean") * t * t
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module, size: int) -> torch.Tensor:
+        """``x`` at the teacher's resolution when there is one; the student sees it at ``size``."""
+        model, x_teacher = self.student, x
+        if x.shape[-1] != size:
+            x = nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        with torch.no_grad():
+            h0 = model.bn1(model.conv_stem(x))
+            for stage in model.blocks[:self.shared]:
+                h0 = stage(h0)
+            h = h0
+            for stage in model.blocks[self.shared:self.split]:
+                h = stage(h)
+        feats = self._top(model, h, self.split)
+        loss = loss_fn(model.get_classifier()(feats), y)
+        if self.parent is not None:
+            pets = y < len(PET_LABELS)
+            if pets.any():
+                with torch.no_grad():
+                    parent = self.parent.get_classifier()(self._top(self.parent, h[pets], self.split))
+                logits = model.get_classifier()(feats[pets])[:, :len(PET_LABELS)]
+                loss = loss + self.cfg.keep_parent * self._kl(logits, parent[:, :len(PET_LABELS)])
+        if self.imagenet is not None and self.aux is not None:
+            with torch.no_grad():
+                teacher = self.imagenet.get_classifier()(self._top(self.imagenet, h0, self.shared))
+            loss = loss + self.cfg.keep_imagenet * self._kl(self.aux(feats), teacher)
+        if self.teacher is not None:
+            with torch.no_grad():
+                teacher = self.teacher(x_teacher)
+            loss = loss + self.cfg.keep_teacher * self._kl(model.get_classifier()(feats), teacher)
+        return loss
+
+
 def train_head(cfg: HeadConfig) -> dict:
     """Fine-tune the parent's last stages with a three-way head; select, calibrate, export."""
     from catdog.training.backbone import BACKBONES
@@ -144,18 +243,22 @@ def train_head(cfg: HeadConfig) -> dict:
     fit, holdout = open_world_split(parent_split, cfg.data, cfg.others, cfg.holdout_fraction, cfg.seed)
     log.info("%d photos to train on, %d held out", len(fit), len(holdout))
     bar = lambda it, **kw: tqdm(it, unit="img", dynamic_ncols=True, **kw)
-    images, kept = load_for_training(fit, short_side=round(train_spec.resize * 1.15),
+    # With a teacher, crops are cut at its (larger) resolution and shrunk for the student.
+    crop_spec = Recipe.read(Path(cfg.teacher) / RECIPE_FILENAME).input if cfg.teacher else train_spec
+    images, kept = load_for_training(fit, short_side=round(max(train_spec.resize, crop_spec.resize) * 1.15),
                                      progress=lambda s: bar(s, desc="decode train"))
     x_hold, y_hold = serving_inputs(holdout, spec, progress=lambda s: bar(s, desc="decode held out"))
     x_hold_t = torch.from_numpy(x_hold)
     labels = [s.label for s in kept]
-    dataset = AugmentedImages(images, labels, train_spec, crop_scale=cfg.crop_scale)
+    dataset = AugmentedImages(images, labels, crop_spec, crop_scale=cfg.crop_scale)
     loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True,
                                          drop_last=len(dataset) > cfg.batch_size,
                                          generator=torch.Generator().manual_seed(cfg.seed))
     counts = np.bincount(labels, minlength=len(LABELS)).astype(np.float32)
     loss_fn = nn.CrossEntropyLoss(weight=torch.from_numpy(counts.sum() / (len(LABELS) * np.maximum(counts, 1))))
-    params = trainable_part(model, cfg.train_stages)
+    keeper = Keeper(model, parent.architecture, cfg) if cfg.keep_imagenet or cfg.keep_parent or cfg.teacher \
+        else None
+    params = trainable_part(model, cfg.train_stages) + (keeper.trainable() if keeper else [])
     head_ids = {id(p) for p in model.get_classifier().parameters()}
     optimizer = torch.optim.AdamW(
         [{"params": [p for p in params if id(p) not in head_ids], "lr": cfg.lr * cfg.backbone_lr_ratio},
@@ -169,7 +272,7 @@ def train_head(cfg: HeadConfig) -> dict:
         for x, y in tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", dynamic_ncols=True):
             for group, base in zip(optimizer.param_groups, base_lrs):
                 group["lr"] = base * _lr_at(step, total, min(30, total // 5 + 1))
-            loss = loss_fn(model(x), y)
+            loss = keeper.loss(x, y, loss_fn, train_spec.size) if keeper else loss_fn(model(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -209,7 +312,8 @@ def train_head(cfg: HeadConfig) -> dict:
         metrics={"holdout": summarize(report)},
         training={"base_model": f"{parent.name} {parent.version}",
                   "method": f"outlier exposure: last {cfg.train_stages} stages, final convolution and a "
-                            f"three-way head fine-tuned for {cfg.epochs} epochs (best: {best[1]})",
+                            f"three-way head fine-tuned for {cfg.epochs} epochs (best: {best[1]})"
+                            + (f"; {keeper.describe()}" if keeper else ""),
                   "other_cap": cfg.other_cap, "holdout_fraction": cfg.holdout_fraction,
                   "data": summary["config"]["data"], "others": summary["config"]["others"],
                   "n_train": len(kept), "n_holdout": summary["n_holdout"], "seed": cfg.seed,
