@@ -12,9 +12,9 @@ recipes. Then both models' rules give the same answer on that row:
 
 - with an ``other_label``: if other is the largest, ``P(other) = m >= handoff >= both
   other_thresholds``, so both say other; if a known label is the largest, ``P(other) <=
-  1 - m <= 1 - handoff <= 0.5 <= both other_thresholds`` (equal only in a tie at 0.5 that
-  both thresholds, then both 0.5, break alike), so neither says other and both name the
-  likeliest known label;
+  1 - m <= 1 - handoff``, below both other_thresholds (the floor keeps ``handoff > 1 - t``
+  for a threshold ``t`` under 0.5; equal only in a 0.5 tie with both thresholds 0.5, which
+  both rules break alike), so neither says other and both name the likeliest known label;
 - two labels and a ``threshold`` ``t``: if the second is the largest, ``P(second) = m >=
   handoff >= t`` says the second in both; else ``P(second) <= 1 - handoff``, which is below
   ``t`` (the floor keeps ``handoff > 1 - t``; equal only in a 0.5 tie with both thresholds
@@ -42,20 +42,25 @@ if TYPE_CHECKING:
     from catdog.model.engine import Classifier
 
 
+def _above(threshold: float) -> float:
+    """The lowest hand-off that keeps a sure row on one side of ``threshold``: at least the
+    threshold, and just above ``1 - threshold`` when that is larger."""
+    return max(threshold, float(np.nextafter(1.0 - threshold, 1.0)) if threshold < 0.5 else 0.5)
+
+
 def handoff_floor(*recipes: Recipe) -> float:
     """The lowest hand-off at which every recipe's decision rule agrees on a sure row (see above).
 
     0.5, each ``other_threshold`` of a recipe with an ``other_label``, and for a rule with two
-    columns (two labels, or the known labels of a closed-world model) ``threshold`` and just
-    above ``1 - threshold``.
+    columns (two labels, or the known labels of a closed-world model) its ``threshold``; a
+    threshold ``t`` below 0.5 needs a hand-off above ``1 - t`` instead.
     """
     floor = 0.5
     for recipe in recipes:
         if recipe.other_label is not None:
-            floor = max(floor, recipe.other_threshold)
+            floor = max(floor, _above(recipe.other_threshold))
         if len(recipe.known_labels) == 2:
-            floor = max(floor, recipe.threshold, float(np.nextafter(1.0 - recipe.threshold, 1.0))
-                        if recipe.threshold < 0.5 else 0.5)
+            floor = max(floor, _above(recipe.threshold))
     return float(floor)
 
 
@@ -81,9 +86,9 @@ def check_cascade(accurate: Recipe, fast: Recipe, handoff: float | None, fast_na
     floor = handoff_floor(accurate, fast)
     if handoff is not None and handoff < floor:
         raise ModelError(
-            f"The cascade's handoff {handoff} is below {floor:.6g}, the larger of 0.5 and both models' "
-            "other_threshold (and threshold): a photo the fast model is sure of could then get "
-            f"another answer from {accurate.name}'s rule; use a handoff >= {floor:.6g}.")
+            f"The cascade's handoff {handoff} is below {floor:.6g}, the lowest at which both models' rules "
+            "agree on a photo the fast model is sure of (at least 0.5 and both models' other_threshold, "
+            f"and threshold with two labels); use a handoff >= {floor:.6g}.")
 
 
 def fast_model_path(folder: Path, fast: str) -> Path:
