@@ -121,9 +121,8 @@ def choose_handoff(fast_probs: np.ndarray, slow_probs: np.ndarray, y: np.ndarray
                                       {"threshold": threshold})
     sure = np.concatenate([v.sure for v in views.values()])
     candidates = np.unique(np.r_[floor, sure[sure > floor]])
-    top = float(np.nextafter(candidates.max(), 1.0))
-    if top < 1.0:
-        candidates = np.r_[candidates, top]
+    candidates = np.r_[candidates, np.nextafter(candidates.max(), 1.0)]
+    candidates = candidates[candidates < 1.0]  # a recipe's hand-off is below 1
     chosen = None
     for handoff in candidates[::-1]:  # from "nothing on the fast path" down
         if not all(_no_worse(v.cascade(handoff)[0], v.accurate, tolerance) for v in views.values()):
@@ -216,13 +215,13 @@ def build_cascade(fast_dir: str | Path, accurate_dir: str | Path, out: str | Pat
                     "held-out photos may be ones the fast model trained on, which would flatter it",
                     _split_of(fast), _split_of(accurate))
 
-    shutil.copytree(accurate_dir, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns(FAST_FOLDER))
-    fast_out = out / FAST_FOLDER
-    fast_out.mkdir(exist_ok=True)
     held = held_out_split(accurate, data, others, holdout, seed)
     if not held:
         raise ValueError("the held-out split is empty: give the data the accurate model was trained on "
                          "(or a larger --holdout)")
+    shutil.copytree(accurate_dir, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns(FAST_FOLDER))
+    fast_out = out / FAST_FOLDER
+    fast_out.mkdir(exist_ok=True)
     x, y = serving_inputs(held, accurate.input)
     edit = None
     if fast.input != accurate.input:
