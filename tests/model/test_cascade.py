@@ -185,3 +185,15 @@ def test_explain_uses_the_accurate_model_and_is_not_counted(mixed_cascade_dir, t
         alone = clf.decide(clf.model_probabilities(clf.prepare(photo)[None])[0])
         assert explanation.prediction == alone
     assert clf.cascade.counts() == (0, 0)
+
+
+def test_evaluate_reports_the_share_of_photos_on_the_slow_path(mixed_cascade_dir, images_dir):
+    from catdog.training.evaluate import evaluate
+
+    clf = Classifier.load(mixed_cascade_dir, threads=1)
+    clf.predict_batch(PHOTOS)  # photos answered before do not count in the report
+    report = evaluate(clf, images_dir, progress=False).report
+    cascade = report["cascade"]
+    assert cascade["fast"] == "catdog-lite0" and cascade["fast_answers"] + cascade["slow_answers"] == 6
+    assert cascade["slow_share"] == pytest.approx(cascade["slow_answers"] / 6)
+    assert report["accuracy"] == 1.0

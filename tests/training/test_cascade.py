@@ -116,7 +116,9 @@ def test_a_fast_model_as_good_as_the_accurate_one_takes_every_photo():
     slow, y = calibrated_pets()
     handoff, report = choose_handoff(slow, slow, y)
     assert handoff == 0.5 and report["slow_share"] == 0.0
-    assert report["open_world"]["cascade"] == report["open_world"]["accurate"]
+    cascade = dict(report["open_world"]["cascade"])
+    assert cascade.pop("losses") == {"right_to_wrong": 0, "wrong_to_right": 0}
+    assert cascade == report["open_world"]["accurate"]
 
 
 def test_a_fast_model_wrong_but_sure_pushes_the_handoff_above_that_confidence():
@@ -136,24 +138,28 @@ def test_a_fast_model_wrong_but_sure_pushes_the_handoff_above_that_confidence():
 
 
 def test_an_overconfident_fast_model_is_held_back_by_calibration():
-    """Same answers as the accurate model, but 99% sure where it is right 90% of the time."""
-    y = np.array([1] * 9 + [0])
-    slow = rows(*[0.9] * 10)  # 9 of 10 right at 90%: calibrated
-    fast = rows(*[0.99] * 10)
+    """Same answers as the accurate model, but 99% sure where it is right 90% of the time:
+    1.8 photos of calibration gap, over the one photo of slack."""
+    y = np.array([1] * 18 + [0] * 2)
+    slow = rows(*[0.9] * 20)  # 18 of 20 right at 90%: calibrated
+    fast = rows(*[0.99] * 20)
     handoff, report = choose_handoff(fast, slow, y)
-    assert answer_metrics(fast, y)["errors"] == answer_metrics(slow, y)["errors"] == 1
+    assert answer_metrics(fast, y)["errors"] == answer_metrics(slow, y)["errors"] == 2
     assert handoff > 0.99 and report["slow_share"] == 1.0
+    # Half as overconfident (0.9 photo of gap) is within the slack.
+    assert choose_handoff(rows(*[0.945] * 20), slow, y)[0] == 0.5
 
 
-def test_a_handoff_that_passes_only_by_luck_below_a_failing_one_is_not_taken():
-    """At 0.7 the fast model's lucky right answer cancels its sure mistake at 0.8; above 0.7
-    only the mistake is left. The hand-off must clear the mistake, not sit in the lucky dip."""
+def test_a_lucky_win_does_not_pay_for_a_sure_mistake():
+    """The fast model is right where the accurate one is wrong (70% sure) and wrong where it is
+    right (80% sure): the same number of errors, but the hand-off must clear the mistake."""
     y = np.array([0, 1, 0, 1, 0, 1])
     slow = rows(0.1, 0.9, 0.1, 0.9, 0.1, 0.4)   # wrong on the last photo
     fast = rows(0.8, 0.9, 0.1, 0.9, 0.1, 0.7)   # wrong and 80% sure on the first, right on the last
     assert answer_metrics(fast, y)["errors"] == answer_metrics(slow, y)["errors"] == 1
-    handoff, _ = choose_handoff(fast, slow, y)
+    handoff, report = choose_handoff(fast, slow, y)
     assert handoff > 0.8
+    assert report["open_world"]["cascade"]["losses"] == {"right_to_wrong": 0, "wrong_to_right": 0}
 
 
 def test_open_world_counts_and_the_floor():
@@ -166,6 +172,7 @@ def test_open_world_counts_and_the_floor():
     handoff, report = choose_handoff(fast, slow, y, other_index=2, other_threshold=0.7, floor=0.7)
     assert handoff > 0.85
     assert report["open_world"]["cascade"]["pets_answered_other"] == 0
+    assert report["open_world"]["cascade"]["losses"]["pets_lost_to_other"] == 0
     assert set(report) >= {"open_world", "closed_world"}
     same, report = choose_handoff(slow, slow, y, other_index=2, other_threshold=0.7, floor=0.7)
     assert same == 0.7 and report["closed_world"]["slow_share"] == 0.0

@@ -8,28 +8,42 @@ the cascade is no worse than the accurate model alone on the held-out split, and
 :func:`build_cascade` does the whole job: copy, input edit, recalibration, choice, recipe.
 
 What "no worse" means (``tolerance``, in photos, default 0). On the held-out photos, the
-cascade, answering with the accurate recipe's rule as the server does, must have
+cascade answers with the accurate recipe's rule, as the server does, and must have
 
-- at most ``tolerance`` more wrong answers than the accurate model alone,
-- at most ``tolerance`` more real pets answered "other" and at most ``tolerance`` more
-  non-pets not answered "other" (open-world models),
-- a calibration gap at most ``tolerance`` photos larger: ``n * ECE`` (the sum over the
-  confidence bins of |correct answers - summed confidence|) may grow by ``tolerance``.
+- at most ``tolerance`` photos the accurate model answers right and the cascade wrong;
+- (open-world models) at most ``tolerance`` real pets the accurate model keeps and the
+  cascade answers "other", and at most ``tolerance`` non-pets the accurate model answers
+  "other" and the cascade does not;
+- a calibration gap less than ``tolerance + 1`` photos larger: ``n * ECE``, the sum over
+  the confidence bins of |correct answers - summed confidence|, in photos.
 
-All four are counted in photos so one number says how much the held-out sample may move;
-0 means "no worse at all", which is what the issue asks ("the same accuracy and
-calibration"). Held-out splits are a few hundred photos with a handful of errors, so a
-share tolerance would either allow several extra errors or nothing; a count is explicit.
+Why photo by photo and not the net numbers (errors, shares of "other" answers): a held-out
+split is a few hundred photos with a handful of errors, too few to tell a 98% model from a
+99% one. On catdog-lite2-v1's 399 held-out photos, lite0 (98.2% on val, against 99.0%)
+makes 2 errors and lite2-v1 3, so the net rule sends every photo down the fast path and
+serves lite0. Counting only the photos the cascade loses keeps the fast model's lucky
+wins from paying for its confident mistakes: there the hand-off lands just above the one
+photo lite0 gets wrong at 98.6% and lite2-v1 right, and 5% of the photos take the slow
+path. The net numbers can only be better (each is the accurate model's plus at most
+``tolerance``), and the report shows them.
+
+Why a one-photo slack on calibration: the calibration gap is a sum of confidences, not a
+count, and moves with every photo that changes hands (one right answer at 99.99% instead of
+99.9% moves it by 0.001). With no slack the cascade on that split keeps 99% of the photos
+on the slow path for a 0.1-photo difference; differences under one photo are below what
+the three counts, or a sample this size, can resolve.
+
 A model with an other label is checked in the closed world too (other dropped, the pets
 only, the hand-off applied to the renormalised probabilities, as the server does with
 ``CATDOG_OPEN_WORLD=false``): one hand-off serves both.
 
-The hand-off is the lowest candidate such that it *and every higher candidate* pass: a
-threshold that passes only between failing ones would be the luck of the sample, not a
-property of the models. Candidates are the fast model's distinct held-out confidences at
-or above :func:`catdog.model.cascade.handoff_floor` (the floor itself included), plus one
-just above the largest (every held-out photo on the slow path, which always passes when
-that is below 1).
+The hand-off is the lowest candidate such that it *and every higher candidate* pass (the
+counts only grow as the hand-off falls; the calibration gap need not, and a threshold that
+passes only between failing ones would be the luck of the sample). Candidates are the fast
+model's distinct held-out confidences at or above
+:func:`catdog.model.cascade.handoff_floor` (the floor itself included), plus one just
+above the largest (every held-out photo on the slow path, which always passes when that is
+below 1).
 """
 
 from __future__ import annotations
@@ -70,10 +84,26 @@ def answer_metrics(probs: np.ndarray, y: np.ndarray, *, other: int | None = None
     return out
 
 
+#: Photos of calibration gap the cascade may add on top of ``tolerance`` (module doc).
+CALIBRATION_SLACK = 1.0
+
+
+def _losses(pred: np.ndarray, accurate: np.ndarray, y: np.ndarray, other: int | None) -> dict:
+    """The photos the cascade's answers ``pred`` lose against the accurate model's ``accurate``."""
+    out = {"right_to_wrong": int(((pred != y) & (accurate == y)).sum()),
+           "wrong_to_right": int(((pred == y) & (accurate != y)).sum())}
+    if other is not None:
+        pets, others = y != other, y == other
+        out |= {"pets_lost_to_other": int((pets & (pred == other) & (accurate != other)).sum()),
+                "others_missed": int((others & (pred != other) & (accurate == other)).sum())}
+    return out
+
+
 def _no_worse(cascade: dict, accurate: dict, tolerance: float) -> bool:
-    keys = ("errors", "pets_answered_other", "others_not_answered_other")
-    counts_ok = all(cascade[k] <= accurate[k] + tolerance for k in keys if k in accurate)
-    return counts_ok and cascade["calibration_gap"] <= accurate["calibration_gap"] + tolerance + 1e-9
+    lost = cascade["losses"]
+    counts_ok = all(lost[k] <= tolerance for k in ("right_to_wrong", "pets_lost_to_other", "others_missed")
+                    if k in lost)
+    return counts_ok and cascade["calibration_gap"] < accurate["calibration_gap"] + tolerance + CALIBRATION_SLACK
 
 
 def _closed(probs: np.ndarray, other: int) -> np.ndarray:
@@ -89,11 +119,15 @@ class _View:
         self.fast, self.slow, self.y, self.rule = fast, slow, y, rule
         self.sure = fast.max(axis=1) if len(fast) else np.zeros(0)
         self.accurate = answer_metrics(slow, y, **rule)
+        self.accurate_pred = decide_indices(slow, **rule)
 
     def cascade(self, handoff: float) -> tuple[dict, float]:
         unsure = ~(self.sure >= handoff)
         merged = np.where(unsure[:, None], self.slow, self.fast)
-        return answer_metrics(merged, self.y, **self.rule), float(unsure.mean()) if len(unsure) else 0.0
+        pred = decide_indices(merged, **self.rule)
+        metrics = answer_metrics(merged, self.y, **self.rule)
+        metrics["losses"] = _losses(pred, self.accurate_pred, self.y, self.rule.get("other"))
+        return metrics, float(unsure.mean()) if len(unsure) else 0.0
 
 
 def choose_handoff(fast_probs: np.ndarray, slow_probs: np.ndarray, y: np.ndarray, other_index: int | None = None,
@@ -258,7 +292,7 @@ def build_cascade(fast_dir: str | Path, accurate_dir: str | Path, out: str | Pat
 
 def _summary(report: dict) -> dict:
     """What model.json keeps: the held-out numbers behind the hand-off."""
-    keep = ("errors", "accuracy", "ece", "pets_answered_other", "others_not_answered_other")
+    keep = ("errors", "accuracy", "ece", "pets_answered_other", "others_not_answered_other", "losses")
 
     def pick(metrics: dict | None) -> dict | None:
         return None if metrics is None else {k: metrics[k] for k in keep if k in metrics}
