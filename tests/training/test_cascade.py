@@ -182,3 +182,23 @@ def test_no_handoff_when_the_fast_model_is_certain_and_wrong():
     y = np.array([0, 1])
     handoff, report = choose_handoff(rows(1.0, 1.0), rows(0.1, 0.9), y)
     assert handoff is None and report["open_world"]["cascade"] is None
+
+
+def test_a_fast_model_trained_on_another_split_is_warned_about(tmp_path, caplog):
+    """Its held-out photos may not be the accurate model's: some may be ones it trained on."""
+    pytest.importorskip("torch", reason="catdog cascade needs the train extra")
+    import json
+    import shutil
+
+    from catdog.training.cascade import build_cascade
+    from tests.conftest import IMAGES
+
+    fast = tmp_path / "fast"
+    shutil.copytree(FAST, fast)
+    recipe = json.loads((fast / "model.json").read_text())
+    recipe["training"]["seed"] = 1
+    (fast / "model.json").write_text(json.dumps(recipe))
+    with caplog.at_level("WARNING", logger="catdog.cascade"):
+        report = build_cascade(fast, ACCURATE, tmp_path / "out", [IMAGES], holdout=0.5, threads=1)
+    assert "another training split" in caplog.text
+    assert report["n"] == 4 and Recipe.read(tmp_path / "out" / "model.json").cascade.handoff == report["handoff"]
