@@ -61,3 +61,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def cascade_dir(tmp_path_factory) -> Path:
+    """A cascade model built once by ``catdog cascade`` (lite0 in front of lite2-v1; tests/cascades.py)."""
+    pytest.importorskip("torch", reason="catdog cascade needs the train extra (onnx, torch)")
+    from tests.cascades import build
+
+    return build(tmp_path_factory.mktemp("cascade") / "lite0-lite2")
+
+
+@pytest.fixture(scope="session")
+def mixed_cascade_dir(cascade_dir, tmp_path_factory) -> Path:
+    """The cascade with its fast temperature at 2 and a hand-off that sends some of
+    ``tests.cascades.PHOTOS`` down each path."""
+    from tests.cascades import edit_json, mixed_handoff, variant
+
+    out = variant(cascade_dir, tmp_path_factory.mktemp("cascade") / "mixed")
+    edit_json(out / "model.json", cascade__handoff=mixed_handoff(out))
+    return out

@@ -103,3 +103,18 @@ def test_unset_fields_come_from_the_settings(monkeypatch, tmp_path):
     assert spec.threads == 3 and spec.model == str(tmp_path)
     assert ModelSpec(model="m.onnx", threads=1).resolved().model == "m.onnx"
 
+
+
+def test_a_cascade_model_runs_through_the_handler(mixed_cascade_dir):
+    """catdog bulk follows a cascade without knowing it: the handler calls Classifier.probabilities."""
+    from tests.cascades import PHOTOS as MIXED
+
+    handler = ClassifierHandler(ModelSpec(model=str(mixed_cascade_dir), threads=1), batch_size=len(MIXED))
+    clf = handler.load_model()
+    assert clf.cascade is not None
+    before = sum(clf.cascade.counts())
+    rows = list(handler.run_inference([clf.prepare(p) for p in MIXED], clf))
+    fast, slow = clf.cascade.counts()
+    assert fast + slow - before == len(MIXED) and fast > 0 and slow > 0
+    assert [r["label"] for r in rows] == [p.label for p in clf.predict_batch(MIXED)]
+    assert rows[0]["model"]["name"] == "catdog-lite2-v1-cascade"

@@ -104,17 +104,32 @@ def test_missing_model_is_a_one_line_error(tmp_path, cat_photo, capsys):
     assert err.startswith("catdog: error: No model file") and "\n" not in err
 
 
-@pytest.mark.parametrize("command", ["evaluate", "quantize"])
+@pytest.mark.parametrize("command", ["evaluate", "quantize", "cascade"])
 def test_a_data_folder_without_photos_is_a_one_line_error(tmp_path, capsys, command):
     """No traceback for a mistyped or empty data folder: one line saying which layout is expected."""
     from catdog.model.engine import bundled_model_dir
 
-    float_model = Path(__file__).parents[2] / "models" / (bundled_model_dir().name + "-fp32")
+    models = Path(__file__).parents[2] / "models"
+    float_model = models / (bundled_model_dir().name + "-fp32")
     args = {"evaluate": ["evaluate", str(tmp_path)],
-            "quantize": ["quantize", str(float_model), str(tmp_path), "--out", str(tmp_path / "q")]}[command]
+            "quantize": ["quantize", str(float_model), str(tmp_path), "--out", str(tmp_path / "q")],
+            "cascade": ["cascade", str(models / "catdog-lite0"), str(models / "catdog-lite2-v1"), str(tmp_path),
+                        "--out", str(tmp_path / "c")]}[command]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"catdog: error: No images in {tmp_path}/") and "ImageFolder" in err and "\n" not in err
+    assert not (tmp_path / "c").exists()
+
+
+def test_cascade_refuses_models_with_other_labels_in_one_line(tmp_path, images_dir, capsys):
+    """lite0 answers cat or dog; the bundled model also answers other: no cascade, nothing written."""
+    from catdog.model.engine import bundled_model_dir
+
+    lite0 = Path(__file__).parents[2] / "models" / "catdog-lite0"
+    assert main(["cascade", str(lite0), str(bundled_model_dir()), str(images_dir), "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("catdog: error: The cascade's fast model") and "same labels" in err and "\n" not in err
+    assert not (tmp_path / "c").exists()
 
 
 def test_info_prints_the_recipe(capsys):

@@ -64,6 +64,8 @@ def create_app(settings: Settings | None = None, *, classifier: Classifier | Non
 
     metrics = Metrics.create()
     metrics.model_load_seconds.set(classifier.load_seconds)
+    if classifier.cascade is not None:
+        metrics.record_cascade(classifier.cascade.counts(), baseline=True)
     model_info = {key: value for key, value in classifier.info().items() if key != "file"}
     model_info["limits"] = {
         "max_upload_mb": settings.max_upload_mb,

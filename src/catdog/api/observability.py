@@ -16,9 +16,10 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -61,6 +62,11 @@ class Metrics:
     latency: Histogram
     predictions: Counter
     model_load_seconds: Gauge
+    #: A cascade's photos by the model that answered (``fast``/``slow``); copied from the engine's
+    #: own counts after each request (:meth:`record_cascade`), so the engine knows nothing of Prometheus.
+    cascade_answers: Counter
+    _cascade_seen: dict[str, int] = field(default_factory=dict)
+    _cascade_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def create(cls) -> Metrics:
@@ -82,7 +88,24 @@ class Metrics:
                 "catdog_model_load_seconds", "Seconds the model took to load and warm up",
                 registry=registry, multiprocess_mode="max",
             ),
+            cascade_answers=Counter(
+                "catdog_cascade_answers", "Photos answered by each model of a cascade "
+                "(fast: the fast model was sure; slow: handed to the accurate model)", ["path"],
+                registry=registry,
+            ),
         )
+
+    def record_cascade(self, counts: tuple[int, int], *, baseline: bool = False) -> None:
+        """Bring ``catdog_cascade_answers_total`` up to a cascade's (fast, slow) counts since it
+        loaded; ``baseline`` only notes them (photos answered before this app existed)."""
+        with self._cascade_lock:
+            for path, total in zip(("fast", "slow"), counts):
+                new = total - self._cascade_seen.get(path, 0)
+                if new > 0 and not baseline:
+                    self.cascade_answers.labels(path).inc(new)
+                elif baseline:
+                    self.cascade_answers.labels(path)  # the series exist (at 0) from the start
+                self._cascade_seen[path] = total
 
     def exposition(self) -> bytes:
         """The Prometheus text format: this registry, or every worker's files under gunicorn."""
@@ -172,6 +195,9 @@ def init_observability(app: Flask, metrics: Metrics) -> None:
         status = str(response.status_code)
         metrics.requests.labels(endpoint, method, status).inc()
         metrics.latency.labels(endpoint, method, status).observe(seconds)
+        cascade = getattr(getattr(app.extensions.get("catdog"), "classifier", None), "cascade", None)
+        if cascade is not None:
+            metrics.record_cascade(cascade.counts())
         fields = LogFields({
             "method": request.method[:16],
             "path": request.path[:200],

@@ -322,6 +322,9 @@ class ModelInfo(Endpoint):
     tag = "model"
 
     def get(self) -> JSON:
+        classifier = self.service.classifier
+        if classifier is not None and classifier.cascade is not None:  # live counts, not load time's
+            return {**self.service.model_info, "cascade": classifier.cascade.info()}
         return self.service.model_info
 
     @classmethod
@@ -346,6 +349,13 @@ class ModelInfo(Endpoint):
                 "threshold": {"type": "number"},
                 "temperature": {"type": "number"},
                 "metrics": {"type": "object", "description": "held-out evaluation from the model card"},
+                "cascade": {
+                    "type": "object", "nullable": True,
+                    "description": "a cascade model: its fast model's name, the hand-off probability and "
+                                   "how many photos each model answered in this worker since it started",
+                    "properties": {"fast": {"type": "string"}, "handoff": {"type": "number"},
+                                   "fast_answers": {"type": "integer"}, "slow_answers": {"type": "integer"}},
+                },
                 "load_seconds": {"type": "number"},
                 "limits": {"type": "object", "properties": {
                     "max_upload_mb": {"type": "number"},

@@ -43,5 +43,9 @@ def run(args: argparse.Namespace) -> int:
                   if ow["others"] else "")
         print(f"open world: {caught}{ow['pets_answered_other']:.2%} of {ow['pets']} pets answered other, "
               f"pet accuracy {ow['pet_accuracy']:.2%}")
+    if "cascade" in r:
+        c = r["cascade"]
+        print(f"cascade: {c['fast']} answered {c['fast_answers']} photos, the accurate model {c['slow_answers']} "
+              f"({c['slow_share']:.2%} on the slow path, hand-off {c['handoff']:.6g})")
     print(f"report: {path}")
     return 0

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from catdog.model.backends import Backend, default_recipe, default_threads, open_backend
+from catdog.model.cascade import Cascade, check_cascade, fast_model_path
 from catdog.model.decode import (
     DEFAULT_MAX_DECODE_BYTES,
     DEFAULT_MAX_PIXELS,
@@ -73,9 +74,10 @@ class Classifier:
 
     def __init__(self, backend: Backend, recipe: Recipe, *, path: Path | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS, load_seconds: float = 0.0, open_world: bool = True,
-                 max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES):
+                 max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES, cascade: Cascade | None = None):
         self.backend = backend
         self.recipe = recipe
+        self.cascade = cascade
         self.open_world = open_world
         self.path = path
         self.max_pixels = max_pixels
@@ -96,14 +98,26 @@ class Classifier:
         ``open_world=False`` turns a model's "other" answer off for users who know every
         photo shows one of the known labels: the other label's probability is dropped and
         the rest renormalised (a model without an other label is unchanged).
+
+        A recipe with a ``cascade`` loads its fast model too (same threads, limits and
+        world) and refuses, in one line, a fast model that does not share its labels and
+        input or a hand-off below both models' thresholds (``catdog.model.cascade``).
         """
         started = time.perf_counter()
         path = resolve_model_path(model)
         recipe_path = path.with_name(RECIPE_FILENAME)
-        backend = open_backend(path, threads or default_threads())
+        threads = threads or default_threads()
+        backend = open_backend(path, threads)
         recipe = Recipe.read(recipe_path) if recipe_path.is_file() else default_recipe(backend, path)
+        cascade = None
+        if recipe.cascade is not None:
+            fast_path = fast_model_path(path.parent, recipe.cascade.fast)
+            fast = cls.load(fast_path, threads=threads, max_pixels=max_pixels, max_decode_bytes=max_decode_bytes,
+                            warmup=False, open_world=open_world)
+            check_cascade(recipe, fast.recipe, recipe.cascade.handoff, repr(recipe.cascade.fast))
+            cascade = Cascade(fast, recipe.cascade.handoff)
         clf = cls(backend, recipe, path=path, max_pixels=max_pixels, open_world=open_world,
-                  max_decode_bytes=max_decode_bytes)
+                  max_decode_bytes=max_decode_bytes, cascade=cascade)
         if warmup:
             clf.warmup()
         clf.load_seconds = time.perf_counter() - started
@@ -122,7 +136,17 @@ class Classifier:
         return self.recipe.labels if self.open_world else self.recipe.known_labels
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        """(N, ...) model inputs to calibrated (N, K) probabilities, columns in ``self.labels`` order."""
+        """(N, ...) model inputs to calibrated (N, K) probabilities, columns in ``self.labels`` order.
+
+        A cascade answers the rows its fast model is sure of from that model and runs this
+        model on the rest only (:class:`~catdog.model.cascade.Cascade`).
+        """
+        if self.cascade is not None:
+            return self.cascade.probabilities(batch, self.model_probabilities)
+        return self.model_probabilities(batch)
+
+    def model_probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """Like :meth:`probabilities`, from this model alone (a cascade's accurate model)."""
         raw = self.backend.run(np.ascontiguousarray(batch, dtype=self.recipe.input.dtype))
         return self._probabilities(raw, len(batch))
 
@@ -178,7 +202,9 @@ class Classifier:
         One model call returns the logits and the class activation maps; the map drawn is
         the answer's (for an "other" answer, what made the model say other). Raises
         ``ExplainUnavailable`` for a model without that output (Keras, a generic ONNX file),
-        and ImageError on bad input.
+        and ImageError on bad input. A cascade explains with its accurate model (this
+        model's file), whatever the fast model would have answered, and does not count the
+        photo in its paths.
         """
         spec = self.recipe.explain
         run_with = getattr(self.backend, "run_with", None)
@@ -249,10 +275,13 @@ class Classifier:
             yield from zip(chunk, self.predict_batch(chunk, return_errors=True))
 
     def warmup(self) -> None:
-        """Run one dummy batch so the first real request does not pay for ORT's lazy setup."""
+        """Run one dummy batch so the first real request does not pay for ORT's lazy setup
+        (through both models of a cascade, without counting it)."""
         spec = self.recipe.input
         shape = (1, 3, spec.size, spec.size) if spec.layout == "NCHW" else (1, spec.size, spec.size, 3)
-        self.probabilities(np.zeros(shape, dtype=spec.dtype))
+        self.model_probabilities(np.zeros(shape, dtype=spec.dtype))
+        if self.cascade is not None:
+            self.cascade.fast.warmup()
 
     def info(self) -> dict:
         """What /v1/model and ``catdog info`` show about the loaded model."""
@@ -269,6 +298,7 @@ class Classifier:
             "temperature": r.temperature,
             "explain": r.explain is not None and hasattr(self.backend, "run_with"),
             "metrics": r.metrics,
+            "cascade": self.cascade.info() if self.cascade is not None else None,
             "file": self.path.name if self.path else None,
             "load_seconds": round(self.load_seconds, 3),
         }

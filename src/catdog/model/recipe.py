@@ -51,6 +51,22 @@ class ExplainSpec(BaseModel):
     method: Literal["cam"] = "cam"
 
 
+class CascadeSpec(BaseModel):
+    """A faster model that answers first (``catdog cascade`` writes it; docs/models.md, "Cascade").
+
+    The recipe holding it is the accurate model's; its own model file is the accurate model.
+    The fast model answers a photo when its largest calibrated probability is >= ``handoff``
+    and hands the others to the accurate model. It must have the same labels and the same
+    ``input`` as the accurate model (one ``prepare``, one tensor per photo for both);
+    ``catdog.training.export.resize_input`` gives it the accurate model's input size.
+    """
+
+    fast: str = Field(description="the fast model: a model directory or file, relative to this model.json's folder")
+    handoff: float = Field(ge=0.5, lt=1, description="the fast model answers when its largest probability is >= this")
+    metrics: dict = Field(default_factory=dict, description="how the hand-off was chosen: held-out share of "
+                          "photos on the slow path, the cascade's metrics against the accurate model's")
+
+
 class Recipe(BaseModel):
     """Everything the engine needs to know about a model, read from ``model.json``.
 
@@ -81,6 +97,7 @@ class Recipe(BaseModel):
     other_threshold: float = Field(0.5, gt=0, le=1, description="say other_label when its probability >= this")
     temperature: float = Field(1.0, gt=0, description="logits are divided by this (calibration)")
     explain: ExplainSpec | None = Field(None, description="the model's class-activation-map output, if it has one")
+    cascade: CascadeSpec | None = Field(None, description="a faster model that answers the photos it is sure of")
     metrics: dict = Field(default_factory=dict, description="evaluation results, for the model card and /v1/model")
     training: dict = Field(default_factory=dict, description="how it was trained (data, epochs, seed)")
 

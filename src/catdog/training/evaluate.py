@@ -58,6 +58,7 @@ def evaluate(clf: Classifier, data_dir: str | Path, *, others: str | Path | None
     probs = np.full((len(samples), len(labels)), np.nan)
     pred = np.full(len(samples), -1)
     failed = []
+    counted = clf.cascade.counts() if clf.cascade is not None else None
     stream = clf.predict_many((s.path for s in samples), batch_size=batch_size)
     for i, (path, outcome) in enumerate(tqdm(stream, total=len(samples), unit="img", desc="evaluate",
                                              disable=not progress, dynamic_ncols=True)):
@@ -71,6 +72,11 @@ def evaluate(clf: Classifier, data_dir: str | Path, *, others: str | Path | None
     report = classification_report(y[ok], probs[ok], labels, clf.recipe.threshold, pred=pred[ok],
                                    other_label=other)
     report["unreadable"] = len(failed)
+    if clf.cascade is not None and counted is not None:  # which model answered, for this data only
+        fast, slow = (now - before for now, before in zip(clf.cascade.counts(), counted))
+        report["cascade"] = {"fast": clf.cascade.fast.recipe.name, "handoff": clf.cascade.handoff,
+                             "fast_answers": fast, "slow_answers": slow,
+                             "slow_share": slow / (fast + slow) if fast + slow else float("nan")}
     report["model"] = {"name": clf.recipe.name, "version": clf.recipe.version}
     report["data"] = str(data_dir)
     if others is not None:
@@ -95,6 +101,7 @@ def write_report(evaluation: Evaluation, out_dir: str | Path) -> Path:
         "| metric | value |", "|---|---|",
         f"| accuracy | {r['accuracy']:.2%} ({r['errors']} errors) |",
         *_open_world_rows(r.get("open_world")),
+        *_cascade_rows(r.get("cascade")),
         f"| ROC AUC | {r['roc_auc']:.4f} |",
         f"| log loss | {r['log_loss']:.4f} |",
         f"| ECE (10 bins) | {r['ece']:.4f} |",
@@ -120,6 +127,14 @@ def write_report(evaluation: Evaluation, out_dir: str | Path) -> Path:
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _cascade_rows(cascade: dict | None) -> list[str]:
+    if not cascade:
+        return []
+    row = (f"| slow path (cascade, hand-off {cascade['handoff']:.6g}) | {cascade['slow_share']:.2%} "
+           f"({cascade['slow_answers']} photos went past {cascade['fast']} to the accurate model) |")
+    return [row]
 
 
 def _open_world_rows(ow: dict | None) -> list[str]:

@@ -236,3 +236,94 @@ def enable_explain(model_dir: str | Path) -> str:
     name = CLASS_MAPS_OUTPUT if CLASS_MAPS_OUTPUT in outputs else add_feature_output(model_path, model_path)
     recipe.model_copy(update={"explain": ExplainSpec(output=name)}).write(recipe_path)
     return name
+
+
+#: Opset whose ``Resize`` has ``antialias`` (ONNX 1.13+; ONNX Runtime runs it on the CPU).
+_ANTIALIAS_OPSET = 18
+
+
+def _default_opset(model) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def _opset_raise_is_noop(model, target: int) -> bool:
+    """True when every default-domain node of ``model`` means the same at opset ``target``
+    as at its own opset (no operator it uses got a new version in between)."""
+    from onnx import defs
+
+    current = _default_opset(model)
+    for node in model.graph.node:
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        try:
+            before = defs.get_schema(node.op_type, current, "").since_version
+            after = defs.get_schema(node.op_type, target, "").since_version
+        except defs.SchemaError:
+            return False
+        if before != after:
+            return False
+    return True
+
+
+def resize_input(src: str | Path, dst: str | Path, size: int) -> str:
+    """Rewrite a float NCHW model to take (N, 3, ``size``, ``size``) and resize to its own side first.
+
+    A cascade's two models read one tensor per photo (catdog.model.cascade); when the fast
+    network was trained at another side, this edit lets it take the accurate model's. The
+    new graph starts with an ONNX ``Resize`` to the network's side, its input keeps the
+    old name, and every output (``class_maps`` too) is kept.
+
+    The resize is bicubic with Pillow's kernel (``cubic_coeff_a=-0.5``) and, when the model
+    can declare opset 18 (its own opset is >= 18, or none of its operators changed up to
+    18), ``antialias=1``: Pillow's own resampling, which serving's preprocessing uses.
+    Measured on tests/data photos against Pillow resizing the same 288 px tensors (ONNX
+    Runtime 1.32, normalised units): antialiased cubic, max |difference| 0.005 (to 256 px),
+    0.07 (to 160 px); cubic without antialias, 0.35 and 1.29; antialiased linear, 0.47 and
+    0.54. Without opset 18 it falls back to cubic without antialias. Returns the method
+    ("cubic, antialias" or "cubic"); the model's temperature must be refitted afterwards.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    first = graph.input[0]
+    tensor = first.type.tensor_type
+    dims = tensor.shape.dim
+    if (tensor.elem_type != TensorProto.FLOAT or len(dims) != 4 or dims[1].dim_value != 3
+            or not dims[2].dim_value or dims[2].dim_value != dims[3].dim_value):
+        raise ValueError(f"{src}: resize_input takes a model with a float (N, 3, S, S) input")
+    own = dims[2].dim_value
+    antialias = _default_opset(model) >= _ANTIALIAS_OPSET or _opset_raise_is_noop(model, _ANTIALIAS_OPSET)
+    if antialias and _default_opset(model) < _ANTIALIAS_OPSET:
+        for opset in model.opset_import:
+            if opset.domain in ("", "ai.onnx"):
+                opset.version = _ANTIALIAS_OPSET
+        model.ir_version = max(model.ir_version, 8)  # opset 18 needs IR 8
+    name, inner = first.name, f"{first.name}_resized"
+    for node in graph.node:  # the network now reads the resized tensor
+        node.input[:] = [inner if i == name else i for i in node.input]
+    graph.initializer.extend([
+        numpy_helper.from_array(np.asarray([0], np.int64), "resize_input_start"),
+        numpy_helper.from_array(np.asarray([2], np.int64), "resize_input_stop"),
+        numpy_helper.from_array(np.asarray([own, own], np.int64), "resize_input_side"),
+    ])
+    attributes: dict = {"mode": "cubic", "cubic_coeff_a": -0.5, "coordinate_transformation_mode": "half_pixel"}
+    if antialias:
+        attributes["antialias"] = 1
+    prefix = [  # sizes = (N, 3) of the batch, then the network's side
+        helper.make_node("Shape", [name], ["resize_input_shape"], name="resize_input_shape"),
+        helper.make_node("Slice", ["resize_input_shape", "resize_input_start", "resize_input_stop"],
+                         ["resize_input_nc"], name="resize_input_nc"),
+        helper.make_node("Concat", ["resize_input_nc", "resize_input_side"], ["resize_input_sizes"], axis=0,
+                         name="resize_input_sizes"),
+        helper.make_node("Resize", [name, "", "", "resize_input_sizes"], [inner], name="resize_input", **attributes),
+    ]
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(prefix + nodes)
+    dims[2].dim_value = size
+    dims[3].dim_value = size
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dst))
+    return "cubic, antialias" if antialias else "cubic"

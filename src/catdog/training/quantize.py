@@ -123,13 +123,15 @@ def calibration_sample(samples: Sequence[Sample], per_class: int = 128, seed: in
     return chosen
 
 
-def refit_temperature(model_dir: str | Path, holdout: Sequence[Sample], other_cap: float | None = None) -> dict:
+def refit_temperature(model_dir: str | Path, holdout: Sequence[Sample], other_cap: float | None = None, *,
+                      inputs: tuple[np.ndarray, np.ndarray] | None = None, threads: int | None = None) -> dict:
     """Fit the temperature (and an open-world model's "other" threshold) on the held-out photos
     through ``model_dir``'s own model, and save them.
 
     Quantisation moves the logits a little; the confidence must be calibrated for the
     model that is served, through the serving preprocessing, not for the float one.
-    Returns the calibrated held-out report.
+    ``inputs`` are the held-out photos already through ``serving_inputs`` with this model's
+    input spec (then ``holdout`` is not decoded again). Returns the calibrated held-out report.
     """
     from catdog.model.engine import Classifier
     from catdog.training.data import serving_inputs
@@ -137,9 +139,9 @@ def refit_temperature(model_dir: str | Path, holdout: Sequence[Sample], other_ca
     from catdog.training.openworld import summarize
 
     model_dir = Path(model_dir)
-    clf = Classifier.load(model_dir, warmup=False)
+    clf = Classifier.load(model_dir, warmup=False, threads=threads)
     recipe = clf.recipe
-    x, y = serving_inputs(holdout, recipe.input)
+    x, y = inputs if inputs is not None else serving_inputs(holdout, recipe.input)
     logits = np.concatenate([clf.backend.run(x[i:i + 32]) for i in range(0, len(x), 32)])
     cap = other_cap if other_cap is not None else recipe.training.get("other_cap", 0.003)
     temperature, report = calibrated_report(logits, y, recipe.labels, recipe.other_label, cap, recipe.threshold)
