@@ -159,7 +159,8 @@ class Keeper:
         self.split = len(student.blocks) - cfg.train_stages  # first trainable stage
         self.parent = copy.deepcopy(student).requires_grad_(False) if cfg.keep_parent else None
         self.imagenet = imagenet_model(arch).requires_grad_(False) if cfg.keep_imagenet else None
-        # ImageNet's stem and first stages are the parent's (its training froze them): shared, run once.
+        # ImageNet's stem and first two stages are the parent's when its training froze them (catdog
+        # train's default --freeze-stages 2): shared, run once. Otherwise the teacher sees the parent's.
         self.shared = min(self.split, 2)
         self.teacher = torch_from_onnx(Path(cfg.teacher) / "model.onnx").requires_grad_(False) \
             if cfg.teacher else None
