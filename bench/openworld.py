@@ -25,6 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import ROOT
 
+from models import _locate
+
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 
 
@@ -36,12 +38,10 @@ def held_out(recipe, data_root: Path):
     parent = training.get("parent_training", training)
 
     def locate(recorded: str) -> Path:
-        parts = Path(recorded).parts
-        for k in range(1, len(parts) + 1):
-            candidate = data_root.joinpath(*parts[-k:])
-            if candidate.is_dir():
-                return candidate
-        raise SystemExit(f"{recorded} not found under {data_root}")
+        found = _locate(Path(recorded), data_root)
+        if found is None:
+            raise SystemExit(f"{recorded} not found under {data_root}")
+        return found
 
     data = [locate(d) for d in training.get("data", [])]
     others = [locate(d) for d in training.get("others", [])]

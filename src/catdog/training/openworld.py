@@ -205,14 +205,15 @@ class Keeper:
             for stage in model.blocks[self.shared:self.split]:
                 h = stage(h)
         feats = self._top(model, h, self.split)
-        loss = loss_fn(model.get_classifier()(feats), y)
+        logits = model.get_classifier()(feats)
+        loss = loss_fn(logits, y)
         if self.parent is not None:
             pets = y < len(PET_LABELS)
             if pets.any():
                 with torch.no_grad():
                     parent = self.parent.get_classifier()(self._top(self.parent, h[pets], self.split))
-                logits = model.get_classifier()(feats[pets])[:, :len(PET_LABELS)]
-                loss = loss + self.cfg.keep_parent * self._kl(logits, parent[:, :len(PET_LABELS)])
+                loss = loss + self.cfg.keep_parent * self._kl(logits[pets][:, :len(PET_LABELS)],
+                                                              parent[:, :len(PET_LABELS)])
         if self.imagenet is not None and self.aux is not None:
             with torch.no_grad():
                 teacher = self.imagenet.get_classifier()(self._top(self.imagenet, h0, self.shared))
@@ -220,7 +221,7 @@ class Keeper:
         if self.teacher is not None:
             with torch.no_grad():
                 teacher = self.teacher(x_teacher)
-            loss = loss + self.cfg.keep_teacher * self._kl(model.get_classifier()(feats), teacher)
+            loss = loss + self.cfg.keep_teacher * self._kl(logits, teacher)
         return loss
 
 
