@@ -139,14 +139,14 @@ def test_a_fast_model_wrong_but_sure_pushes_the_handoff_above_that_confidence():
 
 def test_an_overconfident_fast_model_is_held_back_by_calibration():
     """Same answers as the accurate model, but 99% sure where it is right 90% of the time:
-    1.8 photos of calibration gap, over the one photo of slack."""
+    its summed log loss is 2.9 nats above the accurate model's, over the one nat of slack."""
     y = np.array([1] * 18 + [0] * 2)
     slow = rows(*[0.9] * 20)  # 18 of 20 right at 90%: calibrated
     fast = rows(*[0.99] * 20)
     handoff, report = choose_handoff(fast, slow, y)
     assert answer_metrics(fast, y)["errors"] == answer_metrics(slow, y)["errors"] == 2
     assert handoff > 0.99 and report["slow_share"] == 1.0
-    # Half as overconfident (0.9 photo of gap) is within the slack.
+    # Half as overconfident (0.3 nat more) is within the slack.
     assert choose_handoff(rows(*[0.945] * 20), slow, y)[0] == 0.5
 
 

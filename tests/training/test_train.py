@@ -137,17 +137,39 @@ def test_distillation_keeps_the_parent_imagenet_and_a_teacher(open_world_run, ti
     teacher's crops are cut at its resolution and shrunk for the student."""
     from catdog.cli import main
     from catdog.model.engine import Classifier
+    from catdog.training.openworld import SELECTION
 
     out = tmp_path / "kd"
     assert main(["train", str(images_dir), "--init", str(tiny_run), "--others", str(NOT_PETS), "--out", str(out),
-                 "--holdout", "0.5", "--threads", "2", "--epochs", "1", "--train-stages", "3",
-                 "--keep-imagenet", "1", "--keep-parent", "0.5", "--teacher", str(open_world_run)]) == 0
+                 "--holdout", "0.5", "--threads", "2", "--epochs", "2", "--train-stages", "3",
+                 "--keep-imagenet", "1", "--keep-parent", "0.5", "--teacher", str(open_world_run),
+                 "--select", "open_world"]) == 0
     clf = Classifier.load(out)
     method = clf.recipe.training["method"]
+    # the kept epoch is the one that answered the most held-out non-pets "other"
+    summary = json.loads((out / "history.json").read_text())
+    keys = [SELECTION["open_world"]({"log_loss": row["holdout_log_loss"], "open_world": row})
+            for row in summary["history"]]
+    assert summary["best_epoch"] == 1 + keys.index(min(keys))
+    assert f"best by held-out open world: {summary['best_epoch']}" in method
     assert "last 3 stages" in method and "ImageNet model x1" in method and "parent's cat/dog answers x0.5" in method
     assert f"teacher {open_world_run.name} x1" in method
     assert clf.recipe.metrics["holdout"]["n"] == 3  # the parent's split, as without distillation
     assert clf.predict(NOT_PETS / "tulips.jpg").label in ("cat", "dog", "other")
+
+
+def test_epoch_selection_rules():
+    """log loss keeps the best fit; open world the most non-pets caught, then pet accuracy, then fit."""
+    from catdog.training.openworld import SELECTION, HeadConfig, train_head
+
+    def report(log_loss, caught, pet_accuracy):
+        return {"log_loss": log_loss, "open_world": {"others_answered_other": caught, "pet_accuracy": pet_accuracy}}
+
+    fit, catches, careful = report(0.10, 0.92, 0.99), report(0.12, 0.95, 0.98), report(0.13, 0.95, 0.99)
+    assert min([fit, catches], key=SELECTION["log_loss"]) is fit
+    assert min([fit, catches, careful], key=SELECTION["open_world"]) is careful
+    with pytest.raises(ValueError, match="select must be one of log_loss, open_world"):
+        train_head(HeadConfig(init=Path("unused"), data=[], others=[], out=Path("unused"), select="accuracy"))
 
 
 def test_distillation_terms_vanish_when_student_and_teachers_agree(tiny_run, open_world_run):

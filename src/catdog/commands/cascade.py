@@ -34,7 +34,8 @@ def add_parser(subparsers) -> None:
                                                      "(default: the accurate model's name + '-cascade')")
     parser.add_argument("--tolerance", type=float, default=0,
                         help="photos of slack on the held-out split: extra errors, extra pets answered other, "
-                             "extra non-pets missed, extra calibration gap (n x ECE) (default 0: no worse)")
+                             "extra non-pets missed, each also allowing ln 100 nats more summed log loss "
+                             "(default 0: no worse)")
     parser.add_argument("--holdout", type=float, default=None,
                         help="held-out fraction (default: the one the accurate model's training recorded)")
     parser.add_argument("--seed", type=int, default=None, help="split seed (default: the recorded one)")

@@ -40,6 +40,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--teacher", type=Path, default=None, metavar="MODEL_DIR",
                         help="open world: a trained open-world float model whose answers the new model learns "
                              "(e.g. Lite2 teaching Lite0; crops are cut at the teacher's resolution)")
+    parser.add_argument("--select", choices=("log_loss", "open_world"), default="log_loss",
+                        help="open world: keep the epoch with the lowest held-out log loss (default) or the one "
+                             "answering the most held-out non-pets other at the --other-cap pet loss")
     parser.add_argument("--out", type=Path, default=Path("runs/latest"), help="output folder (default runs/latest)")
     parser.add_argument("--arch", default="efficientnet_lite2",
                         help="backbone: efficientnet_lite2 (default, the bundled model's), efficientnet_lite1, "
@@ -100,7 +103,7 @@ def run_open_world(args: argparse.Namespace) -> int:
         holdout_fraction=args.holdout, seed=args.seed, other_cap=args.other_cap, threads=args.threads,
         epochs=args.epochs or 3, batch_size=args.batch_size, lr=args.lr, crop_scale=args.crop_scale,
         train_stages=args.train_stages, keep_imagenet=args.keep_imagenet, keep_parent=args.keep_parent,
-        teacher=args.teacher))
+        teacher=args.teacher, select=args.select))
     print(json.dumps({k: summary[k] for k in ("best_epoch", "temperature", "other_threshold", "seconds")}
                      | {"held_out": summary["holdout"]["open_world"]}))
     return finish(args)

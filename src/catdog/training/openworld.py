@@ -65,6 +65,7 @@ class HeadConfig:
     teacher: Path | None = None  # a trained open-world model whose three answers the student learns
     keep_teacher: float = 1.0
     distill_temperature: float = 2.0
+    select: str = "log_loss"  # how the epoch is chosen on the held-out split: a key of SELECTION
     threads: int | None = None
     name: str | None = None
     version: str = "2.0.0"
@@ -225,12 +226,25 @@ class Keeper:
         return loss
 
 
+# How the kept epoch is chosen from its held-out report: the smallest key wins.
+SELECTION = {
+    # calibrated fit of every answer
+    "log_loss": lambda report: (report["log_loss"],),
+    # the most non-pets answered "other" at the threshold that loses at most other_cap of the pets,
+    # then the best pet accuracy, then the fit
+    "open_world": lambda report: (-report["open_world"]["others_answered_other"],
+                                  -report["open_world"]["pet_accuracy"], report["log_loss"]),
+}
+
+
 def train_head(cfg: HeadConfig) -> dict:
     """Fine-tune the parent's last stages with a three-way head; select, calibrate, export."""
     from catdog.training.backbone import BACKBONES
     from catdog.training.data import AugmentedImages, load_for_training, serving_inputs
     from catdog.training.train import _lr_at, input_spec, logits_of, start_run
 
+    if cfg.select not in SELECTION:
+        raise ValueError(f"select must be one of {', '.join(SELECTION)}, not {cfg.select!r}")
     started, cfg.out = start_run(cfg.seed, cfg.threads, cfg.out)
     parent = Recipe.read(Path(cfg.init) / RECIPE_FILENAME)
     model = torch_from_onnx(Path(cfg.init) / "model.onnx", parent.architecture)
@@ -285,8 +299,9 @@ def train_head(cfg: HeadConfig) -> dict:
                "holdout_accuracy": report["accuracy"]} | report["open_world"]
         history.append(row)
         log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items() if k != "epoch"})
-        if best is None or report["log_loss"] < best[0]:
-            best = (report["log_loss"], epoch, {k: v.clone() for k, v in model.state_dict().items()})
+        key = SELECTION[cfg.select](report)
+        if best is None or key < best[0]:
+            best = (key, epoch, {k: v.clone() for k, v in model.state_dict().items()})
     if best is None:  # not an assert: bandit (B101), and python -O would drop it
         raise ValueError("open-world training ran no epoch; give epochs >= 1")
     model.load_state_dict(best[2])
@@ -314,7 +329,8 @@ def train_head(cfg: HeadConfig) -> dict:
         metrics={"holdout": summarize(report)},
         training={"base_model": f"{parent.name} {parent.version}",
                   "method": f"outlier exposure: last {cfg.train_stages} stages, final convolution and a "
-                            f"three-way head fine-tuned for {cfg.epochs} epochs (best: {best[1]})"
+                            f"three-way head fine-tuned for {cfg.epochs} epochs (best by held-out "
+                            f"{cfg.select.replace('_', ' ')}: {best[1]})"
                             + (f"; {keeper.describe()}" if keeper else ""),
                   "other_cap": cfg.other_cap, "holdout_fraction": cfg.holdout_fraction,
                   "data": summary["config"]["data"], "others": summary["config"]["others"],
