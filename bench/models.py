@@ -4,8 +4,14 @@ For each model folder (``model.onnx`` + ``model.json``): accuracy, errors, ECE a
 on the validation photos (``catdog.training.evaluate``, the serving engine itself); model
 time per photo at batch 1 on one thread and on all cores, at batch 16 on one thread, and
 end to end from JPEG bytes on one thread (all interleaved round by round, because these
-small machines are noisy: p50s measured side by side are what to compare); int8 or fp32,
+small machines are noisy: times measured side by side are what to compare); int8 or fp32,
 input size, file size and cold start (new process to first answer).
+
+Times are means per photo over the calls cycling through the photos ``bench/speed.py``
+sends (40 val photos of about 500x375), through ``Classifier.probabilities``: a cascade
+is timed as it serves, its fast model on every photo and its accurate model on the ones
+it hands over, so its mean carries its slow path in proportion (the "slow path" column
+is its share on val).
 
     python bench/models.py                        # every folder under models/, all val photos
     python bench/models.py --limit 100 --seconds 1 --rounds 2
@@ -17,17 +23,18 @@ Writes the "models" section of docs/benchmarks.md and docs/bench/models.json.
 from __future__ import annotations
 
 import argparse
+import itertools
 import shlex
 import statistics
 import sys
 import tempfile
 import time
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _photos import pick_photos
 from _report import ROOT, machine, table, time_calls, update_section, write_json
 from engine import DEFAULT_IMAGE, LOAD_ONNX, cold_start, percentile
 
@@ -92,7 +99,7 @@ def validation(clf, val: Path, limit: int) -> dict:
                     (Path(tmp) / label / f"{i:06d}-{sample.path.name}").symlink_to(sample.path.resolve())
             report = evaluate(clf, tmp, progress=progress).report
     keys = ("n", "accuracy", "errors", "ece", "log_loss", "roc_auc", "unreadable")
-    return {key: report[key] for key in keys}
+    return {key: report[key] for key in keys} | {"slow_share": report.get("cascade", {}).get("slow_share")}
 
 
 def held_out_others(recipe, others: Path) -> list[Path]:
@@ -137,6 +144,12 @@ def open_world(clf, pets: Path, others: list[Path], limit: int) -> dict:
             "pets": len(pet_paths), "pets_answered_other": share(pet_paths)}
 
 
+def cycling(call, items: list):
+    """A no-argument function that calls ``call`` on the next item, round and round."""
+    items = itertools.cycle(items)
+    return lambda: call(next(items))
+
+
 def model_label(model: dict) -> str:
     return f"**{model['name']}** (default)" if model["default"] else model["name"]
 
@@ -145,7 +158,7 @@ def results_table(models: list[dict], all_threads: int) -> str:
     speed_headers = [f"ms/photo {title.format(all=all_threads)}" for _, _, title in CASES.values()]
     headers = ["model", "version", "architecture", "input px", "weights", "file MB",
                "val accuracy", "errors", "ECE", "log loss", "non-pets -> other", "val pets -> other",
-               *speed_headers, "cold start s"]
+               "slow path", *speed_headers, "cold start s"]
     rows = []
     for m in models:
         v = m["val"]
@@ -154,10 +167,12 @@ def results_table(models: list[dict], all_threads: int) -> str:
         ow = m.get("open_world")
         opened = ([f"{ow['others_answered_other']:.1%} of {ow['others']}", f"{ow['pets_answered_other']:.2%}"]
                   if ow else ["n/a"] * 2)
-        speed = [f"{m['speed'][key]['ms_per_image_p50']:.2f}" for key in CASES]
+        slow = v.get("slow_share") if v else None
+        cascade = [f"{slow:.1%}" if slow is not None else ("n/a" if v is None and m["cascade"] else "-")]
+        speed = [f"{m['speed'][key]['ms_per_image']:.2f}" for key in CASES]
         cold = f"{m['cold_start_s']:.2f}" if m["cold_start_s"] is not None else "n/a"
         rows.append([model_label(m), m["version"], m["architecture"], m["input_size"], m["weights"],
-                     f"{m['file_mb']:.1f}", *quality, *opened, *speed, cold])
+                     f"{m['file_mb']:.1f}", *quality, *opened, *cascade, *speed, cold])
     return table(headers, rows)
 
 
@@ -168,10 +183,10 @@ def summary(models: list[dict]) -> str:
     what = "the default" if reference["default"] else "the first model measured (the default was not)"
     if not others:
         return f"Only {what}, {reference['name']}, was measured."
-    ref_ms = reference["speed"][HEADLINE]["ms_per_image_p50"]
+    ref_ms = reference["speed"][HEADLINE]["ms_per_image"]
     parts = []
     for m in others:
-        ms = m["speed"][HEADLINE]["ms_per_image_p50"]
+        ms = m["speed"][HEADLINE]["ms_per_image"]
         ratio = ms / ref_ms
         pace = f"{ratio:.2f}x slower" if ratio >= 1 else f"{1 / ratio:.2f}x faster"
         part = f"{m['name']} is {pace} ({ms:.2f} vs {ref_ms:.2f} ms)"
@@ -199,7 +214,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=0,
                         help="score only the first N photos per class (0: all)")
     parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE,
-                        help="the photo timed (default: a 498x415 JPEG)")
+                        help="the photo of the cold starts, and the one timed when --val has none "
+                             "(default: a 498x415 JPEG)")
+    parser.add_argument("--photos", type=int, default=40,
+                        help="time each model cycling through this many val photos of about 500x375, "
+                             "as bench/speed.py sends (default 40)")
     parser.add_argument("--seconds", type=float, default=2.0, help="seconds per measurement per round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--cold-repeats", type=int, default=3, help="cold starts per model (0: skip)")
@@ -235,10 +254,10 @@ def main(argv: list[str] | None = None) -> None:
             "path": rel(clf.path), "default": clf.path.resolve() == default_path,
             "input_size": clf.recipe.input.size, "weights": "int8" if is_int8(clf) else "fp32",
             "file_mb": clf.path.stat().st_size / 2**20, "val": None, "cold_start_s": None,
-            "cold_start_peak_rss_mb": None, "speed": {},
+            "cold_start_peak_rss_mb": None, "speed": {}, "cascade": clf.cascade is not None,
         })
 
-    print(f"machine: {machine()}\nimage: {args.image} ({len(data):,} bytes)\n"
+    print(f"machine: {machine()}\ncold-start image: {args.image} ({len(data):,} bytes)\n"
           f"models: {', '.join(m['path'] + (' (default)' if m['default'] else '') for m in models)}")
 
     default_clf = next((by["1"] for m, by in zip(models, loaded) if m["default"]), None)
@@ -256,25 +275,32 @@ def main(argv: list[str] | None = None) -> None:
         print(f"no validation folder at {args.val}: measuring speed only (accuracy columns n/a). "
               "Pass --val DIR (cat/, dog/ subfolders) to score the models.", flush=True)
 
-    # (model index, case) -> ms per call; models interleaved within every round.
+    # (model index, case) -> ms per call; models interleaved within every round, each call on
+    # the next of the timed photos, so a cascade's slow path is in its times in proportion.
+    timed = pick_photos(args.val, args.photos) or [args.image]
+    photos = [path.read_bytes() for path in timed]
+    print(f"timed on {len(photos)} photos: {', '.join(path.name for path in timed[:4])}"
+          + (" ..." if len(timed) > 4 else ""), flush=True)
     durations: dict[tuple[int, str], list[float]] = {}
-    inputs = []
+    calls = []
     for by_threads in loaded:
-        x1 = by_threads["1"].prepare(data)[None]
-        inputs.append({1: x1, BATCH: np.repeat(x1, BATCH, axis=0)})
+        x = np.stack([by_threads["1"].prepare(photo) for photo in photos])
+        batches = {1: [x[i:i + 1] for i in range(len(x))],
+                   BATCH: [np.take(x, range(i, i + BATCH), axis=0, mode="wrap") for i in range(0, len(x), BATCH)]}
+        calls.append({key: cycling(by_threads[threads].predict, photos) if key.startswith("end_to_end")
+                      else cycling(by_threads[threads].probabilities, batches[batch])
+                      for key, (threads, batch, _) in CASES.items()})
     for round_ in range(args.rounds):
         print(f"round {round_ + 1}/{args.rounds} ...", flush=True)
-        for i, by_threads in enumerate(loaded):
-            for key, (threads, batch, _) in CASES.items():
-                clf = by_threads[threads]
-                fn = (partial(clf.predict, data) if key.startswith("end_to_end")
-                      else partial(clf.backend.run, inputs[i][batch]))
+        for i, by_case in enumerate(calls):
+            for key, fn in by_case.items():
                 durations.setdefault((i, key), []).extend(time_calls(fn, args.seconds))
-    for (i, key), calls in durations.items():
+    for (i, key), ms in durations.items():
         threads, batch, _ = CASES[key]
         models[i]["speed"][key] = {
-            "threads": thread_counts[threads], "batch": batch, "calls": len(calls),
-            "ms_per_image_p50": percentile(calls, 50) / batch, "ms_per_call_p95": percentile(calls, 95)}
+            "threads": thread_counts[threads], "batch": batch, "calls": len(ms),
+            "ms_per_image": statistics.fmean(ms) / batch, "ms_per_image_p50": percentile(ms, 50) / batch,
+            "ms_per_call_p95": percentile(ms, 95)}
 
     if args.cold_repeats > 0:
         print("cold start ...", flush=True)
@@ -306,9 +332,11 @@ def main(argv: list[str] | None = None) -> None:
 Machine: {machine()}. Measured {date}. Command: `{command}`
 ({args.rounds} interleaved round(s) of {args.seconds:g} s per case and model).
 
-{val_note} Times are ms per photo (p50) of the model alone on a prepared input
-(`clf.backend.run`), except "end to end": `Classifier.predict(bytes)` on `{args.image.name}`
-({len(data):,} bytes), i.e. decode, preprocess, model and calibration. Cold start: {cold_note}.
+{val_note} Times are mean ms per photo over calls cycling through {len(photos)} photos
+({', '.join(path.name for path in timed[:3])}, ...): the model on a prepared input
+(`Classifier.probabilities`: a cascade's fast model on every photo and its accurate model on the
+ones it hands over, its "slow path" share on val), except "end to end": `Classifier.predict(bytes)`,
+i.e. decode, preprocess, model and calibration. Cold start ({args.image.name}): {cold_note}.
 
 {results}
 

@@ -77,3 +77,15 @@ def test_without_validation_photos_it_measures_speed_only(tmp_path):
     assert [row[key] for key in ("val accuracy", "errors", "ECE", "log loss", "cold start s")] == ["n/a"] * 5
     assert all(float(row[key]) > 0 for key in TIMES), row
     assert "Only the default, catdog-lite2, was measured." in output
+
+
+def test_a_cascade_is_timed_as_it_serves_and_shows_its_slow_path():
+    """Its times go through Classifier.probabilities (fast model, hand-offs to the accurate
+    one), not the accurate model's file alone; its row says which share took the slow path."""
+    cascade = ROOT / "models" / "catdog-lite2-cascade"
+    output = run("--models", str(LITE2), str(cascade), "--val", str(IMAGES), "--limit", "2", "--cold-repeats", "0")
+    single, both = parse_table(output)
+    assert single["slow path"] == "-"
+    assert both["slow path"].endswith("%") and 0 <= float(both["slow path"].rstrip("%")) <= 100, both
+    assert all(float(both[key]) > 0 for key in TIMES), both
+    assert "timed on " in output
