@@ -5,9 +5,9 @@ and one compute thread per worker, on loopback:
 
 - **catdog**: the production command (``gunicorn --config python:catdog.api.gunicorn_conf
   "catdog.api:create_app()"``), serving the current default model;
-- **catdog-1.0.0**: the same command serving catdog's previous release, the int8 Lite2 model
-  as shipped before (``git show ec37b70:models/catdog-lite2/...``, written to a temporary
-  folder and passed as ``CATDOG_MODEL``);
+- **catdog-2.0.0**: the same command serving catdog's previous release, the bundled model as
+  shipped before (``git show df143ed:src/catdog/models/catdog-lite2/...``: the int8 Lite2 alone,
+  cat/dog/other; written to a temporary folder and passed as ``CATDOG_MODEL``);
 - **pytorch**: the hand-written Flask + PyTorch-eager server (``bench/baselines/torch_app.py``)
   on the float weights of the same architecture;
 - **original-jax** (and **original-tensorflow** with ``--tf-python``): the original design,
@@ -61,8 +61,10 @@ from _wrk import WrkResult, ensure_wrk, run_wrk, write_manifest
 
 HOST = "127.0.0.1"
 ORIGINAL_H5 = BASELINES / "artifacts" / "cat_dog.h5"
-#: The commit whose bundled model is "catdog's previous release" (1.0.0, int8 Lite2, cat/dog).
-PREVIOUS_RELEASE = "ec37b70"
+#: The commit whose bundled model is "catdog's previous release" (2.0.0, int8 Lite2, cat/dog/other).
+PREVIOUS_RELEASE = "df143ed"
+#: Where the bundled model lived, newest first (1.0.0's commits had it in models/).
+BUNDLED_PATHS = ("src/catdog/models/catdog-lite2", "models/catdog-lite2")
 LEVELS = (1, 16)
 OVERLOAD = 256
 #: Issue 12's goals: catdog's req/s at 16 over each baseline's, and each baseline's p50 at 1 over catdog's.
@@ -104,15 +106,17 @@ class System:
 def previous_release(folder: Path, ref: str = PREVIOUS_RELEASE) -> Path | None:
     """The bundled model as of ``ref`` (model.onnx and model.json) written to ``folder``, or None."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("model.onnx", "model.json"):
-        done = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:models/catdog-lite2/{name}"],
-                              capture_output=True, check=False)
-        if done.returncode != 0:
-            print(f"skipping catdog's previous release: git show {ref} failed "
-                  f"({done.stderr.decode(errors='replace').strip()[:200]})", flush=True)
-            return None
-        (folder / name).write_bytes(done.stdout)
-    return folder
+    failed = ""
+    for bundled in BUNDLED_PATHS:
+        shown = [subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:{bundled}/{name}"],
+                                capture_output=True, check=False) for name in ("model.onnx", "model.json")]
+        if all(done.returncode == 0 for done in shown):
+            for name, done in zip(("model.onnx", "model.json"), shown):
+                (folder / name).write_bytes(done.stdout)
+            return folder
+        failed = next(done for done in shown if done.returncode).stderr.decode(errors="replace").strip()[:200]
+    print(f"skipping catdog's previous release: git show {ref} failed ({failed})", flush=True)
+    return None
 
 
 def keras_python(backend: str, tf_python: Path | None) -> str | None:
@@ -270,6 +274,9 @@ def models_line(args: argparse.Namespace) -> str:
     path = resolve_model_path(args.model)
     recipe = Recipe.read(path.with_name(RECIPE_FILENAME)) if path.with_name(RECIPE_FILENAME).is_file() else None
     name = f"`{recipe.name}` {recipe.version}, {recipe.input.size} px, labels {'/'.join(recipe.labels)}" if recipe else path.name
+    if recipe and recipe.cascade:
+        name += (f", a cascade: its fast model (`{recipe.cascade.fast}/`) answers when at least {recipe.cascade.handoff:.4g} "
+                 "sure, the rest go to the accurate model")
     return (f"catdog serves {name} (`{rel(path)}`); catdog's previous release is the model of commit "
             f"{args.previous or '(skipped)'}; PyTorch eager runs `{rel(args.torch_model)}`; the original design "
             f"`{rel(args.original)}`.")
@@ -418,7 +425,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="float model the PyTorch server runs (default: MODEL-fp32 beside the model if "
                              "it exists, else the model)")
     parser.add_argument("--previous", default=PREVIOUS_RELEASE,
-                        help="git commit whose models/catdog-lite2 is catdog's previous release ('' = skip)")
+                        help="git commit whose bundled catdog-lite2 is catdog's previous release ('' = skip)")
     parser.add_argument("--original", type=Path, default=ORIGINAL_H5, help="the original design's .h5")
     parser.add_argument("--keras-backends", type=lambda v: [b for b in v.split(",") if b], default=["jax", "tensorflow"],
                         help="Keras backends to serve the original design on (installed ones only)")

@@ -13,14 +13,18 @@ from tests.api.test_predict import upload
 from tests.cascades import PHOTOS
 
 
-@pytest.fixture
-def cascade_client(mixed_cascade_dir, monkeypatch):
+def client_of(model, monkeypatch):
     for name in ("CATDOG_API_KEYS", "CATDOG_RATE_LIMIT", "CATDOG_CORS_ORIGINS", "CATDOG_MAX_UPLOAD_MB",
                  "CATDOG_OPEN_WORLD"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("CATDOG_MODEL", str(mixed_cascade_dir))
+    monkeypatch.setenv("CATDOG_MODEL", str(model))
     monkeypatch.setenv("CATDOG_THREADS", "1")
     return create_app().test_client()
+
+
+@pytest.fixture
+def cascade_client(mixed_cascade_dir, monkeypatch):
+    return client_of(mixed_cascade_dir, monkeypatch)
 
 
 def test_predict_with_a_cascade_model(cascade_client):
@@ -52,6 +56,14 @@ def test_a_batch_goes_through_the_cascade_too(cascade_client):
     assert counts["fast_answers"] + counts["slow_answers"] == len(PHOTOS)
 
 
-def test_a_model_without_a_cascade_says_so(client):
-    assert client.get("/v1/model").json["cascade"] is None
-    assert metric(client.get("/metrics").get_data(as_text=True), "catdog_cascade_answers_total") == 0
+def test_the_bundled_model_is_a_cascade_and_a_single_model_says_it_is_not(client, monkeypatch):
+    """The default (2.1.0) counts its fast and slow answers; models/catdog-lite2-single, its
+    accurate network alone, has no cascade."""
+    from pathlib import Path
+
+    cascade = client.get("/v1/model").json["cascade"]
+    assert cascade["fast"] == "catdog-lite0-open" and 0.5 < cascade["handoff"] < 1
+    single = client_of(Path(__file__).parents[2] / "models" / "catdog-lite2-single", monkeypatch)
+    assert single.get("/v1/model").json["cascade"] is None
+    single.post("/v1/predict", data=upload(PHOTOS[0].read_bytes()))
+    assert metric(single.get("/metrics").get_data(as_text=True), "catdog_cascade_answers_total") == 0

@@ -122,11 +122,10 @@ def test_a_data_folder_without_photos_is_a_one_line_error(tmp_path, capsys, comm
 
 
 def test_cascade_refuses_models_with_other_labels_in_one_line(tmp_path, images_dir, capsys):
-    """lite0 answers cat or dog; the bundled model also answers other: no cascade, nothing written."""
-    from catdog.model.engine import bundled_model_dir
-
-    lite0 = Path(__file__).parents[2] / "models" / "catdog-lite0"
-    assert main(["cascade", str(lite0), str(bundled_model_dir()), str(images_dir), "--out", str(tmp_path / "c")]) == 2
+    """lite0 answers cat or dog; the bundled model's Lite2 also answers other: no cascade, nothing written."""
+    models = Path(__file__).parents[2] / "models"
+    assert main(["cascade", str(models / "catdog-lite0"), str(models / "catdog-lite2-single"), str(images_dir),
+                 "--out", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("catdog: error: The cascade's fast model") and "same labels" in err and "\n" not in err
     assert not (tmp_path / "c").exists()

@@ -174,7 +174,7 @@ def test_counts_add_up_across_threads(mixed_cascade_dir):
     assert json.loads(json.dumps(clf.info()))["cascade"] == info
 
 
-def test_explain_uses_the_accurate_model_and_is_not_counted(mixed_cascade_dir, tmp_path):
+def test_explain_uses_the_accurate_model_when_the_fast_one_has_no_heatmaps(mixed_cascade_dir, tmp_path):
     from catdog.training.export import enable_explain
 
     out = variant(mixed_cascade_dir, tmp_path / "c", fast_temperature=None)
@@ -185,6 +185,23 @@ def test_explain_uses_the_accurate_model_and_is_not_counted(mixed_cascade_dir, t
         alone = clf.decide(clf.model_probabilities(clf.prepare(photo)[None])[0])
         assert explanation.prediction == alone
     assert clf.cascade.counts() == (0, 0)
+
+
+def test_explain_answers_as_predict_does_when_both_models_have_heatmaps(mixed_cascade_dir, tmp_path):
+    """Photos the fast model is sure of are explained by it (its answer, its class maps), the
+    others by the accurate model: explain's answer is predict's on both paths."""
+    from catdog.training.export import enable_explain
+
+    out = variant(mixed_cascade_dir, tmp_path / "c", fast_temperature=None)
+    enable_explain(out)
+    enable_explain(out / "fast")
+    clf = Classifier.load(out, threads=1)
+    for photo in PHOTOS:
+        explanation = clf.explain(photo)
+        assert explanation.prediction == clf.predict(photo)
+        assert explanation.label == explanation.prediction.label and explanation.cam.max() <= 1.0
+    fast, slow = clf.cascade.counts()  # predict's, once per photo; explain counts nothing
+    assert fast + slow == len(PHOTOS) and fast > 0 and slow > 0
 
 
 def test_evaluate_reports_the_share_of_photos_on_the_slow_path(mixed_cascade_dir, images_dir):

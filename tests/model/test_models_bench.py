@@ -82,9 +82,10 @@ def test_without_validation_photos_it_measures_speed_only(tmp_path):
 def test_a_cascade_is_timed_as_it_serves_and_shows_its_slow_path():
     """Its times go through Classifier.probabilities (fast model, hand-offs to the accurate
     one), not the accurate model's file alone; its row says which share took the slow path."""
-    cascade = ROOT / "models" / "catdog-lite2-cascade"
-    output = run("--models", str(LITE2), str(cascade), "--val", str(IMAGES), "--limit", "2", "--cold-repeats", "0")
+    output = run("--models", str(ROOT / "models" / "catdog-lite2-single"), str(LITE2), "--val", str(IMAGES),
+                 "--limit", "2", "--cold-repeats", "0")
     single, both = parse_table(output)
+    assert both["model"] == "**catdog-lite2** (default)"
     assert single["slow path"] == "-"
     assert both["slow path"].endswith("%") and 0 <= float(both["slow path"].rstrip("%")) <= 100, both
     assert all(float(both[key]) > 0 for key in TIMES), both

@@ -132,9 +132,8 @@ class OnnxBackend:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads == 1:
-            # A single-threaded worker has no pool to keep spinning; idle workers then cost 0 CPU.
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Spinning pool threads burn the CPU the other workers need (docs/benchmarks.md, workers).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -202,9 +202,9 @@ class Classifier:
         One model call returns the logits and the class activation maps; the map drawn is
         the answer's (for an "other" answer, what made the model say other). Raises
         ``ExplainUnavailable`` for a model without that output (Keras, a generic ONNX file),
-        and ImageError on bad input. A cascade explains with its accurate model (this
-        model's file), whatever the fast model would have answered, and does not count the
-        photo in its paths.
+        and ImageError on bad input. A cascade explains with the model that answers the
+        photo, as :meth:`predict` would (its fast model when that is sure and has class maps,
+        else its accurate model, this model's file), and does not count the photo in its paths.
         """
         spec = self.recipe.explain
         run_with = getattr(self.backend, "run_with", None)
@@ -216,8 +216,11 @@ class Classifier:
         image = load_image(source, max_pixels=self.max_pixels, min_side=self.recipe.input.resize,
                            max_decode_bytes=self.max_decode_bytes)
         batch = preprocess(image, self.recipe.input)[None]
-        raw, maps = run_with(np.ascontiguousarray(batch, dtype=self.recipe.input.dtype), spec.output)
-        prediction = self.decide(self._probabilities(raw, 1)[0])
+        probs, maps = self._fast_explained(batch) if self.cascade is not None else (None, None)
+        if probs is None:
+            raw, maps = run_with(np.ascontiguousarray(batch, dtype=self.recipe.input.dtype), spec.output)
+            probs = self._probabilities(raw, 1)[0]
+        prediction = self.decide(probs)
         maps = np.asarray(maps)
         if maps.ndim != 4 or maps.shape[1] != len(self.recipe.labels):
             raise ExplainUnavailable(f"The model's {spec.output!r} output has shape {maps.shape}, not "
@@ -231,6 +234,19 @@ class Classifier:
         width, height = image.size
         box = center_crop_box(width, height, self.recipe.input) if self.recipe.input.crop else (0, 0, width, height)
         return Explanation(prediction, prediction.label, normalise(cam), box, (width, height))
+
+    def _fast_explained(self, batch: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """A cascade's fast model on one prepared photo: (probabilities, class maps) when it is
+        sure enough to answer and can show where it looked, else (None, None)."""
+        if self.cascade is None:
+            return None, None
+        fast, handoff = self.cascade.fast, self.cascade.handoff
+        run_with = getattr(fast.backend, "run_with", None)
+        if fast.recipe.explain is None or run_with is None:
+            return None, None
+        raw, maps = run_with(np.ascontiguousarray(batch, dtype=fast.recipe.input.dtype), fast.recipe.explain.output)
+        probs = fast._probabilities(raw, 1)[0]
+        return (probs, maps) if probs.max() >= handoff else (None, None)
 
     def predict_batch(self, sources: Sequence[ImageSource], *, return_errors: bool = False,
                       budget: BatchBudget | None = None) -> list[Prediction | ImageError]:
