@@ -235,7 +235,8 @@ def main(argv: list[str] | None = None) -> None:
     all_threads = default_threads()
     thread_counts = {"1": 1, "all": all_threads}
     try:
-        default_path = resolve_model_path(bundled_model_dir()).resolve()
+        # The folder, not the file: a folder may link to the bundled model.onnx with another recipe.
+        default_path = resolve_model_path(bundled_model_dir()).parent.resolve()
     except ModelError:  # no bundled model: nothing is marked default
         default_path = None
     data = args.image.read_bytes()
@@ -251,9 +252,10 @@ def main(argv: list[str] | None = None) -> None:
         loaded.append(by_threads)
         models.append({
             "name": clf.recipe.name, "version": clf.recipe.version, "architecture": clf.recipe.architecture,
-            "path": rel(clf.path), "default": clf.path.resolve() == default_path,
+            # The folder's own path: its model.onnx may be a link to another folder's file.
+            "path": f"{rel(clf.path.parent)}/{clf.path.name}", "default": clf.path.parent.resolve() == default_path,
             "input_size": clf.recipe.input.size, "weights": "int8" if is_int8(clf) else "fp32",
-            "file_mb": clf.path.stat().st_size / 2**20, "val": None, "cold_start_s": None,
+            "file_mb": (clf.path.stat().st_size + (clf.cascade.fast.path.stat().st_size if clf.cascade else 0)) / 2**20, "val": None, "cold_start_s": None,
             "cold_start_peak_rss_mb": None, "speed": {}, "cascade": clf.cascade is not None,
         })
 
