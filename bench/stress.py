@@ -4,7 +4,7 @@ Starts ``gunicorn --config python:catdog.api.gunicorn_conf "catdog.api:create_ap
 loopback (workers = CPUs) and runs ``--clients`` closed-loop clients for ``--seconds``.
 Each client walks its own rotation of a mix where every other request is a real photo
 (the three cats and three dogs of tests/data: the answer must carry the right label) and
-the others are the hostile corpus of ``tests/hostile.py`` (the answer must be the one the
+the others are the hostile corpus of ``catdog.testing.hostile`` (the answer must be the one the
 corpus expects). Counted: connection errors, 5xx, wrong answers (a photo without its
 label, a hostile upload answered 200 or 5xx), 4xx with another code than the corpus says,
 latency percentiles and requests/s.
@@ -49,7 +49,7 @@ from _report import ROOT, machine, table, update_section, write_json
 from http_serving import HOST, Server
 
 sys.path.insert(0, str(ROOT))
-from tests.hostile import BATCH_PATH, OK, Case, Part, corpus, multipart, palette_bomb
+from catdog.testing.hostile import BATCH_PATH, OK, Case, Part, corpus, multipart, palette_bomb
 
 PHOTOS = ROOT / "tests" / "data" / "images"
 RELIABILITY_DOC = ROOT / "docs" / "reliability.md"
@@ -283,7 +283,7 @@ def report(result: StressResult, info: dict) -> str:
 (`gunicorn --config python:catdog.api.gunicorn_conf "catdog.api:create_app()"`, {info['workers']} workers,
 one ONNX Runtime thread each) on loopback, and {r['clients']} closed-loop clients for {info['target_seconds']:g} s.
 Every other request is one of the six real photos of `tests/data/images` (its label must come back) and the
-others walk the {info['hostile_cases']} cases of the hostile corpus (`tests/hostile.py`: the answer must be the
+others walk the {info['hostile_cases']} cases of the hostile corpus (`catdog.testing.hostile`: the answer must be the
 status and code the corpus expects).
 
 Machine: {info['machine']}. {info['note']}

@@ -12,8 +12,8 @@ from werkzeug.serving import make_server
 
 from catdog.api import create_app
 from catdog.config import Settings
+from catdog.testing.hostile import png_claiming
 from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, encode
-from tests.hostile import png_claiming
 
 PHOTOS = [(path, "cat") for path in CAT_PHOTOS] + [(path, "dog") for path in DOG_PHOTOS]
 

@@ -19,8 +19,8 @@ pytest.importorskip("apache_beam", reason="needs the bulk extra: pip install -e 
 
 from catdog.bulk.handler import ModelSpec, shared_classifier
 from catdog.cli import main
+from catdog.testing.hostile import png_claiming, zip_archive
 from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, encode
-from tests.hostile import png_claiming, zip_archive
 
 pytestmark = pytest.mark.slow
 

@@ -26,9 +26,9 @@ import pytest
 from typing_extensions import Self
 
 from catdog.model.engine import bundled_model_dir
+from catdog.testing.hostile import PATH
 from tests.api.test_gunicorn_server import GUNICORN, server_env
 from tests.conftest import CAT_PHOTOS
-from tests.hostile import PATH
 from tests.reliability.conftest import Gunicorn, bench_module, pick_port
 
 pytestmark = pytest.mark.slow

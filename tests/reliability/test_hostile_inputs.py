@@ -1,4 +1,4 @@
-"""The hostile corpus (``tests/hostile.py``) against the API: a clear 4xx for each, never a 5xx.
+"""The hostile corpus (``catdog.testing.hostile``) against the API: a clear 4xx for each, never a 5xx.
 
 Every case goes through the Flask test client and (slow) through the production gunicorn
 server over loopback; the uploaded files also go through ``catdog predict``. For each answer: the status and error code the corpus expects,
@@ -32,8 +32,7 @@ from catdog.model.errors import (
     TruncatedImage,
     UnsupportedFormat,
 )
-from tests.conftest import CAT_PHOTOS
-from tests.hostile import (
+from catdog.testing.hostile import (
     BATCH_PATH,
     PATH,
     Case,
@@ -43,6 +42,7 @@ from tests.hostile import (
     raw_protocol_cases,
     raw_request,
 )
+from tests.conftest import CAT_PHOTOS
 from tests.reliability.conftest import LEAKS, UPLOAD_LIMIT, read_answer
 
 PHOTO = CAT_PHOTOS[0].read_bytes()

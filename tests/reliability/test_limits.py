@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from catdog.testing.hostile import BATCH_PATH, PATH, palette_bomb
 from tests.api.test_gunicorn_server import GUNICORN, server_env
 from tests.conftest import CAT_PHOTOS
-from tests.hostile import BATCH_PATH, PATH, palette_bomb
 from tests.reliability.conftest import pick_port
 
 pytestmark = pytest.mark.slow

@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
+from catdog.testing.hostile import PDF, Part, multipart
 from tests.conftest import CAT_PHOTOS
-from tests.hostile import PDF, Part, multipart
 
 PHOTO = CAT_PHOTOS[0].read_bytes()
 

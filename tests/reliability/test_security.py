@@ -23,8 +23,8 @@ import requests
 from flask import Flask, request
 
 from catdog.api import security
+from catdog.testing.hostile import PATH, PDF, Part, corpus, multipart, raw_request
 from tests.conftest import CAT_PHOTOS
-from tests.hostile import PATH, PDF, Part, corpus, multipart, raw_request
 from tests.reliability.conftest import UPLOAD_LIMIT, read_answer
 
 PHOTO = CAT_PHOTOS[0].read_bytes()

@@ -11,7 +11,7 @@ plus the answers the API may give it:
 * ``ANY_IMAGE_ANSWER`` only for flipped header bytes, whose effect depends on which
   byte they hit (a flipped byte inside a JPEG comment changes nothing).
 
-Used by ``tests/reliability/test_hostile_inputs.py`` (Flask test client and a real
+Used by catdog's ``tests/reliability/test_hostile_inputs.py`` (Flask test client and a real
 gunicorn server) and ``bench/stress.py`` (the invalid share of its mix). Requests that
 only a raw socket can send (an enormous HTTP header, a body dribbled slowly) are built
 by the ``raw_*`` functions at the end.
