@@ -239,7 +239,6 @@ def main(argv: list[str] | None = None) -> None:
         default_path = resolve_model_path(bundled_model_dir()).parent.resolve()
     except ModelError:  # no bundled model: nothing is marked default
         default_path = None
-    data = args.image.read_bytes()
     given = sys.argv[1:] if argv is None else argv
     command = "python " + " ".join(shlex.quote(a) for a in ["bench/models.py", *given])
 
@@ -259,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
             "cold_start_peak_rss_mb": None, "speed": {}, "cascade": clf.cascade is not None,
         })
 
-    print(f"machine: {machine()}\ncold-start image: {args.image} ({len(data):,} bytes)\n"
+    print(f"machine: {machine()}\ncold-start image: {args.image}\n"
           f"models: {', '.join(m['path'] + (' (default)' if m['default'] else '') for m in models)}")
 
     default_clf = next((by["1"] for m, by in zip(models, loaded) if m["default"]), None)

@@ -206,25 +206,19 @@ class Classifier:
         photo, as :meth:`predict` would (its fast model when that is sure and has class maps,
         else its accurate model, this model's file), and does not count the photo in its paths.
         """
-        spec = self.recipe.explain
-        run_with = getattr(self.backend, "run_with", None)
-        if spec is None or run_with is None:
-            raise ExplainUnavailable(
-                f"The model {self.recipe.name!r} cannot show where it looked: it has no class activation "
-                "map output. Add one to an ONNX model that ends in global pooling and a linear head with "
-                "catdog.training.export.add_feature_output (see docs/models.md); Keras models cannot.")
+        if self.recipe.explain is None or not hasattr(self.backend, "run_with"):
+            raise self._no_class_maps()
         image = load_image(source, max_pixels=self.max_pixels, min_side=self.recipe.input.resize,
                            max_decode_bytes=self.max_decode_bytes)
         batch = preprocess(image, self.recipe.input)[None]
-        probs, maps = self._fast_explained(batch) if self.cascade is not None else (None, None)
-        if probs is None:
-            raw, maps = run_with(np.ascontiguousarray(batch, dtype=self.recipe.input.dtype), spec.output)
-            probs = self._probabilities(raw, 1)[0]
+        # As in probabilities(): a cascade's fast model answers the photos it is sure of.
+        fast = self.cascade.fast._explained(batch) if self.cascade is not None else None
+        sure = fast is not None and self.cascade is not None and fast[0].max() >= self.cascade.handoff
+        answered = fast if sure else self._explained(batch)
+        if answered is None:
+            raise self._no_class_maps()
+        probs, maps = answered
         prediction = self.decide(probs)
-        maps = np.asarray(maps)
-        if maps.ndim != 4 or maps.shape[1] != len(self.recipe.labels):
-            raise ExplainUnavailable(f"The model's {spec.output!r} output has shape {maps.shape}, not "
-                                     f"(1, {len(self.recipe.labels)}, h, w) for its labels.")
         # The answer's evidence over the alternatives: its map minus the mean of the others'.
         # With a softmax head that is what decides (its spatial mean is the logit margin, bias
         # aside); a label's own map can be negative everywhere when all labels' are, as happens
@@ -235,18 +229,24 @@ class Classifier:
         box = center_crop_box(width, height, self.recipe.input) if self.recipe.input.crop else (0, 0, width, height)
         return Explanation(prediction, prediction.label, normalise(cam), box, (width, height))
 
-    def _fast_explained(self, batch: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """A cascade's fast model on one prepared photo: (probabilities, class maps) when it is
-        sure enough to answer and can show where it looked, else (None, None)."""
-        if self.cascade is None:
-            return None, None
-        fast, handoff = self.cascade.fast, self.cascade.handoff
-        run_with = getattr(fast.backend, "run_with", None)
-        if fast.recipe.explain is None or run_with is None:
-            return None, None
-        raw, maps = run_with(np.ascontiguousarray(batch, dtype=fast.recipe.input.dtype), fast.recipe.explain.output)
-        probs = fast._probabilities(raw, 1)[0]
-        return (probs, maps) if probs.max() >= handoff else (None, None)
+    def _explained(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """This model alone on one prepared photo: (calibrated probabilities, class maps), or
+        None when it has no class-map output."""
+        spec, run_with = self.recipe.explain, getattr(self.backend, "run_with", None)
+        if spec is None or run_with is None:
+            return None
+        raw, maps = run_with(np.ascontiguousarray(batch, dtype=self.recipe.input.dtype), spec.output)
+        maps = np.asarray(maps)
+        if maps.ndim != 4 or maps.shape[1] != len(self.recipe.labels):
+            raise ExplainUnavailable(f"The model's {spec.output!r} output has shape {maps.shape}, not "
+                                     f"(1, {len(self.recipe.labels)}, h, w) for its labels.")
+        return self._probabilities(raw, 1)[0], maps
+
+    def _no_class_maps(self) -> ExplainUnavailable:
+        return ExplainUnavailable(
+            f"The model {self.recipe.name!r} cannot show where it looked: it has no class activation "
+            "map output. Add one to an ONNX model that ends in global pooling and a linear head with "
+            "catdog.training.export.add_feature_output (see docs/models.md); Keras models cannot.")
 
     def predict_batch(self, sources: Sequence[ImageSource], *, return_errors: bool = False,
                       budget: BatchBudget | None = None) -> list[Prediction | ImageError]:
