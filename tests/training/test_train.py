@@ -172,6 +172,22 @@ def test_epoch_selection_rules():
         train_head(HeadConfig(init=Path("unused"), data=[], others=[], out=Path("unused"), select="accuracy"))
 
 
+def test_other_threshold_holds_when_serving_recomputes_in_float32():
+    """The cap is kept on the probabilities as served (float32), not only on the float64 ones it was
+    fitted on: a pet one float64 step under the threshold used to be answered "other" when served."""
+    from catdog.model.rules import decide_indices
+    from catdog.training.metrics import choose_other_threshold
+
+    edge = float(np.float32(0.7762)) - 1e-12  # float32 rounds it up, past a one-step threshold
+    p_other = np.array([0.99, edge] + [0.01] * 398)  # 400 pets: a 0.3% cap allows one
+    probs = np.stack([(1 - p_other) / 2, (1 - p_other) / 2, p_other], axis=1)
+    y = np.zeros(len(probs), dtype=int)
+    threshold = choose_other_threshold(probs, y, other=2, cap=0.003)
+    served = decide_indices(probs.astype(np.float32), other=2, other_threshold=threshold)
+    assert (served == 2).sum() == 1
+    assert threshold < 0.7764  # and the margin stays small: non-pets just above the pets still count
+
+
 def test_distillation_terms_vanish_when_student_and_teachers_agree(tiny_run, open_world_run):
     """At the start the student is its parent, so the parent's term is 0; a teacher that is the
     student's own starting point adds 0 too; the ImageNet term is not 0 (fine-tuning moved the

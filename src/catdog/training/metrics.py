@@ -201,6 +201,9 @@ def calibrated_report(logits: np.ndarray, y: np.ndarray, labels: Sequence[str] |
     return temperature, report | {"other_threshold": threshold}
 
 
+THRESHOLD_MARGIN = 1e-4  # far above float32 rounding (~6e-8 near 1), far below any score gap that matters
+
+
 def choose_other_threshold(probs: np.ndarray, y: np.ndarray, other: int, cap: float) -> float:
     """The lowest P(other) threshold that answers "other" for at most ``cap`` of the real pets.
 
@@ -213,6 +216,8 @@ def choose_other_threshold(probs: np.ndarray, y: np.ndarray, other: int, cap: fl
         return 0.5
     allowed = int(np.floor(cap * len(p_other)))
     ranked = np.sort(p_other)[::-1]
-    # Just above the (allowed + 1)-th highest pet score: at most `allowed` pets reach it.
-    threshold = float(np.nextafter(ranked[allowed], 1.0)) if allowed < len(ranked) else 0.5
+    # Above the (allowed + 1)-th highest pet score, so at most `allowed` pets reach it. By a
+    # margin, not one float64 step: serving recomputes the probabilities in float32 and a pet
+    # that sat one step under the threshold here was answered "other" there.
+    threshold = float(ranked[allowed]) + THRESHOLD_MARGIN if allowed < len(ranked) else 0.5
     return float(min(1.0, max(0.5, threshold)))
