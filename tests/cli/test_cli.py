@@ -145,7 +145,10 @@ def test_evaluate_writes_a_report(tmp_path, images_dir, capsys):
     assert metrics["n"] == 6 and metrics["confusion_matrix"] == [[3, 0, 0], [0, 3, 0], [0, 0, 0]]
     for plot in ("confusion_matrix.png", "reliability.png"):
         assert (out / plot).stat().st_size > 1000
-    assert "| accuracy | 100.00%" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "| accuracy | 100.00%" in report
+    assert "| non-pet photos answered other | not measured (no `--others` folder) |" in report
+    assert "nan" not in report
 
 
 def test_evaluate_with_others_reports_the_open_world(tmp_path, images_dir, capsys):

@@ -8,6 +8,7 @@ Needs only the serving dependencies, plus matplotlib for the plots.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,7 +108,7 @@ def write_report(evaluation: Evaluation, out_dir: str | Path) -> Path:
         f"| ECE (10 bins) | {r['ece']:.4f} |",
         "",
         "| class | precision | recall | F1 | support |", "|---|---|---|---|---|",
-        *[f"| {name} | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} | {c['support']} |"
+        *[f"| {name} | {_score(c['precision'])} | {_score(c['recall'])} | {_score(c['f1'])} | {c['support']} |"
           for name, c in r["per_class"].items()],
         "",
         "Confusion matrix (rows: truth, columns: prediction):",
@@ -129,19 +130,26 @@ def write_report(evaluation: Evaluation, out_dir: str | Path) -> Path:
     return path
 
 
+def _score(value: float) -> str:
+    """A per-class score, or a dash where it is undefined (no photo of that class, none answered it)."""
+    return "—" if math.isnan(value) else f"{value:.4f}"
+
+
 def _cascade_rows(cascade: dict | None) -> list[str]:
     if not cascade:
         return []
     row = (f"| slow path (cascade, hand-off {cascade['handoff']:.6g}) | {cascade['slow_share']:.2%} "
-           f"({cascade['slow_answers']} photos went past {cascade['fast']} to the accurate model) |")
+           f"({cascade['slow_answers']} photo{'' if cascade['slow_answers'] == 1 else 's'} went past {cascade['fast']} to the accurate model) |")
     return [row]
 
 
 def _open_world_rows(ow: dict | None) -> list[str]:
     if not ow:
         return []
+    caught = (f"{ow['others_answered_other']:.2%} of {ow['others']}" if ow["others"]
+              else "not measured (no `--others` folder)")
     return [
-        f"| non-pet photos answered other | {ow['others_answered_other']:.2%} of {ow['others']} |",
+        f"| non-pet photos answered other | {caught} |",
         f"| real pets answered other | {ow['pets_answered_other']:.2%} of {ow['pets']} |",
         f"| accuracy on pets (other counts as wrong) | {ow['pet_accuracy']:.2%} |",
     ]
