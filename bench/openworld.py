@@ -19,6 +19,9 @@ issue's floors, so the trade-off between the two is one picture:
     python bench/openworld.py MODEL_DIR... --val ../shared/data/cats-vs-dogs/val \
         --plot docs/open-world-frontier.png
 
+``--failures IMAGE`` draws the first model's held-out non-pets that were not answered
+other, least "other"-like first (the model card's failure figure).
+
 Three photos of ``not-pets`` show a cat or a dog plainly (``SHOWS_A_PET``); by the
 product rule (a real pet is never "other" if it can be helped) answering cat or dog
 there is right, so the share of non-pets answered other is also given without them.
@@ -82,7 +85,8 @@ def run(models: list[Path], data_root: Path) -> dict:
     truth = ["cat", "dog", "other"]
     results: dict = {}
     for model, clf in zip(models, clfs):
-        answers = [p.label for p in clf.predict_batch([s.path for s in samples])]
+        predictions = clf.predict_batch([s.path for s in samples])
+        answers = [p.label for p in predictions]
         per: dict = defaultdict(Counter)
         misses = Counter()
         for s, answer in zip(samples, answers):
@@ -104,6 +108,10 @@ def run(models: list[Path], data_root: Path) -> dict:
                 set(misses), {f"{source_of(s.path, data_root)}:{s.path.stem}" for s in samples if s.label == 2}),
             "sources": {k: dict(v) for k, v in sorted(per.items())},
             "non_pets_missed": sorted(misses),
+            # the non-pets it got wrong, least "other"-like first: (path, answer, P(other))
+            "worst_non_pets": sorted(((str(s.path), p.label, p.probabilities.get("other", 0.0))
+                                      for s, p in zip(samples, predictions) if s.label == 2 and p.label != "other"),
+                                     key=lambda miss: miss[2]),
         }
     return results
 
@@ -147,6 +155,29 @@ def plot(results: dict, out: Path) -> None:
     print(f"plot written to {out}")
 
 
+def failures_figure(model: str, worst: list[tuple[str, str, float]], out: Path, columns: int = 6) -> None:
+    """A grid of the held-out non-pets ``model`` did not answer other, lowest P(other) first."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    shown = worst[:4 * columns]
+    rows = max(1, -(-len(shown) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.1 * columns, 2.4 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (path, answer, p_other) in zip(axes.flat, shown):
+        with Image.open(path) as image:
+            ax.imshow(image.convert("RGB").resize((256, 256)))
+        ax.set_title(f"{Path(path).name[:24]}\nother -> {answer}, P(other) {p_other:.2f}", fontsize=7)
+    fig.suptitle(f"{Path(model).name}: held-out non-pets not answered other, lowest P(other) first", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    print(f"failures written to {out}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="+", type=Path)
@@ -157,6 +188,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="also score each model on this labelled cat/dog folder (e.g. cats-vs-dogs/val)")
     parser.add_argument("--plot", type=Path, default=None, metavar="PNG",
                         help="draw non-pets answered other against val accuracy (needs --val)")
+    parser.add_argument("--failures", type=Path, default=None, metavar="IMAGE",
+                        help="draw the first model's held-out non-pets not answered other (up to 24)")
     args = parser.parse_args(argv)
     if args.plot and not args.val:
         parser.error("--plot needs --val")
@@ -179,6 +212,9 @@ def main(argv: list[str] | None = None) -> None:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     if args.plot:
         plot(results, args.plot)
+    if args.failures:
+        first = str(args.models[0])
+        failures_figure(first, results[first]["worst_non_pets"], args.failures)
 
 
 if __name__ == "__main__":

@@ -35,3 +35,10 @@ def test_photos_that_show_a_pet_leave_the_non_pet_share():
 def test_plot_needs_val():
     with pytest.raises(SystemExit):
         openworld.main(["some/model", "--plot", "x.png"])
+
+
+def test_failures_figure_shows_the_misses(tmp_path):
+    photos = sorted((DATA / "not-pets").iterdir())
+    worst = [(str(p), "dog", 0.01 * i) for i, p in enumerate(photos)]
+    openworld.failures_figure("runs/some-model", worst, tmp_path / "failures.png")
+    assert (tmp_path / "failures.png").stat().st_size > 10_000
