@@ -57,7 +57,7 @@ def test_a_batch_goes_through_the_cascade_too(cascade_client):
 
 
 def test_the_bundled_model_is_a_cascade_and_a_single_model_says_it_is_not(client, monkeypatch):
-    """The default (2.1.0) counts its fast and slow answers; models/catdog-lite2-single, its
+    """The default (2.2.0) counts its fast and slow answers; models/catdog-lite2-single, its
     accurate network alone, has no cascade."""
     from pathlib import Path
 
