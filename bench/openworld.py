@@ -149,6 +149,7 @@ def plot(results: dict, out: Path) -> None:
     ax.set_xlabel("held-out non-pet photos answered other (%)")
     ax.set_ylabel("val accuracy, other counted wrong (%)")
     ax.set_title("Open world: catching non-pets against keeping pets")
+    ax.margins(x=0.12, y=0.08)  # room for the labels of the points at the edges
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
