@@ -110,7 +110,7 @@ def open_world_run(tiny_run, tmp_path_factory, images_dir):
 
     out = tmp_path_factory.mktemp("open") / "run"
     code = main(["train", str(images_dir), "--init", str(tiny_run), "--others", str(NOT_PETS),
-                 "--out", str(out), "--holdout", "0.5", "--threads", "2"])
+                 "--out", str(out), "--holdout", "0.5", "--threads", "2", "--version", "2.2.1"])
     assert code == 0
     return out
 
@@ -119,6 +119,7 @@ def test_open_world_head_keeps_the_backbone_and_holds_out_what_the_parent_held_o
     from catdog.model.engine import Classifier
     clf = Classifier.load(open_world_run)
     parent = Classifier.load(tiny_run)
+    assert (clf.recipe.version, parent.recipe.version) == ("2.2.1", "1.0.0")  # --version, and the default
     recipe = clf.recipe
     assert recipe.labels == ("cat", "dog", "other") and recipe.other_label == "other"
     assert 0.5 <= recipe.other_threshold <= 1.0 and recipe.temperature > 0

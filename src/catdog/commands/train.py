@@ -44,6 +44,8 @@ def add_parser(subparsers) -> None:
                         help="open world: keep the epoch with the lowest held-out log loss (default) or the one "
                              "answering the most held-out non-pets other at the --other-cap pet loss")
     parser.add_argument("--out", type=Path, default=Path("runs/latest"), help="output folder (default runs/latest)")
+    parser.add_argument("--version", default=None,
+                        help="version written to model.json (default 1.0.0; with --init --others 2.0.0)")
     parser.add_argument("--arch", default="efficientnet_lite2",
                         help="backbone: efficientnet_lite2 (default, the bundled model's), efficientnet_lite1, "
                              "efficientnet_lite0 (2.2x less compute, ~1 point less accurate)")
@@ -81,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         data=list(args.data), out=args.out, arch=args.arch, image_size=args.image_size, epochs=args.epochs or 5,
         crop_scale=args.crop_scale, ema_decay=args.ema, serve_sizes=tuple(args.serve_sizes), batch_size=args.batch_size, lr=args.lr,
         holdout_fraction=args.holdout, freeze_stages=args.freeze_stages, seed=args.seed,
-        threads=args.threads, limit_per_class=args.limit_per_class,
+        threads=args.threads, limit_per_class=args.limit_per_class, **_version(args),
     ))
     print(json.dumps({k: summary[k] for k in ("best_epoch", "temperature", "onnx_max_abs_diff", "seconds")}))
     return finish(args)
@@ -103,10 +105,15 @@ def run_open_world(args: argparse.Namespace) -> int:
         holdout_fraction=args.holdout, seed=args.seed, other_cap=args.other_cap, threads=args.threads,
         epochs=args.epochs or 3, batch_size=args.batch_size, lr=args.lr, crop_scale=args.crop_scale,
         train_stages=args.train_stages, keep_imagenet=args.keep_imagenet, keep_parent=args.keep_parent,
-        teacher=args.teacher, select=args.select))
+        teacher=args.teacher, select=args.select, **_version(args)))
     print(json.dumps({k: summary[k] for k in ("best_epoch", "temperature", "other_threshold", "seconds")}
                      | {"held_out": summary["holdout"]["open_world"]}))
     return finish(args)
+
+
+def _version(args: argparse.Namespace) -> dict[str, str]:
+    """The version to record, when given; otherwise each training's own default."""
+    return {"version": args.version} if args.version else {}
 
 
 def finish(args: argparse.Namespace) -> int:
