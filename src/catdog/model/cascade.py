@@ -124,10 +124,16 @@ class Cascade:
         self._fast_answers = 0
         self._slow_answers = 0
 
+    def sure(self, probs: np.ndarray) -> np.ndarray:
+        """Which rows of the fast model's (N, K) probabilities it answers itself: largest >= the hand-off.
+
+        ">=" is False for NaN, so a NaN row (a broken input) goes to the accurate model."""
+        probs = np.asarray(probs)
+        return probs.max(axis=1, initial=-np.inf) >= self.handoff if len(probs) else np.zeros(0, bool)
+
     def probabilities(self, batch: np.ndarray, slow: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         probs = np.array(self.fast.probabilities(batch), dtype=np.float64)
-        # "not >=" rather than "<": a NaN row (a broken input) goes to the accurate model.
-        unsure = ~(probs.max(axis=1, initial=-np.inf) >= self.handoff) if len(probs) else np.zeros(0, bool)
+        unsure = ~self.sure(probs)
         n_slow = int(unsure.sum())
         if n_slow:
             probs[unsure] = slow(np.asarray(batch)[unsure])

@@ -213,8 +213,9 @@ class Classifier:
         batch = preprocess(image, self.recipe.input)[None]
         # As in probabilities(): a cascade's fast model answers the photos it is sure of.
         fast = self.cascade.fast._explained(batch) if self.cascade is not None else None
-        sure = fast is not None and self.cascade is not None and fast[0].max() >= self.cascade.handoff
-        answered = fast if sure else self._explained(batch)
+        if fast is not None and self.cascade is not None and not self.cascade.sure(fast[0][None])[0]:
+            fast = None
+        answered = fast if fast is not None else self._explained(batch)
         if answered is None:
             raise self._no_class_maps()
         probs, maps = answered
