@@ -77,14 +77,13 @@ def caught_without_pets(missed: set[str], non_pets: set[str]) -> float:
     return 1 - len(missed & kept) / max(1, len(kept))
 
 
-def run(models: list[Path], data_root: Path) -> dict:
-    from catdog.model.engine import Classifier
-
-    clfs = [Classifier.load(m, threads=2) for m in models]
-    samples = held_out(clfs[0].recipe, data_root)
+def run(clfs: dict, data_root: Path) -> dict:
+    """Every classifier (by model path) on the held-out split of the first one."""
+    samples = held_out(next(iter(clfs.values())).recipe, data_root)
     truth = ["cat", "dog", "other"]
+    non_pet_keys = {f"{source_of(s.path, data_root)}:{s.path.stem}" for s in samples if s.label == 2}
     results: dict = {}
-    for model, clf in zip(models, clfs):
+    for model, clf in clfs.items():
         predictions = clf.predict_batch([s.path for s in samples])
         answers = [p.label for p in predictions]
         per: dict = defaultdict(Counter)
@@ -99,13 +98,12 @@ def run(models: list[Path], data_root: Path) -> dict:
         pets = [a for s, a in zip(samples, answers) if s.label < 2]
         non = [a for s, a in zip(samples, answers) if s.label == 2]
         pet_right = sum(a == truth[s.label] for s, a in zip(samples, answers) if s.label < 2)
-        results[str(model)] = {
+        results[model] = {
             "n": len(samples),
             "pet_accuracy": pet_right / max(1, len(pets)),
             "pets_answered_other": sum(a == "other" for a in pets) / max(1, len(pets)),
             "others_answered_other": sum(a == "other" for a in non) / max(1, len(non)),
-            "others_answered_other_without_pets": caught_without_pets(
-                set(misses), {f"{source_of(s.path, data_root)}:{s.path.stem}" for s in samples if s.label == 2}),
+            "others_answered_other_without_pets": caught_without_pets(set(misses), non_pet_keys),
             "sources": {k: dict(v) for k, v in sorted(per.items())},
             "non_pets_missed": sorted(misses),
             # the non-pets it got wrong, least "other"-like first: (path, answer, P(other))
@@ -116,18 +114,16 @@ def run(models: list[Path], data_root: Path) -> dict:
     return results
 
 
-def val_scores(models: list[Path], folder: Path) -> dict[str, dict]:
-    """Accuracy on a labelled cat/dog folder, "other" counting as wrong, and the share answered other."""
-    from catdog.model.engine import Classifier
-    from catdog.training.data import find_samples
+def val_scores(clfs: dict, folder: Path) -> dict[str, dict]:
+    """``catdog evaluate``'s accuracy on a labelled cat/dog folder ("other" counting as wrong) and
+    its share of pets answered other, for every classifier (by model path)."""
+    from catdog.training.evaluate import evaluate
 
-    samples = find_samples([folder])
     scores = {}
-    for model in models:
-        answers = [p.label for p in Classifier.load(model, threads=2).predict_batch([s.path for s in samples])]
-        truth = [("cat", "dog")[s.label] for s in samples]
-        scores[str(model)] = {"val_accuracy": sum(a == t for a, t in zip(answers, truth)) / len(samples),
-                              "val_answered_other": answers.count("other") / len(samples), "val_n": len(samples)}
+    for model, clf in clfs.items():
+        report = evaluate(clf, folder, progress=False).report
+        scores[model] = {"val_accuracy": report["accuracy"], "val_n": report["n"],
+                         "val_answered_other": report.get("open_world", {}).get("pets_answered_other", 0.0)}
     return scores
 
 
@@ -194,9 +190,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.plot and not args.val:
         parser.error("--plot needs --val")
-    results = run(args.models, args.data.resolve())
+    from catdog.model.engine import Classifier
+
+    clfs = {str(m): Classifier.load(m, threads=2) for m in args.models}  # loaded once, for both splits
+    results = run(clfs, args.data.resolve())
     if args.val:
-        for model, scores in val_scores(args.models, args.val).items():
+        for model, scores in val_scores(clfs, args.val).items():
             results[model].update(scores)
     for model, r in results.items():
         print(f"\n{model}: {r['n']} held-out photos; pets right {r['pet_accuracy']:.2%}, pets answered other "

@@ -14,10 +14,10 @@ import openworld
 
 
 def test_val_scores_count_other_as_wrong_and_the_plot_is_drawn(tmp_path):
-    from catdog.model.engine import bundled_model_dir
+    from catdog.model.engine import Classifier, bundled_model_dir
 
     model = bundled_model_dir()
-    scores = openworld.val_scores([model], DATA / "images")[str(model)]
+    scores = openworld.val_scores({str(model): Classifier.load(model, threads=1)}, DATA / "images")[str(model)]
     assert scores == {"val_accuracy": 1.0, "val_answered_other": 0.0, "val_n": 6}
     results = {str(model): {"others_answered_other": 0.93, **scores}, "other/run": {
         "others_answered_other": 0.96, "val_accuracy": 0.985}}
