@@ -48,9 +48,7 @@ def create_app(settings: Settings | None = None, *, classifier: Classifier | Non
     configure_logging(settings.log_level)
     if classifier is None:
         # One intra-op thread unless told otherwise: a server runs one process per core.
-        classifier = Classifier.load(settings.model, threads=settings.threads or 1,
-                                     max_pixels=settings.max_pixels, max_decode_bytes=settings.max_decode_bytes,
-                                     open_world=settings.open_world)
+        classifier = Classifier.from_settings(settings, threads=settings.threads or 1)
 
     app = Flask(__name__, static_folder=None)
     app.request_class = UploadRequest  # uploads stay in memory; unparseable forms are errors
