@@ -15,6 +15,7 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from catdog.api import docs, observability, resources, v2
+from catdog.api.dataplane import DataPlane
 from catdog.api.docs import RenderedDocs
 from catdog.api.endpoint import (
     DocContext,
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None, *, classifier: Classifier | Non
         "max_pixels": classifier.max_pixels,
     }
     service = Service(settings=settings, classifier=classifier, metrics=metrics, model_info=model_info)
+    service.plane = DataPlane(service)
     app.extensions["catdog"] = service
 
     # Order matters: the request id exists before anything can fail, security runs before the views.

@@ -23,7 +23,6 @@ import base64
 import binascii
 import json
 import struct
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,10 +32,7 @@ from flask import Request, Response, request
 from catdog import __version__
 from catdog.api.endpoint import JSON, DocContext, Endpoint, Service, error_responses, json_body, ref
 from catdog.api.errors import InvalidInferenceRequest, ModelNotFound, TooManyFiles
-from catdog.api.observability import annotate
-from catdog.api.security import charge_photos
 from catdog.api.uploads import require_body_type
-from catdog.model.decode import BatchBudget
 from catdog.model.errors import CatdogError
 from catdog.prediction import Prediction
 
@@ -447,7 +443,6 @@ class ModelInfer(Endpoint):
     error_schema = "V2Error"
 
     def post(self, name: str) -> Response:
-        started = time.perf_counter()
         service = self.service
         _check_model(service, name)
         if request.content_encoding:
@@ -455,26 +450,23 @@ class ModelInfer(Endpoint):
                            "accepted; send the request uncompressed.")
         require_infer_body(request)
         head, binary = split_body(request.get_data(cache=False), request.headers.get(HEADER_LENGTH))
-        settings = service.settings
-        photos = read_images(head, binary, settings.max_batch)
+        photos = read_images(head, binary, service.settings.max_batch)
         outputs = requested_outputs(head)
-        annotate(files=len(photos), size=sum(map(len, photos)), binary=bool(binary))
-        charge_photos(len(photos))  # N photos cost N, as a /v1/predict/batch of N does, before any is decoded
-        budget = BatchBudget(settings.batch_decode_bytes, settings.batch_seconds)
-        results = service.engine.predict_batch(photos, return_errors=True, budget=budget)
+        # N photos cost N, as a /v1/predict/batch of N does, before any is decoded.
+        results = service.plane.classify(photos, files=len(photos), size=sum(map(len, photos)),
+                                         binary=bool(binary))
+        predictions = []
         for index, result in enumerate(results):
             if isinstance(result, CatdogError):
                 # A tensor has no slot for one element's error: the request fails, naming the photo.
                 result.message = f"Element {index} of input 'image': {result.message}"
                 raise result
-        predictions = [r for r in results if isinstance(r, Prediction)]
-        for prediction in predictions:
-            service.metrics.predictions.labels(prediction.label).inc()
+            predictions.append(result)
         response_head: JSON = {"model_name": service.model_info.get("name"),
                                "model_version": str(service.model_info.get("version"))}
         if isinstance(head.get("id"), str):
             response_head["id"] = head["id"]
-        response_head["parameters"] = {"elapsed_ms": round((time.perf_counter() - started) * 1000, 2)}
+        response_head["parameters"] = {"elapsed_ms": service.plane.elapsed_ms()}
         return infer_response(response_head, outputs, output_tensors(predictions, service.labels))
 
     @classmethod
