@@ -382,12 +382,10 @@ class ModelMetadata(Endpoint):
         service = self.service
         _check_model(service, name)
         info = service.model_info
-        classifier = service.classifier
-        onnx = classifier is not None and classifier.path is not None and classifier.path.suffix == ".onnx"
         return {
             "name": info.get("name"),
             "versions": [str(info.get("version"))],
-            "platform": "onnxruntime_onnx" if onnx else "keras",
+            "platform": service.engine.platform,
             "inputs": [{"name": INPUT, "datatype": "BYTES", "shape": [-1]}],
             "outputs": [
                 {"name": LABEL, "datatype": "BYTES", "shape": [-1]},

@@ -169,6 +169,11 @@ class Classifier:
                        max_decode_bytes=self.max_decode_bytes)
 
     @property
+    def platform(self) -> str:
+        """The runtime serving the model, as the Open Inference Protocol names it (its backend's)."""
+        return self.backend.platform
+
+    @property
     def labels(self) -> tuple[str, ...]:
         """The answers this classifier gives, in the order of its probability columns."""
         return self.recipe.labels if self.open_world else self.recipe.known_labels
@@ -244,7 +249,7 @@ class Classifier:
         photo, as :meth:`predict` would (its fast model when that is sure and has class maps,
         else its accurate model, this model's file), and does not count the photo in its paths.
         """
-        if self.recipe.explain is None or not hasattr(self.backend, "run_with"):
+        if self.recipe.explain is None or not self.backend.explains:
             raise self._no_class_maps()
         image = load_image(source, max_pixels=self.max_pixels, min_side=self.recipe.input.resize,
                            max_decode_bytes=self.max_decode_bytes)
@@ -271,10 +276,10 @@ class Classifier:
     def _explained(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """This model alone on one prepared photo: (calibrated probabilities, class maps), or
         None when it has no class-map output."""
-        spec, run_with = self.recipe.explain, getattr(self.backend, "run_with", None)
-        if spec is None or run_with is None:
+        spec = self.recipe.explain
+        if spec is None or not self.backend.explains:
             return None
-        raw, maps = run_with(np.ascontiguousarray(batch, dtype=self.recipe.input.dtype), spec.output)
+        raw, maps = self.backend.run_with(np.ascontiguousarray(batch, dtype=self.recipe.input.dtype), spec.output)
         maps = np.asarray(maps)
         if maps.ndim != 4 or maps.shape[1] != len(self.recipe.labels):
             raise ExplainUnavailable(f"The model's {spec.output!r} output has shape {maps.shape}, not "
@@ -351,7 +356,7 @@ class Classifier:
             "threshold": r.threshold,
             "other_threshold": r.other_threshold if r.other_label and self.open_world else None,
             "temperature": r.temperature,
-            "explain": r.explain is not None and hasattr(self.backend, "run_with"),
+            "explain": r.explain is not None and self.backend.explains,
             "metrics": r.metrics,
             "cascade": self.cascade.info() if self.cascade is not None else None,
             "file": self.path.name if self.path else None,
