@@ -34,13 +34,13 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import ROOT, machine, table, update_section, write_json
+from _report import FIXTURE_PHOTO, ROOT, machine, table, update_section, write_json
 from http_serving import cpu_seconds, worker_pids
 
 from catdog import servers
 
 HOST = "127.0.0.1"
-DEFAULT_IMAGE = ROOT / "tests" / "data" / "images" / "cat" / "cat.4001.jpg"
+DEFAULT_IMAGE = FIXTURE_PHOTO
 SERVER_CMD = [sys.executable, "-m", "gunicorn", "--config", "python:catdog.api.gunicorn_conf",
               "catdog.api:create_app()"]
 SHARED = ROOT.parent / "shared" / "data"
