@@ -91,9 +91,10 @@ def in_process(image: Path, calls: int) -> dict:
     """Median ms of ``predict`` and of ``explain(...).to_dict()`` in this process (1 thread), interleaved."""
     import time
 
+    from catdog.config import Settings
     from catdog.model.engine import Classifier
 
-    clf = Classifier.load(threads=1)
+    clf = Classifier.from_settings(Settings.from_env(), threads=1)
     data = image.read_bytes()
     steps = {"predict": lambda: clf.predict(data), "explain": lambda: clf.explain(data).to_dict()}
     times: dict[str, list[float]] = {k: [] for k in steps}
