@@ -8,9 +8,10 @@ Tensors: input ``image`` (``BYTES``, shape ``[N]``): each element is one photo f
 base64-encoded in a plain JSON request, raw bytes in a request that uses the binary tensor
 extension (``Inference-Header-Content-Length``: the JSON header, then the tensors' bytes; a
 BYTES tensor is each element's 4-byte little-endian length and its bytes). Outputs ``label``
-(``BYTES``, ``[N]``) and ``probabilities`` (``FP32``, ``[N, K]`` in the order of the labels the
-model metadata lists), as JSON or binary as the request asks (``binary_data`` per output,
-or ``binary_data_output`` for all, which is what ``tritonclient.http`` sends by default).
+(``BYTES``, ``[N]``), ``probabilities`` (``FP32``, ``[N, K]`` in the order of the labels the
+model metadata lists) and ``sure`` (``BOOL``, ``[N]``, one byte each in binary), as JSON or
+binary as the request asks (``binary_data`` per output, or ``binary_data_output`` for all,
+which is what ``tritonclient.http`` sends by default).
 
 This module is the endpoints: the wire format itself (parsing the request, bounded JSON,
 encoding the outputs) is the pure codec :mod:`catdog.api.v2_codec`, and the photos go
@@ -38,6 +39,7 @@ from catdog.api.v2_codec import (
     JSON_TYPE,
     LABEL,
     PROBABILITIES,
+    SURE,
     encode_response,
     invalid_request,
     output_tensors,
@@ -202,6 +204,7 @@ class ModelMetadata(Endpoint):
             "outputs": [
                 {"name": LABEL, "datatype": "BYTES", "shape": [-1]},
                 {"name": PROBABILITIES, "datatype": "FP32", "shape": [-1, len(service.labels)]},
+                {"name": SURE, "datatype": "BOOL", "shape": [-1]},
             ],
             "parameters": {
                 "labels": service.labels,
@@ -289,7 +292,9 @@ class ModelInfer(Endpoint):
                 "Input `image`, datatype `BYTES`, shape `[N]` (N at most "
                 f"{ctx.settings.max_batch}): each element one photo file, base64-encoded in a JSON "
                 f"request, raw in a binary-extension request (`{HEADER_LENGTH}`). Outputs `label` (`BYTES`, "
-                f"`[N]`) and `probabilities` (`FP32`, `[N, K]`, columns in label order: {labels}). "
+                f"`[N]`), `probabilities` (`FP32`, `[N, K]`, columns in label order: {labels}) and `sure` "
+                "(`BOOL`, `[N]`: false when another label is more probable than the answer or the answer "
+                "is under the model's level for being sure). "
                 "A bad photo fails the request with the REST API's code, naming the element."
                 + (f" Each photo counts against the rate limit ({ctx.settings.rate_limit} per client), as in "
                    "a REST batch." if ctx.settings.rate_limit else "")

@@ -31,7 +31,8 @@ ALIAS = "catdog"
 INPUT = "image"
 LABEL = "label"
 PROBABILITIES = "probabilities"
-OUTPUTS = (LABEL, PROBABILITIES)
+SURE = "sure"
+OUTPUTS = (LABEL, PROBABILITIES, SURE)
 HEADER_LENGTH = "Inference-Header-Content-Length"
 EXTENSIONS = ["binary_tensor_data"]
 _LENGTH = struct.Struct("<I")
@@ -227,21 +228,27 @@ def output_tensors(predictions: list[Prediction], labels: list[str]) -> dict[str
     names = np.array([p.label.encode() for p in predictions], dtype=object)
     probabilities = np.array([[p.probabilities.get(label, 0.0) for label in labels] for p in predictions],
                              dtype="<f4")
+    sure = np.array([p.sure for p in predictions], dtype=bool)
     return {
         LABEL: ("BYTES", [len(predictions)], names),
         PROBABILITIES: ("FP32", [len(predictions), len(labels)], probabilities),
+        SURE: ("BOOL", [len(predictions)], sure),
     }
 
 
 def _binary(datatype: str, array: Any) -> bytes:
     if datatype == "BYTES":
         return b"".join(_LENGTH.pack(len(item)) + item for item in array)
+    if datatype == "BOOL":  # one byte per element, as Triton sends BOOL
+        return np.ascontiguousarray(array, dtype=np.uint8).tobytes()
     return np.ascontiguousarray(array, dtype="<f4").tobytes()
 
 
 def _json_data(datatype: str, array: Any) -> list:
     if datatype == "BYTES":
         return [item.decode() for item in array]
+    if datatype == "BOOL":
+        return [bool(x) for x in np.asarray(array).ravel()]
     return [round(float(x), 6) for x in np.asarray(array).ravel()]
 
 
