@@ -100,8 +100,8 @@ class FeatureCache:
             torch.save(self.entries, self.path)
         kept = [i for i, k in enumerate(keys) if self.entries[k][0].numel()]
         views = torch.stack([self.entries[keys[i]][0] for i in kept]) if kept else torch.empty(0)
-        teacher = torch.stack([self.entries[keys[i]][1] for i in kept]) \
-            if kept and self.imagenet is not None else None
+        logits = [self.entries[keys[i]][1] for i in kept]
+        teacher = torch.stack([t for t in logits if t is not None]) if kept and self.imagenet is not None else None
         return kept, views, teacher
 
 
