@@ -15,6 +15,7 @@ from typing import Any
 from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from catdog.feedback.errors import FeedbackNotFound
 from catdog.model.errors import (
     BatchBudgetExceeded,
     BatchDeadlineExceeded,
@@ -173,6 +174,7 @@ STATUS: dict[type[CatdogError], int] = {
     BatchDeadlineExceeded: 413,
     Unauthorized: 401,
     ModelNotFound: 404,
+    FeedbackNotFound: 404,
     RateLimited: 429,
     RequestError: 400,
     ModelError: 500,
@@ -202,9 +204,11 @@ ERROR_TABLE: tuple[tuple[int, str, str], ...] = (
     (400, TooManyFiles.code, "a batch with more files than the limit"),
     (400, InvalidParameter.code, "a query parameter with a value the endpoint does not take"),
     (400, InvalidInferenceRequest.code, "a v2 inference request that breaks the protocol or the model's tensors"),
+    (400, "invalid_field", "a feedback field with a value the API does not take (a label the model does not have)"),
     (401, Unauthorized.code, "an API key is required and X-API-Key is missing or wrong"),
     (404, HTTP_CODES[404], "no endpoint at this path"),
     (404, ModelNotFound.code, "a v2 request names a model this server does not serve"),
+    (404, FeedbackNotFound.code, "DELETE /v1/feedback/{id} for an entry that does not exist (or no longer)"),
     (405, HTTP_CODES[405], "the endpoint exists but not for this method (see the Allow header)"),
     (408, HTTP_CODES[408], "the request body did not arrive within the body timeout (a stalled or very slow client)"),
     (413, ImageTooLarge.code, ("the request body is over the upload limit (from its Content-Length, or "
