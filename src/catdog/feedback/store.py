@@ -179,6 +179,7 @@ class FeedbackStore:
 
     def migrate(self, revision: str = "head") -> None:
         """Apply the shipped Alembic migrations up to ``revision``, once even if many processes ask."""
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # its per-step INFO lines: ours below instead
         from alembic import command
         from alembic.config import Config
 
@@ -188,14 +189,16 @@ class FeedbackStore:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
             config.attributes["connection"] = conn
+            before = _current_revision(conn)
             command.upgrade(config, revision)
+            after = _current_revision(conn)
+        if after != before:
+            log.info("feedback database %s: schema migrated from %s to %s", self.url, before or "nothing", after)
 
     def revision(self) -> str | None:
         """The schema revision the database is at (None before the first migration)."""
-        from alembic.runtime.migration import MigrationContext
-
         with self.engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            return _current_revision(conn)
 
     # -- writing -----------------------------------------------------------------------------------
 
@@ -392,6 +395,12 @@ class FeedbackStore:
                     photo_of.get(e.sha256, "") if e.photo_format is not None else "",
                 ])
         return ExportResult(entries=len(entries), photos=len(written), csv=path)
+
+
+def _current_revision(conn: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(conn).get_current_revision()
 
 
 def _safe_label(label: str) -> str:
