@@ -114,3 +114,7 @@ def feedback_settings(request, tmp_path) -> Settings:
 @pytest.fixture
 def sqlite_settings(tmp_path) -> Settings:
     return Settings(feedback_path=tmp_path / "feedback.sqlite3")
+
+
+# The API's app fixtures (an app per test around the session's loaded model), shared.
+from tests.api.conftest import bad_inputs, make_app  # noqa: E402,F401  (pytest fixtures)

@@ -27,6 +27,7 @@ from catdog.api.errors import RequestError
 from catdog.api.observability import annotate
 from catdog.api.security import charge_photos
 from catdog.api.uploads import MULTIPART, require_body_type
+from catdog.feedback.errors import FeedbackNotFound
 from catdog.feedback.models import LABEL_LENGTH, MODEL_NAME_LENGTH, VERSION_LENGTH
 from catdog.model.decode import decode_image
 
@@ -321,13 +322,18 @@ class FeedbackSummary(Endpoint):
 class FeedbackEntry(Endpoint):
     """``DELETE /v1/feedback/<id>``: an operator removes one entry and its photo."""
 
-    routes = ("/v1/feedback/<int:entry_id>",)
+    # Any segment, not <int:...>: an id that is not a number is "no such entry" (404 in the API's
+    # shape), and the key check comes first for every path under it.
+    routes = ("/v1/feedback/<entry_id>",)
     tag = "feedback"
 
-    def delete(self, entry_id: int) -> JSON:
-        feedback_service().store.delete(entry_id)
-        annotate(feedback_deleted=entry_id)
-        return {"deleted": entry_id}
+    def delete(self, entry_id: str) -> JSON:
+        number = int(entry_id) if entry_id.isascii() and entry_id.isdigit() and len(entry_id) < 19 else -1
+        if number < 0:
+            raise FeedbackNotFound(repr(entry_id[:20]))
+        feedback_service().store.delete(number)
+        annotate(feedback_deleted=number)
+        return {"deleted": number}
 
     @classmethod
     def operations(cls, ctx: DocContext) -> JSON:

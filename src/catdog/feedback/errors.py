@@ -16,7 +16,7 @@ class FeedbackNotFound(CatdogError):
 
     code = "feedback_not_found"
 
-    def __init__(self, entry_id: int):
+    def __init__(self, entry_id: int | str):
         super().__init__(f"There is no feedback entry with id {entry_id}; it was never stored, was deleted, "
                          "or is past the retention period (catdog feedback export lists the ids).")
         self.entry_id = entry_id
