@@ -27,8 +27,8 @@ from catdog.api.errors import RequestError
 from catdog.api.observability import annotate
 from catdog.api.security import charge_photos
 from catdog.api.uploads import MULTIPART, require_body_type
+from catdog.feedback import LABEL_LENGTH, MODEL_NAME_LENGTH, VERSION_LENGTH
 from catdog.feedback.errors import FeedbackNotFound
-from catdog.feedback.models import LABEL_LENGTH, MODEL_NAME_LENGTH, VERSION_LENGTH
 from catdog.model.decode import decode_image
 
 if TYPE_CHECKING:

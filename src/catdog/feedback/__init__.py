@@ -9,3 +9,8 @@
 The API's endpoints are in :mod:`catdog.api.feedback`, the commands in :mod:`catdog.commands.feedback`.
 Importing this package loads nothing: SQLAlchemy is imported by ``store`` and ``models`` only.
 """
+
+#: Longest model name, version and label kept (the API refuses longer ones; the table's column sizes).
+MODEL_NAME_LENGTH = 128
+VERSION_LENGTH = 64
+LABEL_LENGTH = 64

@@ -15,10 +15,7 @@ from typing import Any, cast
 from sqlalchemy import JSON, DateTime, Index, Integer, LargeBinary, String, Table, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column
 
-#: Longest model name and version kept (longer ones are refused by the API).
-MODEL_NAME_LENGTH = 128
-VERSION_LENGTH = 64
-LABEL_LENGTH = 64
+from catdog.feedback import LABEL_LENGTH, MODEL_NAME_LENGTH, VERSION_LENGTH
 
 
 class Base(DeclarativeBase):
