@@ -48,6 +48,8 @@ log = logging.getLogger("catdog.feedback")
 SUFFIXES = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "gif": ".gif", "bmp": ".bmp"}
 #: Seconds between retention purges while a store records (one worker's share).
 PURGE_EVERY = 3600.0
+#: Connections one worker keeps to a shared database, and how many more it may open under a burst.
+POOL_SIZE, POOL_OVERFLOW = 2, 4
 #: PostgreSQL advisory lock key taken while migrating ("catdogfb" in ASCII).
 _PG_MIGRATION_LOCK = 0x63617464_6F676662 & 0x7FFFFFFFFFFFFFFF
 CSV_COLUMNS = ("id", "created_at", "updated_at", "sha256", "model", "version", "answer", "correct",
@@ -135,7 +137,9 @@ def make_engine(url: str) -> Engine:
     try:
         if dialect == "sqlite":
             return _sqlite_engine(url)
-        return create_engine(url, pool_pre_ping=True)
+        # Feedback is a trickle next to predictions: a few connections per worker are plenty, and a
+        # shared database (Cloud SQL) counts every instance's workers against its connection limit.
+        return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
     except ImportError as exc:
         raise FeedbackError(f"The feedback database {describe(url)} needs a driver that is not installed "
                             f"({exc.name}); for PostgreSQL: pip install 'psycopg[binary]'.") from None
