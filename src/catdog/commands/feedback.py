@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from catdog.config import Settings
+
+if TYPE_CHECKING:
+    from catdog.feedback.store import FeedbackStore
 
 EPILOG = """\
 examples:
@@ -78,10 +84,16 @@ def settings_for(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def open_store(args: argparse.Namespace, *, migrate: bool = True):
+@contextmanager
+def opened(args: argparse.Namespace) -> Iterator[FeedbackStore]:
+    """The store, its schema up to date (retention is applied by ``purge`` only), closed afterwards."""
     from catdog.feedback.store import FeedbackStore
 
-    return FeedbackStore.open(settings_for(args), migrate=migrate, purge=False)
+    store = FeedbackStore.open(settings_for(args), purge=False)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def model_labels(settings: Settings) -> tuple[str, ...]:
@@ -96,11 +108,8 @@ def model_labels(settings: Settings) -> tuple[str, ...]:
 
 
 def run_summary(args: argparse.Namespace) -> int:
-    store = open_store(args)
-    try:
+    with opened(args) as store:
         summary = store.summary()
-    finally:
-        store.close()
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -117,41 +126,29 @@ def run_summary(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    store = open_store(args)
-    try:
+    with opened(args) as store:
         result = store.export(args.out, model_labels(settings_for(args)))
-    finally:
-        store.close()
     print(f"exported {result.entries} entries ({result.photos} shared photos) to {args.out} "
           f"(list: {result.csv})")
     return 0
 
 
 def run_delete(args: argparse.Namespace) -> int:
-    store = open_store(args)
-    try:
+    with opened(args) as store:
         store.delete(args.id)
-    finally:
-        store.close()
     print(f"deleted feedback entry {args.id}")
     return 0
 
 
 def run_migrate(args: argparse.Namespace) -> int:
-    store = open_store(args)
-    try:
+    with opened(args) as store:
         print(f"feedback database {store.url} at schema revision {store.revision()}")
-    finally:
-        store.close()
     return 0
 
 
 def run_purge(args: argparse.Namespace) -> int:
-    store = open_store(args)
-    try:
+    with opened(args) as store:
         removed = store.purge()
-    finally:
-        store.close()
     days = store.retention_days
     print(f"deleted {removed} entries unchanged for more than {days} days" if days
           else "retention is 0 (keep for ever): nothing deleted")
