@@ -82,6 +82,9 @@ def test_labels_come_from_the_model(feedback_app, db):
     ({"sha256": "a" * 64, "answer": "dog", "correct": "cat", "probabilities": '{"horse": 0.5}'}, 400,
      "invalid_field"),
     ({"sha256": "a" * 64, "answer": "dog", "correct": "cat", "version": "v" * 65}, 400, "invalid_field"),
+    ({"sha256": "a" * 64, "answer": "dog", "correct": "cat", "model": "lite\x1b[31m"}, 400, "invalid_field"),
+    ({"sha256": "a" * 64, "answer": "dog", "correct": "cat", "probabilities": "[" * 3000}, 400, "invalid_field"),
+    ({"sha256": "a" * 64, "answer": "dog", "correct": "cat", "probabilities": '{"cat": 0.5' + " " * 5000 + "}"}, 400, "invalid_field"),
 ])
 def test_a_bad_field_is_a_json_error_and_stores_nothing(feedback_app, db, fields, status, code):
     response = post(feedback_app().test_client(), **fields)
@@ -193,3 +196,16 @@ def test_the_python_client(feedback_app, db, cat_bytes):
             api.delete_feedback(hashed["id"])
         assert gone.value.code == "feedback_not_found" and gone.value.status == 404
     assert stored(db) == 1
+
+
+def test_the_openapi_document_describes_feedback_with_the_models_labels(feedback_app):
+    from openapi_spec_validator import validate
+
+    document = feedback_app().test_client().get("/openapi.json").json
+    validate(document)
+    post_op = document["paths"]["/v1/feedback"]["post"]
+    fields = post_op["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+    assert fields["correct"]["enum"] == ["cat", "dog", "other"]
+    assert {"201", "200", "400", "413", "415", "422"} <= set(post_op["responses"])
+    assert "feedback_not_found" in document["paths"]["/v1/feedback/{entry_id}"]["delete"]["responses"]["404"][
+        "description"]

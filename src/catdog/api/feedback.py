@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 FORM = "application/x-www-form-urlencoded"
 EXTENSION_KEY = "catdog_feedback"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+#: Longest ``probabilities`` text read: a JSON object of one number per label is far shorter.
+MAX_PROBABILITIES_TEXT = 4096
 #: Pillow's format names (what decoding found in the bytes) as stored.
 _FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp"}
 
@@ -103,6 +105,8 @@ def _text(form: Any, name: str, *, limit: int, required: bool = False) -> str:
     value = value.strip()
     if len(value) > limit:
         raise InvalidField(name, f"is {len(value)} characters long, over the limit of {limit}")
+    if not value.isprintable():
+        raise InvalidField(name, "has control characters; send plain text")
     return value
 
 
@@ -119,9 +123,12 @@ def _probabilities(form: Any, labels: list[str]) -> dict[str, float] | None:
     if raw is None or raw.strip() == "":
         return None
     how = ('is not a JSON object of each label\'s probability, like {"' + '": 0.9, "'.join(labels[:2]) + '": 0.1}')
+    if len(raw) > MAX_PROBABILITIES_TEXT:
+        raise InvalidField("probabilities", f"is {len(raw)} characters long; one number per label needs far "
+                                            f"fewer than {MAX_PROBABILITIES_TEXT}")
     try:
         parsed = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise InvalidField("probabilities", how) from None
     if not isinstance(parsed, dict) or not parsed:
         raise InvalidField("probabilities", how)
