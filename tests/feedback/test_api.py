@@ -209,3 +209,22 @@ def test_the_openapi_document_describes_feedback_with_the_models_labels(feedback
     assert {"201", "200", "400", "413", "415", "422"} <= set(post_op["responses"])
     assert "feedback_not_found" in document["paths"]["/v1/feedback/{entry_id}"]["delete"]["responses"]["404"][
         "description"]
+
+
+def test_no_client_address_is_stored(feedback_app, db, cat_bytes):
+    """Privacy: nothing that identifies the sender (address, forwarded address, file name) is kept."""
+    app = feedback_app(proxy_hops=1)
+    client = app.test_client()
+    response = client.post("/v1/feedback", data={"answer": "dog", "correct": "cat",
+                                                 "image": (io.BytesIO(cat_bytes), "holiday-with-alice.jpg")},
+                           headers={"X-Forwarded-For": "203.0.113.7"}, environ_base={"REMOTE_ADDR": "198.51.100.9"})
+    assert response.status_code == 201
+    store = FeedbackStore.open(Settings(feedback_path=db))
+    with store.engine.connect() as conn:
+        columns = conn.exec_driver_sql("SELECT * FROM feedback").keys()
+        rows = conn.exec_driver_sql("SELECT * FROM feedback").all()
+    store.close()
+    text = repr([value for row in rows for value in row if not isinstance(value, bytes)])
+    for needle in ("203.0.113.7", "198.51.100.9", "127.0.0.1", "alice"):
+        assert needle not in text
+    assert not any(word in name for name in columns for word in ("ip", "addr", "user", "file", "agent"))
