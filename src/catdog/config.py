@@ -68,8 +68,9 @@ class Settings(BaseSettings):
 
     # -- feedback ("Wrong answer?": catdog.feedback, docs/feedback.md)
     feedback_path: Path = Field(
-        Path("catdog-feedback.sqlite3"),
-        description="SQLite file of people's corrections, created on first use (unless feedback_url is set)")
+        default_factory=lambda: Path.home() / ".local" / "share" / "catdog" / "feedback.sqlite3",
+        description="SQLite file of people's corrections, created with its folder on first use (unless "
+        "feedback_url is set); default ~/.local/share/catdog/feedback.sqlite3")
     feedback_url: str | None = Field(
         None, description="SQLAlchemy URL of a shared feedback database instead of the SQLite file, e.g. "
         "postgresql+psycopg://user:password@host/catdog (several instances, Cloud SQL)")

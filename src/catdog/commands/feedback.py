@@ -28,7 +28,7 @@ examples:
   catdog feedback --db postgresql+psycopg://catdog@127.0.0.1/catdog summary
 
 The database: --db, else $CATDOG_FEEDBACK_URL, else the SQLite file $CATDOG_FEEDBACK_PATH
-(default ./catdog-feedback.sqlite3), the one the server writes to.
+(default ~/.local/share/catdog/feedback.sqlite3), the one the server writes to.
 """
 
 
