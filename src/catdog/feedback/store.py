@@ -209,7 +209,8 @@ class FeedbackStore:
     def record(self, item: Item) -> Recorded:
         """Store a correction, or update the one already stored for the same item."""
         now = utcnow()
-        in_db = self.photos is None
+        folder = self.photos
+        in_db = folder is None
         values: dict[str, Any] = {
             "answer": item.answer, "correct": item.correct, "probabilities": item.probabilities,
             "photo_format": item.photo_format if item.photo is not None else None,
@@ -222,8 +223,8 @@ class FeedbackStore:
             try:
                 with self.engine.begin() as conn:
                     entry_id, created = self._upsert(conn, key, values, now)
-                    if not in_db:
-                        self._keep_photo_file(entry_id, item)  # before the commit: a failure undoes the row
+                    if folder is not None:  # before the commit: a failure undoes the row
+                        self._keep_photo_file(folder, entry_id, item)
                 break
             except IntegrityError:  # the generic path lost a race with another writer: once more
                 if attempt == 2:
@@ -253,17 +254,16 @@ class FeedbackStore:
         result = conn.execute(table.insert().values(**key, **values, created_at=now))
         return int(result.inserted_primary_key[0]), True  # type: ignore[index]
 
-    def _photo_path(self, entry_id: int, photo_format: str) -> Path:
-        assert self.photos is not None  # only called in folder mode
-        return self.photos / f"{entry_id}{SUFFIXES.get(photo_format, '.img')}"
+    @staticmethod
+    def _photo_path(folder: Path, entry_id: int, photo_format: str) -> Path:
+        return folder / f"{entry_id}{SUFFIXES.get(photo_format, '.img')}"
 
-    def _keep_photo_file(self, entry_id: int, item: Item) -> None:
-        assert self.photos is not None  # only called in folder mode
+    def _keep_photo_file(self, folder: Path, entry_id: int, item: Item) -> None:
         self._remove_photo_files(entry_id)
         if item.photo is None:
             return
-        self.photos.mkdir(parents=True, exist_ok=True)
-        path = self._photo_path(entry_id, item.photo_format or "")
+        folder.mkdir(parents=True, exist_ok=True)
+        path = self._photo_path(folder, entry_id, item.photo_format or "")
         partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
         partial.write_bytes(item.photo)
         os.replace(partial, path)
@@ -355,7 +355,7 @@ class FeedbackStore:
         if entry.photo_format is None:
             return None
         if self.photos is not None:
-            path = self._photo_path(entry.id, entry.photo_format)
+            path = self._photo_path(self.photos, entry.id, entry.photo_format)
             return path.read_bytes() if path.is_file() else None
         with self.engine.connect() as conn:
             table = FEEDBACK
