@@ -41,6 +41,7 @@ def test_predict_json_lines_with_a_bad_file(capsys, tmp_path, cat_photo):
     rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert [r["path"] for r in rows] == [str(cat_photo), str(fake), str(tmp_path / "missing.jpg")]
     assert rows[0]["label"] == "cat" and set(rows[0]["probabilities"]) == {"cat", "dog", "other"}
+    assert rows[0]["sure"] is True
     assert rows[1]["error"]["code"] == "not_an_image" and "PDF" in rows[1]["error"]["message"]
     assert rows[2]["error"]["code"] == "unreadable_file"
 
@@ -164,6 +165,26 @@ def test_evaluate_with_others_reports_the_open_world(tmp_path, images_dir, capsy
     assert sum(metrics["confusion_matrix"][2]) == 2  # the third row: the non-pets
     report = (out / "report.md").read_text()
     assert "non-pet photos answered other" in report and "| **other** |" in report
+
+
+def test_evaluate_reports_each_source_folder_of_others_on_its_own_line(tmp_path, images_dir, capsys):
+    import shutil
+
+    others = tmp_path / "not-pets"
+    for source, photo in (("flowers", "tulips.jpg"), ("plants", "sunflower.jpg"), ("flowers", "sunflower.jpg")):
+        (others / source).mkdir(parents=True, exist_ok=True)
+        shutil.copy(images_dir.parent / "not-pets" / photo, others / source / photo)
+    out = tmp_path / "report"
+    assert main(["evaluate", str(images_dir), "--others", str(others), "--out", str(out), "--no-progress",
+                 "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    sources = json.loads((out / "metrics.json").read_text())["others_by_source"]
+    assert {name: row["n"] for name, row in sources.items()} == {"flowers": 2, "plants": 1}
+    for name, row in sources.items():
+        assert sum(row["answered"].values()) == row["n"]
+        assert row["answered_other"] == row["answered"].get("other", 0) / row["n"]
+        assert f"{name + '/':<24} {row['answered_other']:7.2%} of {row['n']:>5} answered other" in printed
+    assert "| non-pets from `flowers/` answered other |" in (out / "report.md").read_text()
 
 
 def test_evaluate_a_two_label_model_with_others_counts_them_as_errors(tmp_path, images_dir, capsys):

@@ -1,12 +1,13 @@
 """People's corrections over HTTP: ``POST /v1/feedback``, ``GET /v1/feedback/summary``,
 ``DELETE /v1/feedback/<id>`` (docs/feedback.md).
 
-The same rules as the prediction endpoints: an API key when keys are configured, the photo
-rate limit (a post costs one photo, with or without the photo: it is a database write), the
-upload limit, JSON errors from :mod:`catdog.api.errors`. A shared photo is decoded under the
-same budgets as a prediction before anything is stored, so the database only ever holds photos
-the service could have classified. The store (:mod:`catdog.feedback.store`) opens on the first
-feedback request of each worker; the prediction endpoints never touch it.
+The same rules as the prediction endpoints: an API key when keys are configured, the photo rate
+limit (a post costs one photo, with or without the photo: it is a database write), the upload
+limit, JSON errors from :mod:`catdog.api.errors`. The data plane
+(:meth:`catdog.api.dataplane.DataPlane.admit_feedback`) charges the post and decodes a shared
+photo under the same budgets as a prediction before anything is stored, so the database only
+ever holds photos the service could have classified. The store (:mod:`catdog.feedback.store`)
+opens on the first feedback request of each worker; the prediction endpoints never touch it.
 """
 
 from __future__ import annotations
@@ -17,19 +18,18 @@ import json
 import math
 import re
 import threading
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app, request
 from prometheus_client import Counter
 
 from catdog.api.endpoint import JSON, DocContext, Endpoint, Service, error_responses, json_body, ref
-from catdog.api.errors import RequestError
 from catdog.api.observability import annotate
-from catdog.api.security import charge_photos
+from catdog.api.request_errors import InvalidField, MissingFeedbackField
 from catdog.api.uploads import MULTIPART, require_body_type
 from catdog.feedback import LABEL_LENGTH, MODEL_NAME_LENGTH, VERSION_LENGTH
 from catdog.feedback.errors import FeedbackNotFound
-from catdog.model.decode import decode_image
 
 if TYPE_CHECKING:
     from catdog.feedback.store import FeedbackStore
@@ -41,23 +41,6 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 MAX_PROBABILITIES_TEXT = 4096
 #: Pillow's format names (what decoding found in the bytes) as stored.
 _FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp"}
-
-
-class MissingFeedbackField(RequestError):
-    code = "missing_field"
-
-    def __init__(self, message: str):
-        super().__init__(message)
-
-
-class InvalidField(RequestError):
-    """A feedback field whose value the API does not take (a label the model does not have, ...)."""
-
-    code = "invalid_field"
-
-    def __init__(self, field: str, problem: str):
-        super().__init__(f"The field {field!r} {problem}.")
-        self.field = field
 
 
 class FeedbackService:
@@ -145,14 +128,11 @@ def _probabilities(form: Any, labels: list[str]) -> dict[str, float] | None:
     return out
 
 
-def _photo_format(data: bytes, service: Service) -> str:
-    """Decode the photo under the prediction's budgets (raises the same ImageErrors); its format."""
-    engine = service.engine
-    decode_image(data, max_pixels=engine.max_pixels, min_side=engine.recipe.input.size,
-                 max_decode_bytes=engine.max_decode_bytes)
+def photo_format(data: bytes) -> str:
+    """The format of a photo the data plane decoded ("jpeg", "png", ...), from its header."""
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as image:  # the header again, for its format: cheap
+    with Image.open(io.BytesIO(data)) as image:
         return _FORMATS.get(image.format or "", "jpeg")
 
 
@@ -169,7 +149,6 @@ def read_post(service: Service):
     if sent_hash and not _SHA256.fullmatch(sent_hash):
         raise InvalidField("sha256", "is not a SHA-256 hash (64 hexadecimal digits)")
     photo: bytes | None = None
-    photo_format: str | None = None
     if upload is not None:
         photo = upload.read()
         digest = hashlib.sha256(photo).hexdigest()
@@ -177,7 +156,6 @@ def read_post(service: Service):
             raise InvalidField("sha256", "does not match the photo sent with it; send either, or the "
                                          "SHA-256 of exactly these bytes")
         sent_hash = digest
-        photo_format = _photo_format(photo, service)
     elif not sent_hash:
         raise MissingFeedbackField(
             "The request has neither the photo (file field 'image', when the person shares it) nor its "
@@ -185,7 +163,7 @@ def read_post(service: Service):
     model = _text(form, "model", limit=MODEL_NAME_LENGTH) or str(service.model_ref.get("name") or "")
     version = _text(form, "version", limit=VERSION_LENGTH) or str(service.model_ref.get("version") or "")
     return Item(sha256=sent_hash, answer=answer, correct=correct, model=model, version=version,
-                probabilities=_probabilities(form, labels), photo=photo, photo_format=photo_format)
+                probabilities=_probabilities(form, labels), photo=photo)
 
 
 # -- endpoints -----------------------------------------------------------------------------------
@@ -201,13 +179,17 @@ class FeedbackPost(Endpoint):
     def post(self) -> Any:
         require_body_type(request, lambda mimetype: mimetype in (MULTIPART, FORM),
                           "the fields as multipart/form-data (curl -F answer=dog -F correct=cat -F image=@photo.jpg)")
-        charge_photos(1)
         item = read_post(self.service)
+        # Charged like a photo, and a shared photo decoded under the prediction's budgets (the
+        # same errors), before anything is stored.
+        self.service.plane.admit_feedback(item.photo, size=len(item.photo or b""), shared=item.photo is not None)
+        if item.photo is not None:
+            item = replace(item, photo_format=photo_format(item.photo))
         feedback = feedback_service()
         recorded = feedback.store.record(item)
         corrected = item.answer != item.correct
         feedback.counter.labels(item.answer, item.correct, "true" if corrected else "false").inc()
-        annotate(feedback=recorded.id, answer=item.answer, correct=item.correct, shared=item.photo is not None)
+        annotate(feedback=recorded.id, answer=item.answer, correct=item.correct)
         body = {
             "id": recorded.id,
             "status": "created" if recorded.created else "updated",

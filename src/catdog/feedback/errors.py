@@ -9,12 +9,15 @@ class FeedbackError(CatdogError):
     """The feedback database cannot be used (a bad URL, a database that does not answer)."""
 
     code = "feedback_unavailable"
+    status = 500  # the server's problem: logged with the request id, the message hidden
 
 
 class FeedbackNotFound(CatdogError):
     """No feedback entry has this id (never stored, already deleted, or past the retention period)."""
 
     code = "feedback_not_found"
+    status = 404
+    when = "DELETE /v1/feedback/{id} for an entry that does not exist (or no longer)"
 
     def __init__(self, entry_id: int | str):
         super().__init__(f"There is no feedback entry with id {entry_id}; it was never stored, was deleted, "
