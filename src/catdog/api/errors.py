@@ -153,6 +153,28 @@ class RateLimited(RequestError):
         self.headers = {"Retry-After": str(retry_after)}
 
 
+class Overloaded(CatdogError):
+    """More photo requests are waiting than this instance can answer soon (CATDOG_MAX_QUEUE):
+    answered at once instead of queued, so the client (or its load balancer) can go elsewhere."""
+
+    code = "overloaded"
+
+    def __init__(self, why: str, *, retry_after: int = 1):
+        super().__init__(f"The server is busy ({why}); retry after {retry_after} s.")
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+class RateLimitStoreDown(CatdogError):
+    """The shared rate-limit store (Redis) cannot be reached and CATDOG_RATE_LIMIT_STORE_DOWN=refuse."""
+
+    code = "rate_limit_unavailable"
+
+    def __init__(self, retry_after: int = 5):
+        super().__init__("Photo requests cannot be counted against the rate limit right now (its store is "
+                         f"unreachable), so they are refused; retry after {retry_after} s.")
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 #: HTTP status of each error class; the most specific class in an error's MRO wins.
 STATUS: dict[type[CatdogError], int] = {
     EmptyFile: 400,
@@ -174,6 +196,8 @@ STATUS: dict[type[CatdogError], int] = {
     Unauthorized: 401,
     ModelNotFound: 404,
     RateLimited: 429,
+    Overloaded: 503,
+    RateLimitStoreDown: 503,
     RequestError: 400,
     ModelError: 500,
 }
@@ -223,6 +247,10 @@ ERROR_TABLE: tuple[tuple[int, str, str], ...] = (
      "one budget, a batch costs its file count (see Retry-After)")),
     (500, HTTP_CODES[500], "a bug; the body carries the request id that the server log has too"),
     (503, "worker_timeout", "the server stopped a request that ran past its worker timeout; retry"),
+    (503, Overloaded.code, ("more photo requests are waiting than the server answers soon (CATDOG_MAX_QUEUE): "
+     "answered at once, see Retry-After")),
+    (503, RateLimitStoreDown.code, ("the rate limit's Redis store is unreachable and "
+     "CATDOG_RATE_LIMIT_STORE_DOWN=refuse; see Retry-After")),
 )
 
 
@@ -276,7 +304,7 @@ def _internal_error(exc: BaseException) -> Response:
 
 def handle_catdog_error(exc: CatdogError) -> Response:
     status = status_of(exc)
-    if status >= 500:
+    if status >= 500 and status != 503:  # 503s are decisions (overload, a store down), not bugs
         return _internal_error(exc)
     return error_response(status, exc.code, exc.message, getattr(exc, "headers", None))
 

@@ -18,9 +18,10 @@ from flask import Request, request
 from catdog.api.endpoint import JSON, DocContext, Endpoint, error_responses, json_body, ref
 from catdog.api.errors import InvalidParameter, MissingField, TooManyFiles, error_body
 from catdog.api.observability import annotate
-from catdog.api.security import charge_photos
+from catdog.api.overload import queue_status
+from catdog.api.security import charge_photos, rate_limit_status
 from catdog.api.uploads import require_upload_body
-from catdog.model.decode import BatchBudget, load_image
+from catdog.model.decode import BatchBudget
 from catdog.model.errors import (
     BatchBudgetExceeded,
     BatchDeadlineExceeded,
@@ -173,9 +174,10 @@ class Explain(Endpoint):
         self.service.metrics.predictions.labels(explanation.prediction.label).inc()
         annotate(label=explanation.prediction.label)
         body = explanation.to_dict()
-        if overlay:
-            photo = load_image(data, max_pixels=engine.max_pixels, min_side=self.overlay_max_side,
-                               max_decode_bytes=engine.max_decode_bytes)
+        if overlay and explanation.photo is not None:
+            # Drawn on the photo as the engine decoded it (already reduced): one decode, under the
+            # same pixel and memory budgets as /v1/predict, so both accept and refuse alike.
+            photo = explanation.photo.copy()
             photo.thumbnail((self.overlay_max_side, self.overlay_max_side))
             body["overlay"] = {"media_type": "image/png", "width": photo.width, "height": photo.height,
                                "data": png_base64(explanation.overlay(photo))}
@@ -394,7 +396,9 @@ class Ready(Endpoint):
         if self.service.classifier is None:
             return {"status": "not_ready", "message": "The model is not loaded yet."}, 503
         return {"status": "ready", "model": self.service.model_ref,
-                "load_seconds": self.service.model_info.get("load_seconds")}
+                "load_seconds": self.service.model_info.get("load_seconds"),
+                # Informational: readiness stays 200 under overload and with the limit store down.
+                "queue": queue_status(), "rate_limit_store": rate_limit_status()}
 
     @classmethod
     def operations(cls, ctx: DocContext) -> JSON:

@@ -460,7 +460,7 @@ class ModelInfer(Endpoint):
         outputs = requested_outputs(head)
         annotate(files=len(photos), size=sum(map(len, photos)), binary=bool(binary))
         charge_photos(len(photos))  # N photos cost N, as a /v1/predict/batch of N does, before any is decoded
-        budget = BatchBudget(settings.batch_decode_bytes, settings.batch_seconds)
+        budget = BatchBudget(settings.batch_decode_bytes, settings.batch_seconds, whole=True)  # refused before decoding
         results = service.engine.predict_batch(photos, return_errors=True, budget=budget)
         for index, result in enumerate(results):
             if isinstance(result, CatdogError):
