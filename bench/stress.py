@@ -80,6 +80,8 @@ class StressResult:
     server_errors: int = 0
     wrong_answers: int = 0
     other_code: int = 0
+    #: 503 overloaded: answered at once by the queue bound (issue 24), not a failure.
+    shed: int = 0
     statuses: Counter = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
     examples: list[str] = field(default_factory=list)  # the first few unexpected answers, to print
@@ -101,19 +103,21 @@ class StressResult:
             "valid": self.valid, "invalid": self.requests - self.valid, "rps": round(self.rps, 1),
             "p50_ms": round(self.percentile(50), 1), "p99_ms": round(self.percentile(99), 1),
             "connection_errors": self.connection_errors, "server_errors_5xx": self.server_errors,
-            "wrong_answers": self.wrong_answers, "other_4xx_code": self.other_code,
+            "wrong_answers": self.wrong_answers, "other_4xx_code": self.other_code, "shed_503": self.shed,
             "statuses": dict(sorted(self.statuses.items())), "examples": self.examples,
         }
 
 
 def judge(case: Case, status: int, body: bytes) -> str:
     """``ok``, ``5xx``, ``wrong`` (a photo without its label, hostile input answered 200) or ``other_code``."""
-    if status >= 500:
-        return "5xx"
     try:
         payload = json.loads(body)
     except ValueError:
-        return "wrong"
+        return "5xx" if status >= 500 else "wrong"
+    if status == 503 and isinstance(payload.get("error"), dict) and payload["error"].get("code") == "overloaded":
+        return "shed"
+    if status >= 500:
+        return "5xx"
     code = payload.get("error", {}).get("code") if status >= 400 else None
     if (status, code) in case.expected:
         return "ok" if not case.label or payload.get("label") == case.label else "wrong"
@@ -155,7 +159,8 @@ def run_stress(port: int, cases: list[Case], *, clients: int, seconds: float, ti
                 result.valid += case.valid
                 result.statuses[status] += 1
                 result.latencies_ms.append(elapsed)
-                if verdict != "ok":
+                result.shed += verdict == "shed"
+                if verdict not in ("ok", "shed"):
                     result.connection_errors += verdict.startswith("connection")
                     result.server_errors += verdict == "5xx"
                     result.wrong_answers += verdict == "wrong"

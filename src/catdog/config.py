@@ -83,11 +83,12 @@ class Settings(BaseSettings):
     worker_threads: int = Field(4, ge=1, le=64, description="threads per gthread worker")
     timeout: int = Field(30, ge=5, le=3600, description="seconds before gunicorn replaces a silent worker")
     max_queue: int = Field(
-        16, ge=0, le=4096, description="photo requests an instance holds waiting for a free worker, beyond "
+        32, ge=0, le=4096, description="photo requests an instance holds waiting for a free worker, beyond "
         "those being classified; more are answered 503 with Retry-After at once (overload is answered, "
         "not queued); split evenly between the workers")
     queue_seconds: float = Field(
-        2.0, gt=0, description="longest a photo request waits in that queue before a 503")
+        10.0, gt=0, description="longest a photo request waits in that queue before a 503 (a backstop: "
+        "the queue's length bounds the wait first)")
     worker_max_rss_mb: float | None = Field(
         600.0, gt=0, description="resident memory past which a worker finishes its requests and is "
         "replaced (checked between requests, after giving freed memory back); unset: no ceiling")
