@@ -118,7 +118,8 @@ def judge(case: Case, status: int, body: bytes) -> str:
         return "shed"
     if status >= 500:
         return "5xx"
-    code = payload.get("error", {}).get("code") if status >= 400 else None
+    error = payload.get("error") if status >= 400 else None
+    code = (error.get("code") if isinstance(error, dict) else payload.get("code")) if status >= 400 else None
     if (status, code) in case.expected:
         return "ok" if not case.label or payload.get("label") == case.label else "wrong"
     if status == 200 or (200, None) in case.expected:
@@ -136,8 +137,10 @@ def send(port: int, case: Case, timeout: float) -> tuple[int, bytes]:
         conn.close()
 
 
-def run_stress(port: int, cases: list[Case], *, clients: int, seconds: float, timeout: float = 30.0) -> StressResult:
-    """``clients`` threads, each starting at its own place in ``cases``, for ``seconds``."""
+def run_stress(port: int, cases: list[Case], *, clients: int, seconds: float, timeout: float = 30.0,
+               requests: int | None = None) -> StressResult:
+    """``clients`` threads, each starting at its own place in ``cases``, for ``seconds`` (or
+    until ``requests`` have been answered, if that comes first)."""
     result = StressResult(clients, seconds)
     lock = threading.Lock()
     started = time.perf_counter()
@@ -146,7 +149,7 @@ def run_stress(port: int, cases: list[Case], *, clients: int, seconds: float, ti
     def client(offset: int) -> None:
         for case in itertools.islice(itertools.cycle(cases), offset, None):
             t0 = time.perf_counter()
-            if t0 >= deadline:
+            if t0 >= deadline or (requests is not None and result.requests >= requests):
                 return
             try:
                 status, body = send(port, case, timeout)
@@ -232,7 +235,8 @@ def measure_bombs(server, clients: int, seconds: float) -> dict:
             try:
                 status, body = send(server.port, case, 60)
                 payload = json.loads(body) if body.startswith(b"{") else {}
-                code = payload.get("error", {}).get("code") if status >= 400 else None
+                error = payload.get("error") if status >= 400 else None
+                code = (error.get("code") if isinstance(error, dict) else payload.get("code")) if status >= 400 else None
                 if case.path == BATCH_PATH and status == 200:
                     codes = Counter(r.get("error", {}).get("code", "label") for r in payload["results"])
                     code = ", ".join(f"{k} x{v}" for k, v in sorted(codes.items()))

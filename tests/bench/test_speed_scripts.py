@@ -49,7 +49,7 @@ def tables(output: str) -> dict[str, list[list[str]]]:
 
 
 def test_http_harness_drives_catdog_with_wrk_and_reports_overload(tmp_path):
-    out = run("speed.py", "--only", "catdog", "--previous", "", "--keras-backends", "", "--seconds", "1",
+    out = run("speed.py", "--only", "catdog", "--no-limit", "--previous", "", "--keras-backends", "", "--seconds", "1",
               "--rounds", "1", "--warmup", "0", "--overload-seconds", "1", tmp_path=tmp_path)
     assert "using the fixture photos" in out
     [speed] = tables(out.split("Issue 12 goals")[0])["server"]
