@@ -83,7 +83,7 @@ class Probe:
         self.peak = 0.0
         self._stop = threading.Event()
 
-    def __enter__(self) -> Probe:
+    def __enter__(self):
         self.process = servers.start(SERVER, env=self.env, inherit_env=False, log=Path(os.devnull))
         servers.wait_until_answering(self.url + "/readyz", self.process)
         time.sleep(2)  # both workers up

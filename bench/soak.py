@@ -55,7 +55,13 @@ def endpoint_cases() -> list[Case]:
     import base64
     import json
 
-    from catdog.testing.hostile import BATCH_PATH, EXPLAIN_OVERLAY_PATH, V2_INFER_PATH, Part, multipart
+    from catdog.testing.hostile import (
+        BATCH_PATH,
+        EXPLAIN_OVERLAY_PATH,
+        V2_INFER_PATH,
+        Part,
+        multipart,
+    )
 
     photos = sorted((ROOT / "tests" / "data" / "images").glob("*/*.jpg"))
     blobs = [path.read_bytes() for path in photos]

@@ -406,7 +406,7 @@ def peers_table(results: dict) -> str:
     for key, r in results.items():
         rps16 = level(r, 16, "rps")
         rows.append([f"{key}: {r['title']}", fmt(rps16), fmt(level(r, 1, "p50_ms")),
-                     f"{rps16 / limit:.0%}" if limit == limit and rps16 == rps16 else "n/a"])
+                     f"{rps16 / limit:.0%}" if not (math.isnan(limit) or math.isnan(rps16)) else "n/a"])
     return table(["server (same Classifier and model, same workers, 1 ONNX thread each)", "req/s at 16",
                   "p50 at 1 (ms)", "share of the limit"], rows)
 
@@ -421,9 +421,9 @@ def peers_line(results: dict) -> str:
     p50_peer = min(level(r, 1, "p50_ms") for r in peers)
     limit = level(results.get("limit", {}), 16, "rps")
     parts = [f"req/s at 16 vs the better peer {rps:+.1%} (floor >= +5%: {'met' if rps >= 0.05 else 'not met'})",
-             f"p50 at 1 {level(catdog, 1, 'p50_ms'):.1f} ms vs the peers' best {p50_peer:.1f} ms "
-             f"({'met' if level(catdog, 1, 'p50_ms') <= p50_peer else 'not met'})"]
-    if limit == limit:
+             (f"p50 at 1 {level(catdog, 1, 'p50_ms'):.1f} ms vs the peers' best {p50_peer:.1f} ms "
+              f"({'met' if level(catdog, 1, 'p50_ms') <= p50_peer else 'not met'})")]
+    if not math.isnan(limit):
         share = level(catdog, 16, "rps") / limit
         parts.append(f"{share:.0%} of the limit (floor >= 88%: {'met' if share >= 0.88 else 'not met'})")
     return "Issue 24 floors for catdog: " + "; ".join(parts) + "."
