@@ -77,7 +77,7 @@ class Probe:
         environment = {k: v for k, v in os.environ.items() if not k.startswith(("CATDOG_", "PROMETHEUS_"))}
         if src:
             environment["PYTHONPATH"] = src
-        environment.update(PORT=str(self.port), CATDOG_HOST="127.0.0.1", CATDOG_WORKERS="2", **env)
+        environment.update({"PORT": str(self.port), "CATDOG_HOST": "127.0.0.1", "CATDOG_WORKERS": "2"} | env)
         self.env = environment
         self.url = f"http://127.0.0.1:{self.port}"
         self.peak = 0.0
@@ -160,7 +160,7 @@ def explain_flood(src: str | None, clients: int = 8, seconds: float = 10.0) -> d
         for thread in threads:
             thread.join(180)
         return {"explains": len(statuses), "explain 5xx or failed": sum(s >= 500 or s == 0 for s in statuses),
-                "explain 503 overloaded": statuses.count(503), "predicts": len(predicts),
+                "of which 503": statuses.count(503), "predicts": len(predicts),
                 "predict not 200": sum(s != 200 for s in predicts), "slowest predict s": round(slowest[0], 2),
                 "peak MB": round(probe.peak)}
 

@@ -482,7 +482,8 @@ def goals_line(results: dict) -> str:
 
 #: Section titles of docs/benchmarks.md by ``--section`` (another section for variant runs, so
 #: they never overwrite the main table).
-TITLES = {"speed": "Speed side by side (wrk): issue 12", "workers": "Workers and ORT threads per worker (wrk)"}
+TITLES = {"speed": "Speed side by side (wrk): issue 12", "workers": "Workers and ORT threads per worker (wrk)",
+          "serving": "Serving side by side (wrk): issue 24"}
 
 
 def overload_part(results: dict, settings: dict) -> list[str]:

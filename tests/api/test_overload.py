@@ -51,7 +51,7 @@ def test_a_request_that_waits_too_long_is_refused():
 
 def test_the_api_answers_503_json_with_retry_after_and_says_so(make_app, cat_bytes):
     app = make_app(max_queue=0)
-    admission = app.extensions[EXTENSION]
+    admission = app.extensions[EXTENSION].light
     client = app.test_client()
     for _ in range(admission.slots):
         admission.enter()  # every slot busy, no queue
@@ -62,10 +62,26 @@ def test_the_api_answers_503_json_with_retry_after_and_says_so(make_app, cat_byt
         assert response.json["error"]["code"] == "overloaded"
         assert client.get("/healthz").status_code == 200  # probes never wait
         ready = client.get("/readyz")
-        assert ready.status_code == 200 and ready.json["queue"]["shed"]["queue_full"] == 1
-        assert b'catdog_shed_requests_total{reason="queue_full"} 1.0' in client.get("/metrics").data
+        assert ready.status_code == 200 and ready.json["queue"]["light"]["shed"]["queue_full"] == 1
+        assert b'catdog_shed_requests_total{lane="light",reason="queue_full"} 1.0' in client.get("/metrics").data
     finally:
         for _ in range(admission.slots):
             admission.leave()
     assert client.post("/v1/predict", data=cat_bytes, content_type="image/jpeg").status_code == 200
     assert admission.status()["active"] == 0
+
+
+def test_a_costly_decode_takes_the_heavy_lane_and_leaves_photos_their_slots(make_app, cat_bytes):
+    from catdog.testing.hostile import palette_bomb
+
+    app = make_app(max_queue=0)
+    lanes = app.extensions[EXTENSION]
+    client = app.test_client()
+    lanes.heavy.enter()  # the heavy slot busy (a bomb decoding)
+    try:
+        bomb = client.post("/v1/predict", data=palette_bomb(), content_type="image/png")
+        assert bomb.status_code == 503 and bomb.json["error"]["code"] == "overloaded"
+        assert client.post("/v1/predict", data=cat_bytes, content_type="image/jpeg").status_code == 200
+    finally:
+        lanes.heavy.leave()
+    assert lanes.status()["heavy"]["shed"]["queue_full"] == 1 and lanes.status()["light"]["shed"]["queue_full"] == 0

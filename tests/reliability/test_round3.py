@@ -102,9 +102,10 @@ def test_overload_is_answered_503_at_once_and_the_server_recovers(gunicorn):
     refused = next(r for r in answers if r.status_code == 503)
     assert refused.headers["Retry-After"] == "1" and refused.json()["error"]["code"] == "overloaded"
     ready = requests.get(server.url + "/readyz", timeout=10).json()
-    assert ready["queue"]["shed"]["queue_full"] >= 1 and ready["queue"]["active"] == 0
+    assert ready["queue"]["light"]["shed"]["queue_full"] >= 1 and ready["queue"]["light"]["active"] == 0
     metrics = requests.get(server.url + "/metrics", timeout=10).text
-    assert 'catdog_shed_requests_total{reason="queue_full"}' in metrics and "catdog_queue_waiting" in metrics
+    assert 'catdog_shed_requests_total{lane="light",reason="queue_full"}' in metrics
+    assert "catdog_queue_waiting" in metrics
     assert predict(server).status_code == 200
 
 

@@ -11,7 +11,9 @@ from catdog.model.backends import default_threads
 #: Photo requests a worker works on at once: one in ONNX Runtime while another decodes (both
 #: release the GIL); more only share the same CPU.
 ACTIVE_PER_WORKER = 2
-#: Threads beyond the slots and the queue, that read bodies and answer 503s (gthread).
+#: Requests that are costly to decode (catdog.api.overload, the heavy lane) a worker works on at once.
+HEAVY_PER_WORKER = 1
+#: Threads beyond the slots and the queues, that read bodies and answer 503s (gthread).
 SPARE_THREADS = 4
 
 
@@ -25,5 +27,6 @@ def queue_per_worker(settings: Settings) -> int:
 
 
 def threads_per_worker(settings: Settings) -> int:
-    """gthread threads: enough to hold the slots and the queue and still answer the excess."""
-    return max(settings.worker_threads, ACTIVE_PER_WORKER + queue_per_worker(settings) + SPARE_THREADS)
+    """gthread threads: enough to hold both lanes' slots and queues and still answer the excess."""
+    lanes = ACTIVE_PER_WORKER + HEAVY_PER_WORKER + 2 * queue_per_worker(settings)
+    return max(settings.worker_threads, lanes + SPARE_THREADS)
