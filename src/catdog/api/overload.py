@@ -10,7 +10,7 @@ slot of its lane is free in the worker:
   time while bombs queue behind each other.
 
 Otherwise a request waits, but only if fewer than the worker's share of ``CATDOG_MAX_QUEUE``
-already wait in its lane, and only for ``CATDOG_QUEUE_SECONDS``; beyond either bound it is
+already wait in its lane, and only for ``CATDOG_QUEUE_SECONDS`` (twice that in the heavy lane); beyond either bound it is
 answered at once with ``503 overloaded`` and ``Retry-After`` (JSON, like every other error).
 Latency under overload is then bounded by the queue, not by how many clients there are.
 
@@ -113,7 +113,9 @@ class Lanes:
         metrics = QueueMetrics(registry)
         share = queue_per_worker(settings)
         self.light = Admission(ACTIVE_PER_WORKER, share, settings.queue_seconds, name="light", metrics=metrics)
-        self.heavy = Admission(HEAVY_PER_WORKER, share, settings.queue_seconds, name="heavy", metrics=metrics)
+        # Costly decodes queue behind each other for up to twice as long: one takes 1-3 s of CPU, and
+        # a burst of them is answered late rather than refused (issue 28: no 5xx under a bomb flood).
+        self.heavy = Admission(HEAVY_PER_WORKER, share, 2 * settings.queue_seconds, name="heavy", metrics=metrics)
 
     def status(self) -> dict[str, Any]:
         return {"light": self.light.status(), "heavy": self.heavy.status()}
