@@ -34,7 +34,7 @@ from prometheus_client import Counter, Gauge
 
 from catdog.api.capacity import ACTIVE_PER_WORKER, HEAVY_PER_WORKER, queue_per_worker
 from catdog.api.endpoint import is_photo_request
-from catdog.api.errors import Overloaded
+from catdog.api.errors import V2_PREFIX, Overloaded
 from catdog.config import Settings
 
 EXTENSION = "catdog_admission"
@@ -130,12 +130,14 @@ def decode_cost_of_request() -> int:
     from catdog.model.decode import estimate_cost
 
     mimetype = request.mimetype
+    if request.path.startswith(V2_PREFIX + "/"):
+        return 0  # v2 reads JSON only, and checks its whole budget before any decode (BatchBudget.whole)
     if mimetype == "multipart/form-data":
         blobs = [upload.stream.getvalue() for upload in request.files.values() if hasattr(upload.stream, "getvalue")]
     elif mimetype.startswith("image/"):
         blobs = [request.get_data()]
     else:
-        return 0  # v2 JSON: its whole budget is checked before any decode (catdog.model.decode.BatchBudget)
+        return 0
     side = engine.recipe.input.resize
     # The costliest one: a batch's files are decoded one after another.
     return max((estimate_cost(blob, min_side=side, max_pixels=engine.max_pixels) for blob in blobs), default=0)
