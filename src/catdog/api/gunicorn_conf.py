@@ -27,9 +27,9 @@ import tempfile
 from pathlib import Path
 
 from catdog.api.capacity import threads_per_worker, worker_count
+from catdog.api.codes import MULTIPROC_ENV
 from catdog.config import ConfigError, Settings
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: ``CATDOG_WORKER_CLASS`` -> the class gunicorn loads (JSON error pages, see catdog.api.workers).
 WORKER_CLASSES = {
     "sync": "catdog.api.workers.SyncWorker",
