@@ -1,4 +1,5 @@
-"""Issue 12's table: catdog against the hand-written PyTorch server and the original design, driven by wrk.
+"""Issues 12 and 24: catdog against serving frameworks, the machine's limit, the hand-written PyTorch
+server and the original design, driven by wrk.
 
 Side by side in one run, each server under gunicorn with the same number of sync workers
 and one compute thread per worker, on loopback:
@@ -11,7 +12,19 @@ and one compute thread per worker, on loopback:
 - **pytorch**: the hand-written Flask + PyTorch-eager server (``bench/baselines/torch_app.py``)
   on the float weights of the same architecture;
 - **original-jax** (and **original-tensorflow** with ``--tf-python``): the original design,
-  a Keras 64x64 CNN behind flask-restful's shape (``bench/baselines/original_app.py``).
+  a Keras 64x64 CNN behind flask-restful's shape (``bench/baselines/original_app.py``);
+- **litserve** and **bentoml** (issue 24's peers): catdog's own ``Classifier`` served by LitServe
+  (``bench/baselines/litserve_app.py``, uvicorn front, ``workers_per_device``) and BentoML
+  (``bench/baselines/bentoml_service.py``, ``@bentoml.service(workers=...)``, a ``Path`` input),
+  same model, same workers, one ONNX thread each. Their packages live in a bench-only
+  environment (``pip install -e '.[peers]'`` in a separate venv), given with ``--peers-python``;
+  skipped when neither that nor this interpreter has them;
+- **catdog-granian** (``--granian``): catdog's app under granian's WSGI server instead of
+  gunicorn (if installed): the server choice measured, not assumed;
+- **limit**: no HTTP at all, the same photos through ``Classifier.predict`` in one process per
+  worker, for as long as a level runs: what the cores can classify. Its "req/s" is photos/s.
+
+The PyTorch and original-design rows need torch / keras; they are skipped when missing.
 
 wrk (C, keep-alive, ``bench/_wrk.py``) POSTs multipart ``image`` bodies cycling through 40
 different real JPEGs of about 500x375 (the validation photos of that size, else the fixture
@@ -96,6 +109,19 @@ class System:
             return ([self.python, "-m", "gunicorn", "--config", "python:catdog.api.gunicorn_conf",
                      "catdog.api:create_app()"],
                     {"PORT": str(port), "CATDOG_HOST": HOST, "CATDOG_WORKERS": str(workers)} | self.env)
+        if self.kind == "granian":
+            return ([self.python, "-m", "granian", "--interface", "wsgi", "--factory", "--host", HOST,
+                     "--port", str(port), "--workers", str(workers), "--blocking-threads", "4",
+                     "--no-access-log", "catdog.api:create_app"], {"CATDOG_WORKERS": str(workers)} | self.env)
+        # Peers run in their own environment: catdog from this checkout's src/, their files from baselines/.
+        peer_env = {"PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(BASELINES)]), "CATDOG_WORKERS": str(workers),
+                    "BENTOML_DO_NOT_TRACK": "True"} | self.env
+        if self.kind == "litserve":
+            return ([self.python, str(BASELINES / "litserve_app.py"), "--port", str(port), "--workers", str(workers)],
+                    peer_env)
+        if self.kind == "bentoml":
+            return ([self.python, "-m", "bentoml", "serve", "bentoml_service:CatdogService", "--host", HOST,
+                     "--port", str(port)], peer_env)
         app = {"original": "original_app:create_app()", "pytorch": "torch_app:create_app()"}[self.kind]
         return ([self.python, "-m", "gunicorn", "--chdir", str(BASELINES), "--workers", str(workers),
                  "--worker-class", "sync", "--bind", f"{HOST}:{port}", "--timeout", "120", app], self.env)
@@ -128,6 +154,54 @@ def keras_python(backend: str, tf_python: Path | None) -> str | None:
     return sys.executable if importlib.util.find_spec(backend) is not None else None
 
 
+def peer_python(module: str, peers_python: Path | None) -> str | None:
+    """The interpreter that has ``module`` (LitServe, BentoML): ``--peers-python``, else this one."""
+    import importlib.util
+
+    if peers_python and peers_python.exists():
+        done = subprocess.run([str(peers_python), "-c", f"import {module}"], capture_output=True, check=False)
+        if done.returncode == 0:
+            return str(peers_python)
+    return sys.executable if importlib.util.find_spec(module) is not None else None
+
+
+LIMIT_SCRIPT = """
+import sys, time
+from pathlib import Path
+from catdog.model.engine import Classifier
+clf = Classifier.load(sys.argv[1] or None, threads=1)
+photos = [Path(p).read_bytes() for p in sys.argv[3:]]
+for data in photos:
+    clf.predict(data)
+print("ready", flush=True)
+sys.stdin.readline()
+deadline, n = time.perf_counter() + float(sys.argv[2]), 0
+while time.perf_counter() < deadline:
+    clf.predict(photos[n % len(photos)])
+    n += 1
+print(n, flush=True)
+"""
+
+
+def run_limit(model: Path, photos: list[Path], workers: int, seconds: float) -> WrkResult:
+    """The limit: ``workers`` processes calling ``Classifier.predict`` on the photos, no HTTP, for
+    ``seconds``, started together; photos/s as a WrkResult (requests = photos classified)."""
+    env = os.environ | ONE_THREAD_ENV
+    procs = [subprocess.Popen([sys.executable, "-c", LIMIT_SCRIPT, str(model), str(seconds), *map(str, photos)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+             for _ in range(workers)]
+    for proc in procs:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    counts = [int(proc.communicate(timeout=seconds + 120)[0].strip() or 0) for proc in procs]
+    return WrkResult(connections=16, requests=sum(counts), seconds=seconds, non_2xx=0, connect_errors=0,
+                     read_errors=0, write_errors=0, timeouts=0, p50_ms=math.nan, p90_ms=math.nan,
+                     p99_ms=math.nan, mean_ms=math.nan, max_ms=math.nan)
+
+
 def systems(args: argparse.Namespace, scratch: Path) -> list[System]:
     """catdog, its variants and previous release, PyTorch eager, the original design (as available)."""
     found = [System("catdog", "catdog", "catdog (ONNX Runtime, production gunicorn command)",
@@ -143,8 +217,23 @@ def systems(args: argparse.Namespace, scratch: Path) -> list[System]:
                             f"{'int8' if 'quantized' in recipe.get('training', {}) else 'float'}, {recipe['input']['size']} px, labels {'/'.join(recipe['labels'])}) "
                             "under today's code",
                             {"CATDOG_MODEL": str(previous)}))
-    found.append(System("pytorch", "pytorch", "hand-written Flask + PyTorch eager (bench/baselines/torch_app.py)",
-                        {"CATDOG_MODEL": str(args.torch_model)}))
+    import importlib.util
+
+    if args.granian and importlib.util.find_spec("granian") is not None:
+        found.append(System("catdog-granian", "granian", "catdog's app under granian (WSGI, 4 blocking threads per worker)",
+                            {"CATDOG_MODEL": str(args.model)}))
+    for peer, title in (("litserve", "LitServe (ls.LitAPI calling Classifier.predict, uvicorn front)"),
+                        ("bentoml", "BentoML (@bentoml.service, Path input)")):
+        python = peer_python(peer, args.peers_python)
+        if python is None:
+            print(f"skipping {peer}: not installed here nor in --peers-python", flush=True)
+            continue
+        found.append(System(peer, peer, title, {"CATDOG_MODEL": str(args.model)}, python))
+    if importlib.util.find_spec("torch") is not None:
+        found.append(System("pytorch", "pytorch", "hand-written Flask + PyTorch eager (bench/baselines/torch_app.py)",
+                            {"CATDOG_MODEL": str(args.torch_model)}))
+    else:
+        print("skipping the PyTorch server: torch is not installed (the [train] extra)", flush=True)
     for backend in args.keras_backends:
         python = keras_python(backend, args.tf_python)
         if python is None:
@@ -254,6 +343,9 @@ def measure(args: argparse.Namespace) -> dict:
                     result = run_wrk(server.url, manifest, connections=connections, seconds=args.seconds)
                     drain(server)
                     runs.setdefault((server.system.key, connections), []).append(result)
+                if connections == 16 and not args.no_limit:
+                    print(f"limit: round {round_ + 1}/{args.rounds}, {args.workers} processes, no HTTP ...", flush=True)
+                    runs.setdefault(("limit", 16), []).append(run_limit(args.model, photos, args.workers, args.seconds))
         if args.overload_seconds:
             for server in running:
                 print(f"wrk: overload, {OVERLOAD} connections, {server.system.key} ...", flush=True)
@@ -261,6 +353,9 @@ def measure(args: argparse.Namespace) -> dict:
                 results[server.system.key]["drain_after_overload_s"] = drain(server)
                 runs[(server.system.key, OVERLOAD)] = [result]
                 results[server.system.key]["alive_after_overload"] = server.process.poll() is None
+    if not args.no_limit:
+        results["limit"] = {"kind": "limit", "title": (f"the limit: {args.workers} processes calling Classifier.predict "
+                                                        "on the same photos, no HTTP (photos/s)")}
     for (key, connections), level_runs in runs.items():
         results[key].setdefault("http", {})[str(connections)] = level_summary(level_runs)
     return {"photos": [rel(p) for p in photos], "results": results, "models": models_line(args)}
@@ -302,6 +397,36 @@ def baseline_key(results: dict, kind: str) -> str | None:
 def baseline_of(results: dict, kind: str) -> dict | None:
     key = baseline_key(results, kind)
     return results[key] if key else None
+
+
+def peers_table(results: dict) -> str:
+    """Issue 24's table: every server's req/s at 16 and p50 at 1, and its share of the limit."""
+    limit = level(results.get("limit", {}), 16, "rps")
+    rows = []
+    for key, r in results.items():
+        rps16 = level(r, 16, "rps")
+        rows.append([f"{key}: {r['title']}", fmt(rps16), fmt(level(r, 1, "p50_ms")),
+                     f"{rps16 / limit:.0%}" if not (math.isnan(limit) or math.isnan(rps16)) else "n/a"])
+    return table(["server (same Classifier and model, same workers, 1 ONNX thread each)", "req/s at 16",
+                  "p50 at 1 (ms)", "share of the limit"], rows)
+
+
+def peers_line(results: dict) -> str:
+    catdog = results.get("catdog")
+    peers = [results[k] for k in ("litserve", "bentoml") if k in results]
+    if not catdog or not peers:
+        return ""
+    best = max(peers, key=lambda r: level(r, 16, "rps"))
+    rps = level(catdog, 16, "rps") / level(best, 16, "rps") - 1
+    p50_peer = min(level(r, 1, "p50_ms") for r in peers)
+    limit = level(results.get("limit", {}), 16, "rps")
+    parts = [f"req/s at 16 vs the better peer {rps:+.1%} (floor >= +5%: {'met' if rps >= 0.05 else 'not met'})",
+             (f"p50 at 1 {level(catdog, 1, 'p50_ms'):.1f} ms vs the peers' best {p50_peer:.1f} ms "
+              f"({'met' if level(catdog, 1, 'p50_ms') <= p50_peer else 'not met'})")]
+    if not math.isnan(limit):
+        share = level(catdog, 16, "rps") / limit
+        parts.append(f"{share:.0%} of the limit (floor >= 88%: {'met' if share >= 0.88 else 'not met'})")
+    return "Issue 24 floors for catdog: " + "; ".join(parts) + "."
 
 
 def speed_table(results: dict) -> str:
@@ -350,14 +475,18 @@ def goals_line(results: dict) -> str:
                      f"{'met' if rps >= TARGETS['rps_vs_original'] else 'not met'})")
     over = catdog.get("http", {}).get(str(OVERLOAD))
     if over:
-        clean = over["non_2xx"] == 0 and over["socket_errors"] == 0
-        parts.append(f"overload at {OVERLOAD}: {'every answer 2xx, no socket errors' if clean else 'ERRORS'}")
+        if over["socket_errors"]:
+            parts.append(f"overload at {OVERLOAD}: {over['socket_errors']} SOCKET ERRORS")
+        else:
+            parts.append(f"overload at {OVERLOAD}: no socket errors, {over['non_2xx']} answered non-2xx "
+                         "(catdog: 503 overloaded, its queue bound)")
     return "Issue 12 goals for catdog: " + "; ".join(parts) + "." if parts else ""
 
 
 #: Section titles of docs/benchmarks.md by ``--section`` (another section for variant runs, so
 #: they never overwrite the main table).
-TITLES = {"speed": "Speed side by side (wrk): issue 12", "workers": "Workers and ORT threads per worker (wrk)"}
+TITLES = {"speed": "Speed side by side (wrk): issue 12", "workers": "Workers and ORT threads per worker (wrk)",
+          "serving": "Serving side by side (wrk): issue 24"}
 
 
 def overload_part(results: dict, settings: dict) -> list[str]:
@@ -390,6 +519,9 @@ def markdown(raw: dict) -> str:
         "",
         raw.get("models", ""),
         "",
+        peers_table(results),
+        "",
+        *([peers_line(results), ""] if peers_line(results) else []),
         speed_table(results),
         "",
         *([goals_line(results), ""] if goals_line(results) else []),
@@ -431,6 +563,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Keras backends to serve the original design on (installed ones only)")
     parser.add_argument("--tf-python", type=Path, default=None,
                         help="python of a virtualenv with tensorflow-cpu, keras, flask, gunicorn, pillow")
+    parser.add_argument("--peers-python", type=Path, default=None,
+                        help="python of the bench-only venv with LitServe and BentoML (pip install -e '.[peers]')")
+    parser.add_argument("--granian", action="store_true", help="also catdog's app under granian (if installed)")
+    parser.add_argument("--no-limit", action="store_true", help="skip the limit row (no HTTP, one process per worker)")
     parser.add_argument("--val", type=Path, default=DEFAULT_VAL, help="photo folders (one per class)")
     parser.add_argument("--photos", type=int, default=40, help="different photos wrk cycles through")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers for every server")
@@ -478,7 +614,8 @@ def main(argv: list[str] | None = None) -> None:
         raw_path.parent.mkdir(parents=True, exist_ok=True)
         raw_path.write_text(json.dumps(raw, indent=2, default=float) + "\n")  # first: never lose a run
     results = raw["results"]
-    print("\n".join(["", speed_table(results), "", goals_line(results), "", overload_table(results)]))
+    print("\n".join(["", peers_table(results), "", peers_line(results), "", speed_table(results), "",
+                     goals_line(results), "", overload_table(results)]))
     print(f"total {time.perf_counter() - started:.0f} s; raw results: {rel(raw_path)}")
     if not args.no_write:
         section = raw["settings"].get("section", "speed")

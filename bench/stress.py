@@ -80,6 +80,8 @@ class StressResult:
     server_errors: int = 0
     wrong_answers: int = 0
     other_code: int = 0
+    #: 503 overloaded: answered at once by the queue bound (issue 24), not a failure.
+    shed: int = 0
     statuses: Counter = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
     examples: list[str] = field(default_factory=list)  # the first few unexpected answers, to print
@@ -101,20 +103,23 @@ class StressResult:
             "valid": self.valid, "invalid": self.requests - self.valid, "rps": round(self.rps, 1),
             "p50_ms": round(self.percentile(50), 1), "p99_ms": round(self.percentile(99), 1),
             "connection_errors": self.connection_errors, "server_errors_5xx": self.server_errors,
-            "wrong_answers": self.wrong_answers, "other_4xx_code": self.other_code,
+            "wrong_answers": self.wrong_answers, "other_4xx_code": self.other_code, "shed_503": self.shed,
             "statuses": dict(sorted(self.statuses.items())), "examples": self.examples,
         }
 
 
 def judge(case: Case, status: int, body: bytes) -> str:
     """``ok``, ``5xx``, ``wrong`` (a photo without its label, hostile input answered 200) or ``other_code``."""
-    if status >= 500:
-        return "5xx"
     try:
         payload = json.loads(body)
     except ValueError:
-        return "wrong"
-    code = payload.get("error", {}).get("code") if status >= 400 else None
+        return "5xx" if status >= 500 else "wrong"
+    if status == 503 and isinstance(payload.get("error"), dict) and payload["error"].get("code") == "overloaded":
+        return "shed"
+    if status >= 500:
+        return "5xx"
+    error = payload.get("error") if status >= 400 else None
+    code = (error.get("code") if isinstance(error, dict) else payload.get("code")) if status >= 400 else None
     if (status, code) in case.expected:
         return "ok" if not case.label or payload.get("label") == case.label else "wrong"
     if status == 200 or (200, None) in case.expected:
@@ -132,8 +137,10 @@ def send(port: int, case: Case, timeout: float) -> tuple[int, bytes]:
         conn.close()
 
 
-def run_stress(port: int, cases: list[Case], *, clients: int, seconds: float, timeout: float = 30.0) -> StressResult:
-    """``clients`` threads, each starting at its own place in ``cases``, for ``seconds``."""
+def run_stress(port: int, cases: list[Case], *, clients: int, seconds: float, timeout: float = 30.0,
+               requests: int | None = None) -> StressResult:
+    """``clients`` threads, each starting at its own place in ``cases``, for ``seconds`` (or
+    until ``requests`` have been answered, if that comes first)."""
     result = StressResult(clients, seconds)
     lock = threading.Lock()
     started = time.perf_counter()
@@ -142,7 +149,7 @@ def run_stress(port: int, cases: list[Case], *, clients: int, seconds: float, ti
     def client(offset: int) -> None:
         for case in itertools.islice(itertools.cycle(cases), offset, None):
             t0 = time.perf_counter()
-            if t0 >= deadline:
+            if t0 >= deadline or (requests is not None and result.requests >= requests):
                 return
             try:
                 status, body = send(port, case, timeout)
@@ -155,7 +162,8 @@ def run_stress(port: int, cases: list[Case], *, clients: int, seconds: float, ti
                 result.valid += case.valid
                 result.statuses[status] += 1
                 result.latencies_ms.append(elapsed)
-                if verdict != "ok":
+                result.shed += verdict == "shed"
+                if verdict not in ("ok", "shed"):
                     result.connection_errors += verdict.startswith("connection")
                     result.server_errors += verdict == "5xx"
                     result.wrong_answers += verdict == "wrong"
@@ -227,7 +235,8 @@ def measure_bombs(server, clients: int, seconds: float) -> dict:
             try:
                 status, body = send(server.port, case, 60)
                 payload = json.loads(body) if body.startswith(b"{") else {}
-                code = payload.get("error", {}).get("code") if status >= 400 else None
+                error = payload.get("error") if status >= 400 else None
+                code = (error.get("code") if isinstance(error, dict) else payload.get("code")) if status >= 400 else None
                 if case.path == BATCH_PATH and status == 200:
                     codes = Counter(r.get("error", {}).get("code", "label") for r in payload["results"])
                     code = ", ".join(f"{k} x{v}" for k, v in sorted(codes.items()))

@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     rate_limit_storage: str = Field(
         "memory://", description="where rate-limit counts live: memory:// (per worker) or redis://host:port "
         "(shared by every worker and instance)")
+    rate_limit_store_down: Literal["local", "refuse"] = Field(
+        "local", description="when the redis:// store cannot be reached: local: count in each worker's memory "
+        "until it is back (a client gets at most the limit per worker); refuse: answer photo requests 503 "
+        "with Retry-After until it is back")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
     proxy_hops: int = Field(
         0, ge=0, le=10,
@@ -91,6 +95,19 @@ class Settings(BaseSettings):
         "so slow clients hold a thread, not a worker")
     worker_threads: int = Field(4, ge=1, le=64, description="threads per gthread worker")
     timeout: int = Field(30, ge=5, le=3600, description="seconds before gunicorn replaces a silent worker")
+    max_queue: int = Field(
+        32, ge=0, le=4096, description="photo requests an instance holds waiting for a free worker, beyond "
+        "those being classified; more are answered 503 with Retry-After at once (overload is answered, "
+        "not queued); split evenly between the workers")
+    queue_seconds: float = Field(
+        10.0, gt=0, description="longest a photo request waits in that queue before a 503 (a backstop: "
+        "the queue's length bounds the wait first)")
+    worker_max_rss_mb: float | None = Field(
+        600.0, gt=0, description="resident memory past which a worker finishes its requests and is "
+        "replaced (checked between requests, after giving freed memory back); unset: no ceiling")
+    max_requests: int = Field(
+        20_000, ge=0, description="requests after which a worker is replaced (plus up to 10% jitter, so "
+        "workers do not restart together); 0: never")
 
     # -- UI
     api_url: str = Field("http://localhost:8000", description="where the web UI finds the API")

@@ -49,15 +49,16 @@ def tables(output: str) -> dict[str, list[list[str]]]:
 
 
 def test_http_harness_drives_catdog_with_wrk_and_reports_overload(tmp_path):
-    out = run("speed.py", "--only", "catdog", "--previous", "", "--keras-backends", "", "--seconds", "1",
-              "--rounds", "1", "--warmup", "0", "--overload-seconds", "1", tmp_path=tmp_path)
+    out = run("speed.py", "--only", "catdog", "--no-limit", "--previous", "", "--keras-backends", "", "--seconds", "2",
+              "--rounds", "1", "--warmup", "0", "--overload-seconds", "2", tmp_path=tmp_path)
     assert "using the fixture photos" in out
     [speed] = tables(out.split("Issue 12 goals")[0])["server"]
     assert speed[0].startswith("catdog:")
     assert float(speed[1]) > 0 and float(speed[2]) > 0  # req/s at 16, p50 at 1
     [overload] = tables(out.split("Issue 12 goals")[1])["server"]
     assert overload[0] == "catdog" and int(overload[1].replace(",", "")) > 0
-    assert overload[5:7] == ["0", "0"], "under 256 connections: no non-2xx answers, no socket errors"
+    # Under 256 connections the excess may be answered 503 overloaded (issue 24), never dropped.
+    assert overload[6] == "0", "under 256 connections: no socket errors"
     assert overload[8] == "yes"
     raw = json.loads(Path(out.rsplit("raw results: ", 1)[1].split()[0]).read_text())
     assert len(raw["photos"]) == 6 and set(raw["results"]["catdog"]["http"]) == {"1", "16", "256"}

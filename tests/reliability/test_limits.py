@@ -114,12 +114,13 @@ def test_without_a_store_the_log_says_the_limit_is_per_worker(gunicorn):
 
 
 def test_an_unreachable_store_does_not_take_the_service_down(gunicorn):
-    """Redis down (here: nothing listens on the port): requests are served, and the log says why
-    they were not counted."""
-    server = gunicorn(workers=2, CATDOG_RATE_LIMIT=f"{LIMIT}/minute",
+    """Redis down (here: nothing listens on the port): requests are served, counted in the
+    worker's own memory (CATDOG_RATE_LIMIT_STORE_DOWN=local, the default), and the log says so.
+    Issue 28: they used to be served without being counted at all."""
+    server = gunicorn(workers=1, CATDOG_RATE_LIMIT=f"{LIMIT}/minute",
                       CATDOG_RATE_LIMIT_STORAGE=f"redis://127.0.0.1:{pick_port()}")
-    assert [predict(server) for _ in range(LIMIT + 2)] == [200] * (LIMIT + 2)
-    assert "rate limit store unreachable" in server.log()
+    assert [predict(server) for _ in range(LIMIT + 2)] == [200] * LIMIT + [429] * 2
+    assert "unreachable (ConnectionError); counting photos in this worker's memory" in server.log()
 
 
 @pytest.mark.parametrize("setting,code", [

@@ -32,7 +32,8 @@ PHOTO = CAT_PHOTOS[0].read_bytes()
 BIG_PHOTO = PHOTO + bytes(1_200_000)
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
 #: Everything the access log may record about a request.
-ALLOWED_LOG_FIELDS = {"method", "path", "status", "ms", "request_id", "size", "type", "label", "files", "errors"}
+ALLOWED_LOG_FIELDS = {"method", "path", "status", "ms", "request_id", "size", "type", "label", "files", "errors",
+                      "explain"}
 
 
 # -- size limit before the body ----------------------------------------------------------------

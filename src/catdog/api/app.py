@@ -27,6 +27,7 @@ from catdog.api.endpoint import (
 )
 from catdog.api.errors import register_error_handlers
 from catdog.api.observability import Metrics, configure_logging, init_observability
+from catdog.api.overload import init_overload
 from catdog.api.security import init_security
 from catdog.api.uploads import READ_TIMEOUT_KEY, UploadRequest
 from catdog.config import Settings
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None, *, classifier: Classifier | Non
     # Order matters: the request id exists before anything can fail, security runs before the views.
     init_observability(app, metrics)
     init_security(app, settings)
+    init_overload(app, settings, metrics.registry)  # after security: refused requests never wait
     register_error_handlers(app)
     feedback.init_feedback(app, service)  # the store opens on the first feedback request
     add_endpoints(JsonApi(app), service, ENDPOINTS)

@@ -29,7 +29,7 @@ from flask import g
 
 from catdog.api.observability import annotate
 from catdog.api.security import charge_photos
-from catdog.model.decode import BatchBudget, decode_image, load_image
+from catdog.model.decode import BatchBudget, decode_image
 from catdog.model.errors import CatdogError
 from catdog.model.explain import png_base64
 from catdog.prediction import Prediction
@@ -59,12 +59,14 @@ class DataPlane:
 
     # -- the sequence ----------------------------------------------------------------------
 
-    def classify(self, photos: Sequence[bytes], **sent: Any) -> list[Prediction | CatdogError]:
+    def classify(self, photos: Sequence[bytes], *, whole: bool = False, **sent: Any) -> list[Prediction | CatdogError]:
         """A batch: one result per photo, in order, a bad photo's error in its slot; the batch's
-        decoding budget applies. ``sent`` annotates the log line."""
+        decoding budget applies. ``whole`` (v2, where one bad photo fails the request): every
+        photo's header is checked and charged before any is decoded, and the first that cannot
+        fit is the only result that is not None. ``sent`` annotates the log line."""
         self._admit(len(photos), sent)
         settings = self.service.settings
-        budget = BatchBudget(settings.batch_decode_bytes, settings.batch_seconds)
+        budget = BatchBudget(settings.batch_decode_bytes, settings.batch_seconds, whole=whole)
         results: list[Prediction | CatdogError] = []
         results.extend(self.service.engine.predict_batch(photos, return_errors=True, budget=budget))
         predictions = [r for r in results if isinstance(r, Prediction)]
@@ -89,9 +91,10 @@ class DataPlane:
         self._count([explanation.prediction])
         annotate(label=explanation.prediction.label)
         body = explanation.to_dict()
-        if overlay_side:
-            image = load_image(photo, max_pixels=engine.max_pixels, min_side=overlay_side,
-                               max_decode_bytes=engine.max_decode_bytes)
+        if overlay_side and explanation.photo is not None:
+            # Drawn on the photo as the engine decoded it (already reduced): one decode, under the
+            # same pixel and memory budgets as /v1/predict, so both accept and refuse alike.
+            image = explanation.photo.copy()
             image.thumbnail((overlay_side, overlay_side))
             body["overlay"] = {"media_type": "image/png", "width": image.width, "height": image.height,
                                "data": png_base64(explanation.overlay(image))}

@@ -24,7 +24,9 @@ from catdog.api.request_errors import (
     MalformedForm,
     MissingField,
     ModelNotFound,
+    Overloaded,
     RateLimited,
+    RateLimitStoreDown,
     RequestError,
     TooManyFiles,
     Unauthorized,
@@ -46,6 +48,8 @@ __all__ = [
     "MalformedForm",
     "MissingField",
     "ModelNotFound",
+    "Overloaded",
+    "RateLimitStoreDown",
     "RateLimited",
     "RequestError",
     "TooManyFiles",
@@ -130,7 +134,7 @@ def _internal_error(exc: BaseException) -> Response:
 
 def handle_catdog_error(exc: CatdogError) -> Response:
     status = status_of(exc)
-    if status >= 500:
+    if status >= 500 and status != 503:  # 503s are decisions (overload, a store down), not bugs
         return _internal_error(exc)
     return error_response(status, exc.code, exc.message, getattr(exc, "headers", None))
 

@@ -26,9 +26,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from catdog.api.capacity import threads_per_worker, worker_count
 from catdog.api.codes import MULTIPROC_ENV
 from catdog.config import ConfigError, Settings
-from catdog.model.backends import default_threads
 
 #: ``CATDOG_WORKER_CLASS`` -> the class gunicorn loads (JSON error pages, see catdog.api.workers).
 WORKER_CLASSES = {
@@ -52,9 +52,14 @@ def _bind(host: str, port: int) -> str:
 
 settings = _settings()
 bind = _bind(settings.host, settings.port)
-workers = settings.workers or default_threads()
+workers = worker_count(settings)
 worker_class = WORKER_CLASSES[settings.worker_class]
-threads = settings.worker_threads if settings.worker_class == "gthread" else 1
+# gthread: the photo slots, the bounded queue and a few spare threads (catdog.api.overload).
+threads = threads_per_worker(settings) if settings.worker_class == "gthread" else 1
+# A backstop to the memory ceiling (catdog.api.memory): workers are replaced after this many
+# requests, each at a different count so they never restart together.
+max_requests = settings.max_requests
+max_requests_jitter = settings.max_requests // 10
 preload_app = False
 proc_name = "catdog-api"
 

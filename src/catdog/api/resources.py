@@ -16,6 +16,8 @@ from flask import Request, request
 
 from catdog.api.endpoint import JSON, DocContext, Endpoint, error_responses, json_body, ref
 from catdog.api.errors import InvalidParameter, MissingField, TooManyFiles, error_body
+from catdog.api.overload import queue_status
+from catdog.api.security import rate_limit_status
 from catdog.api.uploads import require_upload_body
 from catdog.model.errors import (
     BatchBudgetExceeded,
@@ -368,7 +370,9 @@ class Ready(Endpoint):
         if self.service.classifier is None:
             return {"status": "not_ready", "message": "The model is not loaded yet."}, 503
         return {"status": "ready", "model": self.service.model_ref,
-                "load_seconds": self.service.model_info.get("load_seconds")}
+                "load_seconds": self.service.model_info.get("load_seconds"),
+                # Informational: readiness stays 200 under overload and with the limit store down.
+                "queue": queue_status(), "rate_limit_store": rate_limit_status()}
 
     @classmethod
     def operations(cls, ctx: DocContext) -> JSON:

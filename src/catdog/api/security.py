@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import hmac
 import logging
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,7 +28,7 @@ from flask import Flask, Response, current_app, request
 from flask_cors import CORS
 
 from catdog.api.endpoint import is_open_request, is_photo_request
-from catdog.api.errors import RateLimited, Unauthorized
+from catdog.api.errors import RateLimited, RateLimitStoreDown, Unauthorized
 from catdog.api.observability import REQUEST_ID_HEADER
 from catdog.config import Settings
 
@@ -76,13 +77,33 @@ def init_security(app: Flask, settings: Settings) -> None:
         log.info("API keys: none; anyone who can reach the API may use it (set CATDOG_API_KEYS)")
 
 
+#: Seconds between attempts to reach a store that failed: meanwhile requests do not wait on it.
+STORE_RETRY_SECONDS = 5.0
+
+
 @dataclass
 class PhotoRateLimit:
-    """One moving-window budget of photos per client, in the configured store."""
+    """One moving-window budget of photos per client, in the configured store.
+
+    When the store cannot be reached (Redis down), ``store_down`` decides: ``local`` counts in
+    this worker's memory with the same limit until the store answers again (a client gets at
+    most the limit per worker), ``refuse`` answers photo requests 503 with Retry-After. The
+    store is tried again every :data:`STORE_RETRY_SECONDS` only, so a store that hangs costs
+    one request a second at most per worker; the outage is logged once when it starts and once
+    when it ends, and shows in /metrics (``catdog_rate_limit_store_up``) and /readyz.
+    """
 
     limit: object  # limits.RateLimitItem
     limiter: object  # limits.strategies.MovingWindowRateLimiter
     text: str
+    store_down: str = "local"
+    #: Where the counts live, as logged ("redis://host"); "memory" for the per-worker store.
+    where: str = "memory"
+    metrics: Any = None
+    down_since: float | None = None
+    retry_at: float = 0.0
+    _local: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def charge(self, photos: int) -> None:
         """Spend ``photos`` of this client's budget, or raise 429 (nothing is spent then)."""
@@ -97,16 +118,90 @@ class PhotoRateLimit:
             return
         key = client_address()
         limiter: Any = self.limiter
-        try:
-            allowed = (limiter.hit if spend else limiter.test)(self.limit, "photos", key, cost=photos)
-            if allowed:
-                return
-            stats = limiter.get_window_stats(self.limit, "photos", key)
-        except Exception as exc:  # noqa: BLE001 - whatever the store raises: serve rather than refuse everyone
-            log.warning("rate limit store unreachable (%s); request not counted", type(exc).__name__)
-            return
+        if self.down_since is not None and time.monotonic() < self.retry_at:
+            limiter = self._fallback()
+        else:
+            try:
+                allowed = (limiter.hit if spend else limiter.test)(self.limit, "photos", key, cost=photos)
+                stats = None if allowed else limiter.get_window_stats(self.limit, "photos", key)
+            except Exception as exc:  # noqa: BLE001 - whatever the store raises (connection, timeout)
+                self._store_failed(exc)
+                limiter = self._fallback()
+            else:
+                self._store_answered()
+                if allowed:
+                    return
+                self._refuse(stats, photos)
+        allowed = (limiter.hit if spend else limiter.test)(self.limit, "photos", key, cost=photos)
+        if not allowed:
+            self._refuse(limiter.get_window_stats(self.limit, "photos", key), photos)
+
+    def _refuse(self, stats: Any, photos: int) -> None:
         retry = max(1, int(stats.reset_time - time.time() + 0.999))
         raise RateLimited(self.text, retry_after=retry, photos=photos, remaining=stats.remaining)
+
+    def _fallback(self) -> Any:
+        """The per-worker limiter used while the store is down (``local``), or a 503 (``refuse``)."""
+        if self.store_down == "refuse":
+            raise RateLimitStoreDown(retry_after=int(STORE_RETRY_SECONDS))
+        with self._lock:
+            if self._local is None:
+                from limits.storage import MemoryStorage
+                from limits.strategies import MovingWindowRateLimiter
+
+                self._local = MovingWindowRateLimiter(MemoryStorage())
+            return self._local
+
+    def _store_failed(self, exc: Exception) -> None:
+        with self._lock:
+            self.retry_at = time.monotonic() + STORE_RETRY_SECONDS
+            if self.down_since is not None:
+                return
+            self.down_since = time.monotonic()
+        what = ("counting photos in this worker's memory (at most the limit per worker) until it is back"
+                if self.store_down == "local" else "refusing photo requests with 503 until it is back")
+        log.error("rate limit store %s unreachable (%s); %s (CATDOG_RATE_LIMIT_STORE_DOWN=%s)",
+                  self.where, type(exc).__name__, what, self.store_down)
+        if self.metrics is not None:
+            self.metrics.store_up.set(0)
+            self.metrics.outages.inc()
+
+    def _store_answered(self) -> None:
+        if self.down_since is None:
+            return
+        with self._lock:
+            since, self.down_since = self.down_since, None
+            self._local = None  # the store's counts are the truth again
+        if since is not None:
+            log.warning("rate limit store %s reachable again after %.0f s", self.where, time.monotonic() - since)
+        if self.metrics is not None:
+            self.metrics.store_up.set(1)
+
+    def status(self) -> dict[str, Any]:
+        return {"store": self.where, "reachable": self.down_since is None, "when_down": self.store_down}
+
+
+@dataclass(frozen=True)
+class StoreMetrics:
+    store_up: Any
+    outages: Any
+
+    @classmethod
+    def create(cls, registry: Any) -> StoreMetrics:
+        from prometheus_client import Counter, Gauge
+
+        up = Gauge("catdog_rate_limit_store_up", "1 when the rate limit store answers, 0 while it is "
+                   "unreachable (per worker; the minimum over workers)", registry=registry,
+                   multiprocess_mode="livemin")
+        up.set(1)
+        return cls(up, Counter("catdog_rate_limit_store_outages", "Times a worker found the rate limit "
+                               "store unreachable (once per outage)", registry=registry))
+
+
+def rate_limit_status() -> dict[str, Any] | None:
+    """The rate limit's store, for /readyz (None without a limit)."""
+    rate = current_app.extensions.get("catdog_rate_limit")
+    return rate.status() if rate is not None else None
 
 
 def client_address() -> str:
@@ -141,7 +236,13 @@ def _init_rate_limit(app: Flask, settings: Settings) -> None:
     # A store that does not answer must cost a request a second at most, not hang it.
     options = {"socket_connect_timeout": 1.0, "socket_timeout": 1.0} if where.scheme.startswith("redis") else {}
     storage = storage_from_string(settings.rate_limit_storage, **options)
-    rate = PhotoRateLimit(limits[0], MovingWindowRateLimiter(storage), text)
+    service = app.extensions.get("catdog")
+    registry = getattr(getattr(service, "metrics", None), "registry", None)
+    shared = where.scheme != "memory"
+    rate = PhotoRateLimit(limits[0], MovingWindowRateLimiter(storage), text,
+                          store_down=settings.rate_limit_store_down,
+                          where=f"{where.scheme}://{where.hostname or ''}" if shared else "memory",
+                          metrics=StoreMetrics.create(registry) if shared and registry is not None else None)
     app.extensions["catdog_rate_limit"] = rate
     if where.scheme == "memory":
         log.warning("rate limit: %s photos per client, counted in memory by each worker process: with N "

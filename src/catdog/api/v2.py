@@ -267,7 +267,7 @@ class ModelInfer(Endpoint):
         outputs = requested_outputs(head)
         # N photos cost N, as a /v1/predict/batch of N does, before any is decoded.
         results = service.plane.classify(photos, files=len(photos), size=sum(map(len, photos)),
-                                         binary=bool(binary))
+                                         binary=bool(binary), whole=True)  # every header checked before any decode
         predictions = []
         for index, result in enumerate(results):
             if isinstance(result, CatdogError):

@@ -20,6 +20,16 @@
   peak under decoded-size bombs is what one decode needs, not one per thread
   (docs/reliability.md, "Memory under decoded-size bombs").
 
+* **Memory comes back, or the worker is replaced.** After each request (the answer sent),
+  :class:`catdog.api.memory.MemoryGuard` trims the heap if the request decoded a lot, and
+  past ``CATDOG_WORKER_MAX_RSS_MB`` the worker stops accepting, finishes its requests and
+  exits; the master starts a fresh one. glibc's arenas are capped at two.
+* **No thread for a silent connection** (gthread). gunicorn hands a new connection to a
+  thread at once, and the thread waits up to 5 s for its first byte: 300 connections that
+  send nothing held every thread. Here a new connection waits in the worker's poller, like a
+  kept-alive one, and gets a thread when its first bytes arrive; one that sends nothing
+  within ``CATDOG_READ_TIMEOUT`` gets a ``408`` and is closed.
+
 Selected by :mod:`catdog.api.gunicorn_conf` from ``CATDOG_WORKER_CLASS``.
 """
 
@@ -27,11 +37,15 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import json
+import selectors
 import socket
 import time
+from functools import partial
 
 from gunicorn import util
+from gunicorn.workers.gthread import TConn
 from gunicorn.workers.gthread import ThreadWorker as _ThreadWorker
 from gunicorn.workers.sync import SyncWorker as _SyncWorker
 
@@ -147,12 +161,18 @@ class JsonErrorsMixin:
     alive: bool
     log: object
     read_timeout: float = 10.0
+    memory_guard = None
 
     def init_process(self) -> None:
+        from catdog.api.memory import MemoryGuard, limit_arenas
         from catdog.config import Settings
 
-        self.read_timeout = Settings.from_env().read_timeout
+        settings = Settings.from_env()
+        self.read_timeout = settings.read_timeout
         return_big_buffers_to_the_system()
+        limit_arenas()
+        ceiling = settings.worker_max_rss_mb
+        self.memory_guard = MemoryGuard(int(ceiling * 1_000_000) if ceiling else None)
         # gunicorn's workers render every error page through this one module function; the
         # worker process serves only catdog, so replacing it there changes nothing else.
         util.write_error = write_json_error
@@ -162,6 +182,23 @@ class JsonErrorsMixin:
         wrapped = sock if isinstance(sock, ReadDeadline) else ReadDeadline(sock, self.read_timeout)
         wrapped.arm()
         return wrapped
+
+    def handle_request(self, *args):
+        try:
+            return super().handle_request(*args)  # type: ignore[misc]
+        finally:
+            self._after_request()
+
+    def _after_request(self) -> None:
+        guard = self.memory_guard
+        if guard is not None and guard.after_request() and self.alive:
+            self.log.warning(  # type: ignore[attr-defined]
+                "worker memory %.0f MB is over CATDOG_WORKER_MAX_RSS_MB (%.0f MB): finishing its "
+                "requests, then it is replaced", guard.last_rss / 1e6, (guard.max_rss_bytes or 0) / 1e6)
+            self.stop_gracefully()
+
+    def stop_gracefully(self) -> None:
+        self.alive = False
 
     def handle_error(self, req, client, addr, exc) -> None:
         if isinstance(exc, HeaderTimeout):
@@ -199,4 +236,49 @@ class ThreadWorker(JsonErrorsMixin, _ThreadWorker):
         # Once per request (keep-alive connections come back here for each one).
         conn.sock = self._deadline(conn.sock)
         return super().handle(conn)
+
+    def stop_gracefully(self) -> None:
+        # As on SIGTERM: stop accepting, finish in-flight requests, exit (the master replaces it).
+        self.handle_exit(None, None)
+
+    def accept(self, listener) -> None:
+        """A new connection waits in the poller for its first bytes, not in a thread."""
+        try:
+            client, address = listener.accept()
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        self.nr_conns += 1
+        conn = TConn(self.cfg, client, address, listener.getsockname())  # non-blocking
+        conn.timeout = time.monotonic() + self.read_timeout
+        conn.first_byte = True
+        self.pending_conns.append(conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_pending_socket_readable, conn))
+
+    def _cap_keepalive(self, deadline: float) -> None:
+        # Stopping: connections that have not sent a byte get the same short linger as kept-alive
+        # ones, so a drain is not held up to CATDOG_READ_TIMEOUT by idle sockets.
+        super()._cap_keepalive(deadline)
+        for conn in self.pending_conns:
+            conn.timeout = min(conn.timeout, deadline)
+
+    def murder_pending(self) -> None:
+        """Connections that sent nothing in time: a 408 for new ones, then closed."""
+        now = time.monotonic()
+        while self.pending_conns and self.pending_conns[0].timeout <= now:
+            conn = self.pending_conns.popleft()
+            try:
+                self.poller.unregister(conn.sock)
+            except (OSError, KeyError, ValueError):
+                pass
+            self.nr_conns -= 1
+            if getattr(conn, "first_byte", False):
+                try:
+                    conn.sock.send(json_error_page(408, "Request Timeout", (
+                        f"Nothing was received within {self.read_timeout:g} s of connecting; "
+                        "send the request right after opening the connection.")))
+                except OSError:
+                    pass
+            conn.close()
 

@@ -239,12 +239,16 @@ class DecodeGate:
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self._in_flight = 0
+        #: Estimated bytes of every decode so far: the server gives memory back to the system
+        #: after requests that decoded a lot (catdog.api.memory).
+        self.decoded = 0
 
     @contextmanager
     def hold(self, cost: int, limit: int) -> Iterator[None]:
         with self._changed:
             self._changed.wait_for(lambda: self._in_flight == 0 or self._in_flight + cost <= limit)
             self._in_flight += cost
+            self.decoded += cost
         try:
             yield
         finally:
@@ -339,6 +343,10 @@ class BatchBudget:
     seconds: float
     started: float = field(default_factory=time.monotonic)
     spent: int = 0
+    #: All or nothing (the v2 protocol, where one bad element fails the request): every file's
+    #: header is checked and charged before any is decoded, so a request that cannot fit is
+    #: refused before any work (:meth:`catdog.model.engine.Classifier.predict_batch`).
+    whole: bool = False
 
     def charge(self, source: ImageSource, *, min_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
                max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES) -> None:
@@ -351,6 +359,31 @@ class BatchBudget:
         if self.spent + cost > self.max_bytes:
             raise BatchBudgetExceeded(self.max_bytes)
         self.spent += cost
+
+
+def check_header(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int | None = None,
+                 max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES) -> int:
+    """The refusals :func:`decode_image` would make from the header alone (not an image, too
+    many pixels, too costly to decode), raised without decoding; else the decode's cost."""
+    image = _open(bytes(data))
+    try:
+        width, height = image.size
+        if width < 1 or height < 1:
+            raise NotAnImage("The image has no pixels (0 width or height); send a real photo.")
+        if width * height > max_pixels:
+            raise TooManyPixels(width, height, max_pixels)
+        if min_side and image.format in ("JPEG", "MPO"):
+            image.draft("RGB", (min_side, min_side))
+        cost = decode_cost(image, min_side)
+        if cost > max_decode_bytes:
+            raise DecodeTooCostly(width, height, image.mode, cost, max_decode_bytes)
+        return cost
+    except ImageError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, ZeroDivisionError):
+        raise TruncatedImage() from None
+    finally:
+        image.close()
 
 
 def estimate_cost(source: ImageSource, *, min_side: int | None = None,

@@ -21,6 +21,7 @@ from catdog.model.decode import (
     DEFAULT_MAX_PIXELS,
     BatchBudget,
     ImageSource,
+    check_header,
     load_image,
 )
 from catdog.model.errors import ExplainUnavailable, ImageError, ModelError
@@ -273,7 +274,7 @@ class Classifier:
         cam = maps[0, k] - np.delete(maps[0], k, axis=0).mean(axis=0)
         width, height = image.size
         box = center_crop_box(width, height, self.recipe.input) if self.recipe.input.crop else (0, 0, width, height)
-        return Explanation(prediction, prediction.label, normalise(cam), box, (width, height))
+        return Explanation(prediction, prediction.label, normalise(cam), box, (width, height), photo=image)
 
     def _explained(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """This model alone on one prepared photo: (calibrated probabilities, class maps), or
@@ -304,6 +305,14 @@ class Classifier:
         files past it get a per-file error instead of being decoded.
         """
         results: list[Prediction | ImageError | None] = [None] * len(sources)
+        if budget is not None and budget.whole:
+            refused = self._check_whole(sources, budget)
+            if refused is not None:
+                if not return_errors:
+                    raise refused[1]
+                results[refused[0]] = refused[1]  # the others stay None: none was decoded
+                return results  # type: ignore[return-value]
+            budget = BatchBudget(1 << 62, budget.seconds, started=budget.started)  # only time is left to check
         tensors, slots = [], []
         for i, source in enumerate(sources):
             try:
@@ -324,6 +333,20 @@ class Classifier:
             for slot, probs in zip(slots[start:start + MODEL_BATCH], self.probabilities(chunk)):
                 results[slot] = self.decide(probs)
         return results  # type: ignore[return-value]
+
+    def _check_whole(self, sources: Sequence[ImageSource], budget: BatchBudget) -> tuple[int, ImageError] | None:
+        """Every file's header against the limits and the budget, before any is decoded: the
+        first that does not fit, with its index, or None."""
+        for i, source in enumerate(sources):
+            try:
+                if isinstance(source, (bytes, bytearray, memoryview)):
+                    check_header(bytes(source), max_pixels=self.max_pixels, min_side=self.recipe.input.resize,
+                                 max_decode_bytes=self.max_decode_bytes)
+                budget.charge(source, min_side=self.recipe.input.resize, max_pixels=self.max_pixels,
+                              max_decode_bytes=self.max_decode_bytes)
+            except ImageError as exc:
+                return i, exc
+        return None
 
     def predict_many(self, sources: Iterable[ImageSource], *, batch_size: int = 16):
         """Yield ``(source, Prediction | ImageError)`` for a long stream, ``batch_size`` at a time."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -114,6 +114,9 @@ class Explanation:
     cam: np.ndarray
     box: tuple[float, float, float, float]
     size: tuple[int, int]
+    #: The decoded photo the model saw, at the size decoding reduced it to (``size``): what an
+    #: overlay is drawn on, so explaining never decodes the upload a second time.
+    photo: Image.Image | None = field(default=None, repr=False, compare=False)
 
     def heatmap(self, rows: int | None = None, cols: int | None = None) -> np.ndarray:
         """The map over the whole photo as a (rows, cols) grid (default: 32 cells on the long side)."""

@@ -26,7 +26,7 @@ import random
 import struct
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from PIL import Image
 
@@ -321,6 +321,16 @@ def uniform_png(side: int, color_type: int, bit_depth: int = 8, extra_chunks: by
     return (PNG_SIGNATURE + _chunk(b"IHDR", ihdr) + extra_chunks + _chunk(b"IDAT", data) + _chunk(b"IEND", b""))
 
 
+@functools.cache
+def flat_png(width: int, height: int) -> bytes:
+    """A real ``width`` x ``height`` 8-bit RGB PNG of one colour (a scanned page, a flat render)."""
+    row = b"\x00" + b"\xe0\xe0\xe0" * width
+    packer = zlib.compressobj(6)
+    data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return PNG_SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
+
+
 def palette_bomb(side: int = BOMB_SIDE) -> bytes:
     """A palette PNG with transparency: tens of KB on the wire, ~0.8 GB when converted at full size."""
     return uniform_png(side, 3, extra_chunks=_chunk(b"PLTE", b"\x10\x20\x30" * 2) + _chunk(b"tRNS", b"\x00"))
@@ -341,6 +351,23 @@ def _decoded_size_bombs() -> list[Case]:
         upload("RGBA PNG bomb (6324x6324)", uniform_png(BOMB_SIDE, 6), OK),
         upload("lossless WebP bomb (6324x6324, 38 bytes)", webp_bomb(), error(422, "decode_too_costly")),
     ]
+
+
+EXPLAIN_OVERLAY_PATH = "/v1/explain?overlay=png"
+
+
+def _every_endpoint_alike() -> list[Case]:
+    """Issue 28: the same photo gets the same accept or refuse on every endpoint. A flat
+    7300x5470 PNG was 200 on /v1/predict and 422 on /v1/explain (whose overlay decoded it a
+    second time, at a larger size); the decoded-size bombs cost explain 3-8 s of CPU each."""
+    flat = flat_png(7300, 5470)
+    cases = [upload("flat 7300x5470 RGB PNG", flat, OK),
+             replace(upload("flat 7300x5470 RGB PNG to explain with an overlay", flat, OK,
+                            path=EXPLAIN_OVERLAY_PATH), file=None)]
+    for bomb in _decoded_size_bombs():
+        cases.append(replace(bomb, name=f"{bomb.name} to explain with an overlay", path=EXPLAIN_OVERLAY_PATH,
+                             file=None))
+    return cases
 
 
 def _polyglots_and_names(jpeg: bytes, png_photo: bytes) -> list[Case]:
@@ -445,6 +472,7 @@ def corpus(photo: bytes, *, seed: int = 0, upload_limit: int | None = None, max_
         *_odd_but_valid(image),
         *_zero_size_and_bombs(photo),
         *_decoded_size_bombs(),
+        *_every_endpoint_alike(),
         *_polyglots_and_names(photo, png_photo),
         *_content_types(photo, png_photo, form_flood_bytes=int(0.95 * (upload_limit or 1_000_000))),
         *_requests(photo, upload_limit, max_batch),
@@ -478,3 +506,29 @@ def raw_protocol_cases() -> dict[str, bytes]:
         "two different Content-Lengths": raw_request("POST", PATH, [("Content-Length", "5"), ("Content-Length", "7")],
                                                      b"12345"),
     }
+
+
+# -- issue 28: what only a raw socket or a whole request can send ------------------------------
+
+#: Connections that send nothing at all (issue 28: 300 stopped the service for 20 s and more).
+SILENT_CONNECTIONS = 300
+V2_INFER_PATH = "/v2/models/catdog/infer"
+
+
+def pipelined(photo: bytes) -> bytes:
+    """Two requests in one write, the second sent before the first is answered (HTTP/1.1
+    pipelining): a photo to predict, then a health check. Both must be answered in order,
+    or the connection closed after the first answer."""
+    first = (f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+             f"Content-Length: {len(photo)}\r\n\r\n").encode("latin-1") + photo
+    return first + b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+
+
+def v2_bomb_batch(count: int = 32) -> bytes:
+    """An Open Inference Protocol request of ``count`` palette bombs (issue 28: /v2 decoded for
+    18 s before answering 413; the request must be refused from the headers, before decoding)."""
+    import base64
+    import json
+
+    data = [base64.b64encode(palette_bomb()).decode("ascii")] * count
+    return json.dumps({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [count], "data": data}]}).encode()

@@ -1,0 +1,179 @@
+"""Issue 28 (and 24's overload bound) against the production server on loopback.
+
+Silent connections, pipelining, the memory ceiling, the queue bound and an unreachable
+Redis, each with the production gunicorn command. Behaviour only: timeouts here are
+generous bounds on a hang, never measurements (the figures are in bench/ and docs/).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+from catdog.testing.hostile import PATH, SILENT_CONNECTIONS, pipelined
+from tests.conftest import CAT_PHOTOS
+from tests.reliability.conftest import pick_port
+
+pytestmark = pytest.mark.slow
+
+PHOTO = CAT_PHOTOS[0].read_bytes()
+
+
+def predict(server, timeout: float = 30) -> requests.Response:
+    return requests.post(server.url + PATH, data=PHOTO, headers={"Content-Type": "image/jpeg"}, timeout=timeout)
+
+
+def test_silent_connections_hold_no_thread_and_get_a_408(gunicorn):
+    server = gunicorn(workers=1, CATDOG_READ_TIMEOUT="3")
+    silent = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(SILENT_CONNECTIONS)]
+    try:
+        time.sleep(0.5)  # every one accepted by now
+        # Before: 300 silent connections stopped the service (no answer within 20 s).
+        assert predict(server, timeout=10).status_code == 200
+        silent[0].settimeout(15)
+        answer = b""
+        while chunk := silent[0].recv(4096):
+            answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert json.loads(body)["error"]["code"] == "request_timeout"
+    finally:
+        for sock in silent:
+            sock.close()
+    assert predict(server).status_code == 200
+
+
+def test_pipelined_requests_are_answered_in_order(gunicorn):
+    server = gunicorn(workers=1)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(pipelined(PHOTO))
+        data = b""
+        while chunk := sock.recv(65536):  # the second request asks the server to close
+            data += chunk
+    statuses = [line.split()[1] for line in data.split(b"\r\n") if line.startswith(b"HTTP/1.1 ")]
+    # Answered in order, or closed after the first: never a request left unanswered on an open socket.
+    assert statuses in ([b"200", b"200"], [b"200"]), data[:400]
+    assert b'"label"' in data.split(b"HTTP/1.1 200")[1]
+    if len(statuses) == 2:
+        assert data.rstrip().endswith(b'{"status":"ok"}')
+
+
+def test_a_worker_over_its_memory_ceiling_is_replaced_between_requests(gunicorn):
+    server = gunicorn(workers=1, CATDOG_WORKER_MAX_RSS_MB="20")  # below any worker's idle size
+    first = server.workers()
+    assert predict(server).status_code == 200  # answered in full, then the worker goes
+    deadline = time.monotonic() + 60
+    while server.workers() in ([], first):
+        assert time.monotonic() < deadline, server.log()[-2000:]
+        time.sleep(0.2)
+    server.wait_ready()
+    assert predict(server).status_code == 200
+    log = server.log()
+    assert "over CATDOG_WORKER_MAX_RSS_MB" in log and "Traceback" not in log
+
+
+def test_overload_is_answered_503_at_once_and_the_server_recovers(gunicorn):
+    """One worker (2 slots), no queue: of 12 simultaneous batches most are refused at once with
+    a JSON 503 and Retry-After, none fails otherwise, and a photo is answered afterwards."""
+    server = gunicorn(workers=1, CATDOG_MAX_QUEUE="0")
+    files = [("images", (f"{i}.jpg", PHOTO, "image/jpeg")) for i in range(16)]
+    start = threading.Barrier(12)
+    answers: list[requests.Response] = []
+
+    def client() -> None:
+        start.wait()
+        answers.append(requests.post(server.url + "/v1/predict/batch", files=files, timeout=60))
+
+    threads = [threading.Thread(target=client) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(90)
+    statuses = sorted(r.status_code for r in answers)
+    assert len(statuses) == 12 and set(statuses) <= {200, 503}, statuses
+    assert statuses.count(503) >= 1 and statuses.count(200) >= 2
+    refused = next(r for r in answers if r.status_code == 503)
+    assert refused.headers["Retry-After"] == "1" and refused.json()["error"]["code"] == "overloaded"
+    ready = requests.get(server.url + "/readyz", timeout=10).json()
+    assert ready["queue"]["light"]["shed"]["queue_full"] >= 1 and ready["queue"]["light"]["active"] == 0
+    metrics = requests.get(server.url + "/metrics", timeout=10).text
+    assert 'catdog_shed_requests_total{lane="light",reason="queue_full"}' in metrics
+    assert "catdog_queue_waiting" in metrics
+    assert predict(server).status_code == 200
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """``start()``/``stop()`` a real redis-server on one loopback port (stop it mid-test)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (apt-get install -y redis-server)")
+    port = pick_port()
+    processes: list[subprocess.Popen] = []
+
+    class Redis:
+        url = f"redis://127.0.0.1:{port}"
+
+        def start(self) -> None:
+            import redis
+
+            processes.append(subprocess.Popen(
+                [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                 "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            client = redis.Redis(host="127.0.0.1", port=port)
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    client.ping()
+                    return
+                except redis.ConnectionError:
+                    assert time.monotonic() < deadline, "redis-server did not start"
+                    time.sleep(0.1)
+
+        def stop(self) -> None:
+            processes[-1].terminate()
+            processes[-1].wait(10)
+
+    yield Redis()
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(10)
+
+
+def test_redis_down_refuse_answers_503_and_says_so(gunicorn, redis_server):
+    server = gunicorn(workers=1, CATDOG_RATE_LIMIT="5/minute", CATDOG_RATE_LIMIT_STORAGE=redis_server.url,
+                      CATDOG_RATE_LIMIT_STORE_DOWN="refuse")
+    refused = [predict(server) for _ in range(3)]
+    assert [r.status_code for r in refused] == [503] * 3
+    assert refused[0].headers["Retry-After"] == "5"
+    assert refused[0].json()["error"]["code"] == "rate_limit_unavailable"
+    ready = requests.get(server.url + "/readyz", timeout=10)
+    assert ready.status_code == 200 and ready.json()["rate_limit_store"]["reachable"] is False
+    assert "catdog_rate_limit_store_up 0.0" in requests.get(server.url + "/metrics", timeout=10).text
+    assert server.log().count("unreachable") == 1  # once per outage, not per request
+
+
+def test_redis_down_local_never_lets_more_than_the_limit_per_worker_through(gunicorn, redis_server):
+    """Issue 28, finding 5: with Redis down, 15 of 15 photos were answered with a 5/minute limit."""
+    redis_server.start()
+    server = gunicorn(workers=1, CATDOG_RATE_LIMIT="5/minute", CATDOG_RATE_LIMIT_STORAGE=redis_server.url)
+    assert [predict(server).status_code for _ in range(2)] == [200, 200]  # counted in Redis
+    redis_server.stop()
+    statuses = [predict(server).status_code for _ in range(15)]
+    assert statuses == [200] * 5 + [429] * 10  # the worker's own count: at most the limit
+    log = server.log()
+    assert log.count("unreachable") == 1 and "at most the limit per worker" in log
+    redis_server.start()
+    time.sleep(5.5)  # the store is tried again every 5 s
+    assert predict(server).status_code == 200  # Redis's count again (2 + 1 of 5)
+    assert "reachable again" in server.log()
+    ready = requests.get(server.url + "/readyz", timeout=10).json()
+    assert ready["rate_limit_store"] == {"store": "redis://127.0.0.1", "reachable": True, "when_down": "local"}
