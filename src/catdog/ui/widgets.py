@@ -397,7 +397,7 @@ def show_looked(page: Page, picture: Picture) -> None:
             return
     answer: ExplainResult = looked[picture.key]
     uri = preview(answer.overlay_png, markup.CARD_SIDE, page.max_pixels) if answer.overlay_png else None
-    st.html(markup.looked_html(uri, picture.name, answer.label, getattr(answer, "box", None), words))
+    st.html(markup.looked_html(uri, picture.name, answer.label, answer.box, words))
 
 
 def show_feedback(page: Page, picture: Picture, result: Prediction) -> None:
