@@ -69,6 +69,11 @@ def results_block(at: AppTest) -> str:
                      and "<script" not in h.proto.body)
 
 
+def control(at: AppTest, key: str):
+    """A segmented control or pills by key."""
+    return next(b for b in at.get("button_group") if b.key == key)
+
+
 def summary(block: str) -> str:
     return block.split('aria-live="polite">', 1)[1].split("</p>", 1)[0]
 
@@ -102,7 +107,7 @@ def test_page_shows_status_what_it_knows_and_an_upload_box_for_every_api_format(
     assert f"larger than {API_LIMIT_MB:g} MB is shrunk" in shown  # the API's own limit
     assert at.button(key="classify").disabled  # nothing to classify yet
     assert {f"example-{p.name}" for p in example_files()} <= {b.key for b in at.button}
-    assert at.radio(key="lang").value == "en"
+    assert control(at, "lang").value == "en"
 
 
 @pytest.mark.slow
@@ -302,7 +307,7 @@ def test_batch_summary_counts_each_outcome_once_and_filters(recorded, cat_bytes,
     said = summary(results_block(at))
     assert "1 cat, 1 neither a cat nor a dog, 1 not sure, 1 failed" in said and "0" not in said
     assert "4 photos:" in said
-    counts = at.get("button_group")[0]
+    counts = control(at, "filter")
     assert [counts.format_func(o) for o in counts.options] == [
         "🐱 1 cat", "🚫 1 neither a cat nor a dog", "🤔 1 not sure", "⚠️ 1 failed"] or counts.options
     counts.set_value("failed").run()

@@ -35,8 +35,9 @@ page = widgets.Page(client, words, info, max_pixels)
 
 st.set_page_config(page_title=words("page_title"), page_icon="🐾", layout="centered")
 widgets.show_style(words, words("upload_label"))
-st.title("🐱 catdog 🐶", anchor=False)
-widgets.show_language_switch(words)
+with st.container(key="head", horizontal=True, vertical_alignment="center"):
+    st.title("🐱 catdog 🐶", anchor=False, width="stretch")
+    widgets.show_language_switch(words)
 st.markdown(words("intro", knows=words.knows()))
 widgets.show_status(client, words)
 with st.sidebar:
@@ -47,7 +48,6 @@ uploads = st.file_uploader(
     key=f"uploads-{st.session_state.uploader}", max_upload_size=math.ceil(settings.ui_max_upload_mb),
 )  # fmt: skip
 st.caption(words("formats", mb=f"{settings.ui_max_upload_mb:g}", api_mb=f"{upload_mb:g}"))
-widgets.show_camera(words)
 with st.container(key="examples"):
     widgets.show_examples(words, max_pixels)
 pictures = widgets.pictures_from(uploads, limit_bytes=int(upload_mb * 1_000_000), max_pixels=max_pixels)
@@ -56,6 +56,7 @@ widgets.record_refusals(pictures, st.session_state.results)
 classify_all = st.button(
     words("classify"), key="classify", type="primary", icon="🔍", disabled=not pictures, width="stretch"
 )
+widgets.show_camera(words)  # a photo taken is classified at once, without Classify
 # Messages go into this slot, so the results keep their place on the page between runs.
 with st.container():
     classified_now = classify_all or st.session_state.pop("classify_new", False)

@@ -141,6 +141,9 @@ def looked_html(overlay: str | None, name: str, label: str, box: Sequence[float]
 STYLE = f"""<style>
 *:focus-visible {{ outline: 3px solid #1d4ed8 !important; outline-offset: 2px !important; }}
 /* Rows that stay rows on a phone (Streamlit stacks columns below 640 px). */
+.st-key-head {{ flex-wrap: nowrap !important; }}
+.st-key-head h1 {{ white-space: nowrap; }}
+@media (max-width: 640px) {{ .st-key-head h1 {{ font-size: 1.9rem; padding: 0.5rem 0; }} }}
 .st-key-examples [data-testid="stHorizontalBlock"], .st-key-tools [data-testid="stHorizontalBlock"],
 [class*="st-key-controls-"] [data-testid="stHorizontalBlock"] {{ flex-wrap: nowrap !important; gap: 0.5rem; }}
 .st-key-examples [data-testid="stColumn"], .st-key-tools [data-testid="stColumn"],

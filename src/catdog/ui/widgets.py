@@ -82,9 +82,10 @@ def words_for(info: ModelInfo | None) -> Words:
 
 
 def show_language_switch(words: Words) -> None:
-    st.radio(
+    """English or French, beside the title (the browser's language is the default)."""
+    st.segmented_control(
         words("language"), list(LANGUAGES), format_func=LANGUAGES.__getitem__, key="lang",
-        horizontal=True,
+        required=True, label_visibility="collapsed",
     )  # fmt: skip
 
 
