@@ -182,6 +182,9 @@ STYLE = f"""<style>
 .catdog-scale {{ display: flex; align-items: center; gap: 0.5rem; font-size: 0.8rem;
   max-width: {CARD_SIDE}px; margin: 0.3rem 0; color: #374151; }}
 .catdog-gradient {{ flex: 1; height: 0.6rem; border-radius: 0.3rem; }}
+/* Streamlit's selected pill / segment: red on pink is 3.9:1; a darker red reads at 7:1. */
+[data-testid="stButtonGroup"] button[aria-checked="true"],
+[data-testid="stButtonGroup"] button[aria-checked="true"] * {{ color: #8b1a26 !important; }}
 .catdog-sr {{ position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0);
   white-space: nowrap; }}
 </style>"""
