@@ -332,7 +332,7 @@ def test_a_french_browser_gets_a_french_page(app, labels, browser):
     page = open_page(browser, app, "desktop", locale="fr-FR")
     try:
         expect(status(page)).to_contain_text("Classificateur prêt.")
-        assert page.evaluate("document.documentElement.lang") == "fr"
+        page.wait_for_function("document.documentElement.lang === 'fr'", timeout=10_000)
         page.get_by_role("button", name="kitten", exact=True).click()
         kitten = example_files()[1]
         expect(verdict_of(page, kitten.name)).to_contain_text(truth(app, kitten, labels, "fr"))
@@ -343,7 +343,7 @@ def test_a_french_browser_gets_a_french_page(app, labels, browser):
         assert screenshot.stat().st_size > 10_000
         page.get_by_text("English", exact=True).click()  # the visible switch
         expect(summary(page)).to_contain_text("1 photo:")
-        assert page.evaluate("document.documentElement.lang") == "en"
+        page.wait_for_function("document.documentElement.lang === 'en'", timeout=10_000)
         assert not page.elsewhere
     finally:
         page.close()
