@@ -308,7 +308,7 @@ class Page:
 
 def show_results(page: Page, pictures: Sequence[Picture]) -> None:
     """Heading and live summary; counts that filter the rows, downloads and Clear all beside
-    them; a line on what the model gets wrong; then one row per photo."""
+    them; one row per photo; then a line on what the model gets wrong."""
     words, results = page.words, st.session_state.results
     counts = tally(pictures, results, words.labels)
     st.html(markup.summary_html(counts, words))
@@ -336,10 +336,10 @@ def show_results(page: Page, pictures: Sequence[Picture]) -> None:
         )  # fmt: skip
         with clear_column:
             show_clear_all(words, len(pictures))
-    if any(key in counts for key in ("unsure", *page.words.labels)) and page.info:
-        show_mistakes(page.info, words)
     for index, picture in enumerate(shown):
         show_row(page, index, picture)
+    if any(key in counts for key in ("unsure", *page.words.labels)) and page.info:
+        show_mistakes(page.info, words)
 
 
 def show_mistakes(info: ModelInfo, words: Words) -> None:
