@@ -358,3 +358,33 @@ def test_invalid_settings_are_an_error_message(monkeypatch):
     assert not at.exception
     assert "CATDOG_* environment variables" in at.error[0].value
     assert "api_timeout" in at.error[0].value
+
+
+def test_wrong_answer_sends_a_correction_and_a_second_one_changes_it(recorded):
+    """Issue 27: pick what it really is, optionally share the photo, get a thank-you."""
+    from catdog.client import Client
+
+    if not hasattr(Client, "feedback"):
+        pytest.skip("Client.feedback (issue 27) is not on this branch yet")
+    recorded.post(BATCH, json=batch(prediction("dog", 0.97)))
+    sent = recorded.post(URL + "/v1/feedback", status=201, json={"id": 7, "status": "created"})
+    at = page()
+    at.button(key="example-kitten.jpg").click().run()
+    key = next(r.key for r in at.radio if r.key and r.key.startswith("feedback-choice-"))
+    picture_key = key.removeprefix("feedback-choice-")
+    assert at.radio(key=key).options == ["Cat", "Dog", "Neither a cat nor a dog"]
+    assert at.checkbox(key=f"feedback-share-{picture_key}").value is False  # unticked by default
+    at.radio(key=key).set_value("other")
+    at.checkbox(key=f"feedback-share-{picture_key}").check()
+    next(b for b in at.button if b.label == "Send the correction").click().run()
+    assert not at.exception and not at.error
+    body = sent.calls[0].request.body
+    assert b'name="correct"\r\n\r\nother' in body and b'name="answer"\r\n\r\ndog' in body
+    assert b'name="image"' in body and b'name="sha256"' not in body  # shared: the photo itself
+    assert "Thank you! Saved: “Neither a cat nor a dog”." in [s.value for s in at.success]
+    at.radio(key=key).set_value("cat")
+    at.checkbox(key=f"feedback-share-{picture_key}").uncheck()
+    next(b for b in at.button if b.label == "Send the correction").click().run()
+    assert b'name="image"' not in sent.calls[1].request.body  # not shared: its hash only
+    assert b'name="sha256"' in sent.calls[1].request.body
+    assert "Thank you! Changed to “Cat”." in [s.value for s in at.success]

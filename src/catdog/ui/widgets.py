@@ -426,11 +426,13 @@ def show_feedback(page: Page, picture: Picture, result: Prediction) -> None:
 
 
 def send_feedback(page: Page, picture: Picture, result: Prediction, correct: str, share: bool) -> None:
+    """One correction to the API: the photo itself only if the person ticked "share", else its
+    SHA-256. The same photo sent again updates its entry (the API's rule), never adds one."""
     words, info = page.words, page.info
     try:
-        answer = page.client.feedback(  # type: ignore[attr-defined]  # Client.feedback: issue 27
+        answer = page.client.feedback(  # type: ignore[attr-defined]  # issue 27's, until merged
             answer=result.label, correct=correct,
-            image=picture.upload if share else None,
+            image=picture.data if share else None,
             sha256=None if share else hashlib.sha256(picture.data).hexdigest(),
             probabilities=dict(result.probabilities),
             model=info.name if info else None, version=info.version if info else None,
@@ -440,7 +442,7 @@ def send_feedback(page: Page, picture: Picture, result: Prediction, correct: str
         return
     before = st.session_state.feedback.get(picture.key) or {}
     st.session_state.feedback[picture.key] = {
-        "correct": correct, "id": answer.get("id") if isinstance(answer, dict) else None,
+        "correct": correct, "id": answer.get("id"),
         "changes": before.get("changes", 0) + 1,
     }  # fmt: skip
 
