@@ -15,6 +15,8 @@ import csv
 import io
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,10 +51,24 @@ DEVELOPER_WORDS = ("catdog serve", "CATDOG_", "Traceback", "gunicorn")
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    """``catdog up`` on free loopback ports, for this module only."""
-    with catdog_up(tmp_path_factory.mktemp("up") / "up.log") as up:
-        yield up
+def feedback_db(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("feedback") / "feedback.sqlite3"
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, feedback_db):
+    """``catdog up`` on free loopback ports, for this module only (its feedback database in a
+    temporary folder)."""
+    before = os.environ.get("CATDOG_FEEDBACK_PATH")
+    os.environ["CATDOG_FEEDBACK_PATH"] = str(feedback_db)
+    try:
+        with catdog_up(tmp_path_factory.mktemp("up") / "up.log") as up:
+            yield up
+    finally:
+        if before is None:
+            os.environ.pop("CATDOG_FEEDBACK_PATH", None)
+        else:
+            os.environ["CATDOG_FEEDBACK_PATH"] = before
 
 
 @pytest.fixture(scope="module")
@@ -458,3 +474,35 @@ def test_the_site_recovers_by_itself_when_the_api_comes_back(app, phone, cat_pho
     expect(verdict_of(page, cat_photo.name)).to_contain_text(truth(app, cat_photo, labels), timeout=20_000)
     expect(summary(page)).not_to_contain_text("not classified")
     assert page.locator('[data-testid="stMarkdown"]', has_text="It knows").first.inner_text() == intro
+
+
+def test_wrong_answer_sends_a_correction_that_the_export_holds(app, labels, phone, feedback_db, tmp_path):
+    """Issue 27: "Wrong answer?" on a result, "neither", share ticked: the photo is in the
+    operator's export under other/, and feedback.csv lists it."""
+    from playwright.sync_api import expect
+
+    from catdog.client import Client
+
+    if not hasattr(Client, "feedback"):
+        pytest.skip("Client.feedback and POST /v1/feedback (issue 27) are not on this branch yet")
+    page = phone  # the phone layout, by keyboard where a person would type
+    page.get_by_role("button", name="puppy", exact=True).click()
+    puppy = row(page, "puppy.jpg")
+    expect(puppy.locator(".catdog-verdict")).to_be_visible()
+    puppy.get_by_role("button", name="Wrong answer?").click()
+    dialog = page.locator('[data-testid="stPopoverBody"]')
+    share = dialog.get_by_text("Share this photo to improve the model")
+    expect(dialog.get_by_role("checkbox")).not_to_be_checked()  # unticked by default
+    dialog.get_by_text(Words("en", labels, "other").verdict("other"), exact=True).click()
+    share.click()
+    dialog.get_by_role("button", name="Send the correction").press("Enter")
+    expect(dialog).to_contain_text("Thank you!")
+    assert not axe_violations(page)
+    out = tmp_path / "export"
+    env = {**os.environ, "CATDOG_FEEDBACK_PATH": str(feedback_db)}
+    subprocess.run([sys.executable, "-m", "catdog", "feedback", "export", "--out", str(out)],
+                   check=True, env=env, capture_output=True, timeout=120)
+    shared = list((out / "other").iterdir())
+    assert len(shared) == 1 and shared[0].read_bytes() == (example_files()[2]).read_bytes()
+    rows = list(csv.DictReader((out / "feedback.csv").open()))
+    assert [(r["answer"], r["correct"]) for r in rows] == [("dog", "other")]
