@@ -110,29 +110,36 @@ def open_page(browser, app, size: str, locale: str = "en-US"):
     return page
 
 
+@pytest.fixture
+def opened(app, browser):
+    """Opens pages (``opened(size, locale)``); closes them after the test, which fails if a
+    page reached past loopback."""
+    pages = []
+
+    def open_one(size: str, locale: str = "en-US"):
+        pages.append(open_page(browser, app, size, locale))
+        return pages[-1]
+
+    yield open_one
+    for page in pages:
+        page.close()
+    assert not [url for page in pages for url in page.elsewhere]
+
+
 @pytest.fixture(params=list(SIZES))
-def page(request, app, browser):
+def page(request, opened):
     """The page at each window size, in English."""
-    page = open_page(browser, app, request.param)
-    yield page
-    page.close()
-    assert not page.elsewhere
+    return opened(request.param)
 
 
 @pytest.fixture
-def desktop(app, browser):
-    page = open_page(browser, app, "desktop")
-    yield page
-    page.close()
-    assert not page.elsewhere
+def desktop(opened):
+    return opened("desktop")
 
 
 @pytest.fixture
-def phone(app, browser):
-    page = open_page(browser, app, "phone")
-    yield page
-    page.close()
-    assert not page.elsewhere
+def phone(opened):
+    return opened("phone")
 
 
 def status(page):
@@ -342,27 +349,23 @@ def test_heic_and_avif_photos_are_classified(app, labels, desktop, tmp_path, cat
     expect(summary(desktop)).not_to_contain_text("failed")
 
 
-def test_a_french_browser_gets_a_french_page(app, labels, browser):
+def test_a_french_browser_gets_a_french_page(app, labels, opened):
     from playwright.sync_api import expect
 
-    page = open_page(browser, app, "desktop", locale="fr-FR")
-    try:
-        expect(status(page)).to_contain_text("Classificateur prêt.")
-        page.wait_for_function("document.documentElement.lang === 'fr'", timeout=10_000)
-        page.get_by_role("button", name="kitten", exact=True).click()
-        kitten = example_files()[1]
-        expect(verdict_of(page, kitten.name)).to_contain_text(truth(app, kitten, labels, "fr"))
-        expect(summary(page)).to_contain_text("1 photo :")
-        settle(page)
-        screenshot = ROOT / "docs" / "ui-french.png"
-        page.screenshot(path=str(screenshot))
-        assert screenshot.stat().st_size > 10_000
-        page.get_by_text("English", exact=True).click()  # the visible switch
-        expect(summary(page)).to_contain_text("1 photo:")
-        page.wait_for_function("document.documentElement.lang === 'en'", timeout=10_000)
-        assert not page.elsewhere
-    finally:
-        page.close()
+    page = opened("desktop", "fr-FR")
+    expect(status(page)).to_contain_text("Classificateur prêt.")
+    page.wait_for_function("document.documentElement.lang === 'fr'", timeout=10_000)
+    page.get_by_role("button", name="kitten", exact=True).click()
+    kitten = example_files()[1]
+    expect(verdict_of(page, kitten.name)).to_contain_text(truth(app, kitten, labels, "fr"))
+    expect(summary(page)).to_contain_text("1 photo :")
+    settle(page)
+    screenshot = ROOT / "docs" / "ui-french.png"
+    page.screenshot(path=str(screenshot))
+    assert screenshot.stat().st_size > 10_000
+    page.get_by_text("English", exact=True).click()  # the visible switch
+    expect(summary(page)).to_contain_text("1 photo:")
+    page.wait_for_function("document.documentElement.lang === 'en'", timeout=10_000)
 
 
 def test_examples_status_and_what_it_knows_are_on_the_page(page, labels):
