@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import mimetypes
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -259,7 +260,9 @@ def classify(client: Client, pictures: Sequence[Picture], results: dict[str, Res
     if not todo:
         return
     info = st.session_state.model
-    size = max(1, info.limits.max_batch) if info else 16
+    # Batch calls of the server's size, but at least four steps for a large set, so the
+    # progress count moves (a batch of 8 or more keeps the per-call cost small).
+    size = min(max(1, info.limits.max_batch) if info else 16, max(8, math.ceil(len(todo) / 4)))
     progress = st.progress(0.0, text=words("progress", done=0, total=len(todo))) if len(todo) > 1 else None
     try:
         for start in range(0, len(todo), size):
