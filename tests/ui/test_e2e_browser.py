@@ -241,7 +241,7 @@ def test_classify_photos_and_read_the_answers(app, labels, page, cat_photo, dog_
         expect(verdict_of(page, photo.name)).to_contain_text(truth(app, photo, labels))
         for label in labels:  # every label's probability, inline, as a number
             expect(row(page, photo.name).locator(".catdog-probs")).to_contain_text(
-                Words("en", labels, "other").verdict(label) if label == "other" else label)
+                "neither" if label == "other" else label)
     first = verdict_of(page, cat_photo.name)
     assert in_viewport(page, first), "the first answer is off screen after Classify"
     assert page.evaluate("document.activeElement.id") == "catdog-results"  # focus moved there

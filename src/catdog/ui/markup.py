@@ -51,7 +51,7 @@ def bars_html(result: Prediction, words: Words) -> str:
     for label, p in words.ranked(result):
         rows.append(
             f'<li><span class="catdog-plabel"><span aria-hidden="true">{icon(label)}</span> '
-            f"{html.escape(words.name(label) if label != words.other else words.verdict(label))}</span>"
+            f"{html.escape(words.name(label) if label != words.other else words('neither_short'))}</span>"
             f'<span class="catdog-bar" aria-hidden="true"><span style="width:{p * 100:.1f}%">'
             f'</span></span><span class="catdog-pnum">{words.percent(p)}</span></li>'
         )
@@ -167,7 +167,7 @@ STYLE = f"""<style>
   font-size: 0.8rem; }}
 .catdog-probs li {{ display: flex; gap: 0.4rem; align-items: center; margin: 0 !important;
   line-height: 1.3; }}
-.catdog-plabel {{ flex: 0 0 auto; width: 9.5rem; overflow: hidden; text-overflow: ellipsis;
+.catdog-plabel {{ flex: 0 0 auto; width: 8rem; overflow: hidden; text-overflow: ellipsis;
   white-space: nowrap; }}
 .catdog-pnum {{ flex: 0 0 3.6rem; text-align: right; }}
 .catdog-bar {{ flex: 1; height: 0.5rem; background: #e5e7eb; border-radius: 0.25rem;

@@ -241,7 +241,7 @@ def clear_all() -> None:
 
 def show_clear_all(words: Words, count: int) -> None:
     """ "Clear all", confirmed: it removes every photo and answer, so it asks first."""
-    with st.popover(words("clear_all"), icon="✖️", disabled=not count, width="stretch"):
+    with st.popover(words("clear_all"), icon="✖️", disabled=not count):
         st.markdown(words("clear_question", n=count))
         st.button(words("clear_yes"), key="clear-yes", on_click=clear_all, type="primary")
 
@@ -326,19 +326,20 @@ def show_results(page: Page, pictures: Sequence[Picture]) -> None:
             if pick in counts:
                 shown = [p for p in pictures if outcome(results.get(p.key)) == pick]
         records = export.result_records(pictures, results, words)
-        csv_column, json_column, clear_column = st.columns(3)
+        nothing_yet = all(r["outcome"] == "pending" for r in records)
+        csv_column, json_column = st.columns(2)
         csv_column.download_button(
             words("download_csv"), export.records_csv(records, words), file_name="catdog-results.csv",
             mime="text/csv", key="download-csv", icon="⬇️", on_click="ignore", width="stretch",
-            disabled=all(r["outcome"] == "pending" for r in records),
+            disabled=nothing_yet,
         )  # fmt: skip
         json_column.download_button(
             words("download_json"), export.records_json(records), file_name="catdog-results.json",
             mime="application/json", key="download-json", icon="⬇️", on_click="ignore", width="stretch",
-            disabled=all(r["outcome"] == "pending" for r in records),
+            disabled=nothing_yet,
         )  # fmt: skip
-        with clear_column:
-            show_clear_all(words, len(pictures))
+    with st.container(key="clear", horizontal_alignment="right"):
+        show_clear_all(words, len(pictures))
     for index, picture in enumerate(shown):
         show_row(page, index, picture)
     if any(key in counts for key in ("unsure", *page.words.labels)) and page.info:

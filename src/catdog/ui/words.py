@@ -34,6 +34,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "nor": " nor ",
         "neither": "Neither {things}",
         "something_else": "Something else",
+        "neither_short": "neither",
         "language": "Language",
         "settings_invalid": "The catdog settings (CATDOG_* environment variables) are not valid:\n\n{error}",
         "upload_label": "Photos to classify",
@@ -143,6 +144,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "nor": " ni ",
         "neither": "Ni {things}",
         "something_else": "Autre chose",
+        "neither_short": "aucun des deux",
         "language": "Langue",
         "settings_invalid": "Les réglages de catdog (variables d’environnement CATDOG_*) ne "
         "sont pas valides :\n\n{error}",
