@@ -388,3 +388,15 @@ def test_wrong_answer_sends_a_correction_and_a_second_one_changes_it(recorded):
     assert b'name="image"' not in sent.calls[1].request.body  # not shared: its hash only
     assert b'name="sha256"' in sent.calls[1].request.body
     assert "Thank you! Changed to “Cat”." in [s.value for s in at.success]
+
+
+def test_a_photo_taken_with_the_camera_is_classified_at_once(recorded, cat_bytes):
+    recorded.post(BATCH, json=batch(prediction("cat", 0.98)))
+    at = page()
+    assert not at.camera_input  # no camera (nor its permission prompt) until asked
+    at.toggle(key="camera-on").set_value(True).run()
+    at.camera_input[0].set_value(("image.jpg", cat_bytes, "image/jpeg")).run()
+    assert not at.exception
+    block = results_block(at)
+    assert "1 photo:" in block and "<b>Cat</b> · 98.0% sure" in block  # no Classify press
+    assert 'catdog-name">camera-' in block

@@ -222,6 +222,7 @@ def show_camera(words: Words) -> None:
     if name not in st.session_state.shots:
         st.session_state.shots[name] = data
         st.session_state.classify_new = True
+        st.rerun()  # from the top: the photo joins the others and is classified
 
 
 def record_refusals(pictures: Sequence[Picture], results: dict[str, Result]) -> None:
