@@ -117,7 +117,8 @@ def show_status(client: Client, words: Words) -> None:
     status = client.status()
     kind, text = status_line(status, words)
     if kind == "ready":
-        if st.session_state.outage or not words.labels:
+        outage = st.session_state.outage
+        if (outage is not None and outage.offline) or not words.labels:
             recover()
             st.rerun(scope="app")
         st.caption(f"✅ {text}")
@@ -129,8 +130,10 @@ def show_status(client: Client, words: Words) -> None:
 
 
 def recover() -> None:
-    """The API answers again: forget the outage and classify what is still waiting."""
-    if st.session_state.outage:
+    """The API answers again: forget the outage and classify what is still waiting. (An answer
+    that was not the catdog API's stays said until the next Classify: retrying it by itself
+    every few seconds would only ask the wrong server again.)"""
+    if st.session_state.outage is not None:
         st.session_state.outage = None
         st.session_state.classify_new = True
 
