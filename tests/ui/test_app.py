@@ -400,3 +400,13 @@ def test_a_photo_taken_with_the_camera_is_classified_at_once(recorded, cat_bytes
     block = results_block(at)
     assert "1 photo:" in block and "<b>Cat</b> · 98.0% sure" in block  # no Classify press
     assert 'catdog-name">camera-' in block
+
+
+def test_the_same_photo_twice_gets_two_rows(recorded, cat_bytes):
+    recorded.post(BATCH, json=batch(prediction("cat", 0.98), prediction("cat", 0.98)))
+    at = page()
+    at.file_uploader[0].set_value([("tom.jpg", cat_bytes, "image/jpeg"), ("tom.jpg", cat_bytes, "image/jpeg")])
+    at.run()
+    at.button(key="classify").click().run()
+    assert not at.exception
+    assert "2 photos:" in results_block(at) and results_block(at).count('catdog-name">tom.jpg<') == 2

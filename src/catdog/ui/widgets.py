@@ -319,7 +319,9 @@ def show_results(page: Page, pictures: Sequence[Picture]) -> None:
     words, results = page.words, st.session_state.results
     counts = tally(pictures, results, words.labels)
     st.html(markup.summary_html(counts, words))
-    shown = pictures
+    # Row keys: place and photo, so the same photo given twice gets two rows and a row keeps
+    # its state (heatmap open, correction) when a count filters the others away.
+    shown = [(f"{i}-{p.key}", p) for i, p in enumerate(pictures)]
     with st.container(key="tools"):
         keys = list(counts)
         if len(keys) > 1:
@@ -328,7 +330,7 @@ def show_results(page: Page, pictures: Sequence[Picture]) -> None:
                 format_func=lambda key: f"{markup.icon(key)} {words.count(key, counts[key])}",
             )  # fmt: skip
             if pick in counts:
-                shown = [p for p in pictures if outcome(results.get(p.key)) == pick]
+                shown = [(key, p) for key, p in shown if outcome(results.get(p.key)) == pick]
         records = export.result_records(pictures, results, words)
         nothing_yet = all(r["outcome"] == "pending" for r in records)
         csv_column, json_column = st.columns(2)
@@ -344,8 +346,8 @@ def show_results(page: Page, pictures: Sequence[Picture]) -> None:
         )  # fmt: skip
     with st.container(key="clear", horizontal_alignment="right"):
         show_clear_all(words, len(pictures))
-    for index, picture in enumerate(shown):
-        show_row(page, index, picture)
+    for key, picture in shown:
+        show_row(page, key, picture)
     if any(key in counts for key in ("unsure", *page.words.labels)) and page.info:
         show_mistakes(page.info, words)
 
@@ -371,24 +373,24 @@ def model_card_failures(name: str) -> str | None:
 
 
 @st.fragment
-def show_row(page: Page, index: int, picture: Picture) -> None:
+def show_row(page: Page, key: str, picture: Picture) -> None:
     """One result row; its heatmap toggle and its "Wrong answer?" control rerun only this row."""
     words = page.words
     result = st.session_state.results.get(picture.key)
-    with st.container(key=f"row-{index}"):
+    with st.container(key=f"row-{key}"):
         thumbnail = preview(picture.data, markup.ROW_SIDE, page.max_pixels)
         st.html(markup.row_html(picture, result, words, thumbnail))
         if not isinstance(result, Prediction):
             return
-        with st.container(key=f"controls-{index}"):
+        with st.container(key=f"controls-{key}"):
             looked_column, feedback_column = st.columns(2)
         explainable = not page.info or page.info.raw.get("explain", True)
         if explainable:
-            opened = looked_column.toggle(words("looked"), key=f"looked-{picture.key}")
+            opened = looked_column.toggle(words("looked"), key=f"looked-{key}")
         else:
             opened = False
         with feedback_column:
-            show_feedback(page, picture, result)
+            show_feedback(page, key, picture, result)
         if opened:
             show_looked(page, picture)
 
@@ -409,28 +411,29 @@ def show_looked(page: Page, picture: Picture) -> None:
     st.html(markup.looked_html(uri, picture.name, answer.label, answer.box, words))
 
 
-def show_feedback(page: Page, picture: Picture, result: Prediction) -> None:
+def show_feedback(page: Page, key: str, picture: Picture, result: Prediction) -> None:
     """ "Wrong answer?": the person picks what it really is (one of the model's labels), may
     share the photo, and gets a thank-you; sending again changes the correction."""
     words = page.words
     sent = st.session_state.feedback.get(picture.key)
-    with st.popover(words("feedback"), icon="✍️", help=words("feedback_help", name=picture.name), width="stretch"):
-        with st.form(key=f"feedback-{picture.key}", border=False):
+    with st.popover(words("feedback"), icon="✍️", help=words("feedback_help", name=picture.name), width="stretch",
+                    key=f"feedback-open-{key}"):
+        with st.form(key=f"feedback-{key}", border=False):
             labels = list(words.labels) or list(result.probabilities)
             choice = st.radio(
                 words("feedback_question"), labels, format_func=words.verdict,
                 index=labels.index(sent["correct"]) if sent and sent["correct"] in labels else None,
-                key=f"feedback-choice-{picture.key}",
+                key=f"feedback-choice-{key}",
             )  # fmt: skip
             share = st.checkbox(words("feedback_share"), value=False, help=words("feedback_share_help"),
-                                key=f"feedback-share-{picture.key}")  # fmt: skip
+                                key=f"feedback-share-{key}")  # fmt: skip
             send = st.form_submit_button(words("feedback_send"), type="primary")
         if send and choice:
             send_feedback(page, picture, result, choice, share)
             sent = st.session_state.feedback.get(picture.key)
         if sent:
-            key = "feedback_changed" if sent.get("changes", 0) > 1 else "feedback_thanks"
-            st.success(words(key, what=words.verdict(sent["correct"])), icon="🙏")
+            thanks = "feedback_changed" if sent.get("changes", 0) > 1 else "feedback_thanks"
+            st.success(words(thanks, what=words.verdict(sent["correct"])), icon="🙏")
 
 
 def send_feedback(page: Page, picture: Picture, result: Prediction, correct: str, share: bool) -> None:
