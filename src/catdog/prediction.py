@@ -13,16 +13,24 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Prediction:
-    """What the model says about one photo."""
+    """What the model says about one photo.
+
+    ``sure`` is False whenever another label is more probable than the answer (the recipe
+    protects real pets from "other", so a cat can be answered "cat" at 0.30 while "other"
+    is at 0.69) or the answer's confidence is under the recipe's ``sure_level``: the answer
+    never reads as more than its own numbers back.
+    """
 
     label: str
     confidence: float
     probabilities: dict[str, float] = field(default_factory=dict)
+    sure: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "label": self.label,
             "confidence": round(self.confidence, 6),
+            "sure": self.sure,
             "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
         }
 
@@ -33,8 +41,11 @@ class Prediction:
         probabilities = data["probabilities"]
         if not isinstance(probabilities, Mapping):
             raise TypeError("probabilities is not an object")
-        return cls(
-            label=str(data["label"]),
-            confidence=float(data["confidence"]),
-            probabilities={str(k): float(v) for k, v in probabilities.items()},
-        )
+        values = {str(k): float(v) for k, v in probabilities.items()}
+        confidence = float(data["confidence"])
+        # A server from before the field: at least never call an answer sure that another
+        # label outweighs.
+        sure = data["sure"] if "sure" in data else confidence >= max(values.values(), default=0.0)
+        if not isinstance(sure, bool):
+            raise TypeError("sure is not a boolean")
+        return cls(label=str(data["label"]), confidence=confidence, probabilities=values, sure=sure)

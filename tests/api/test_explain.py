@@ -27,7 +27,8 @@ def test_explain_answers_like_predict_and_adds_the_heatmap(client, classifier, p
     response = client.post("/v1/explain", data=upload(path.read_bytes()))
     assert response.status_code == 200, response.json
     body = response.json
-    assert list(body) == ["label", "confidence", "probabilities", "heatmap", "model", "elapsed_ms"]
+    assert list(body) == ["label", "confidence", "sure", "probabilities", "heatmap", "model", "elapsed_ms"]
+    assert body["sure"] == predicted["sure"]
     assert body["label"] == predicted["label"] == label
     assert body["probabilities"] == predicted["probabilities"]
     assert set(body["probabilities"]) == set(classifier.labels)

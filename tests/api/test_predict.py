@@ -25,7 +25,8 @@ def test_predict_response_shape(client, classifier, cat_bytes, route):
     response = client.post(route, data=upload(cat_bytes), content_type="multipart/form-data")
     assert response.status_code == 200
     body = response.json
-    assert list(body) == ["label", "confidence", "probabilities", "model", "elapsed_ms"]
+    assert list(body) == ["label", "confidence", "sure", "probabilities", "model", "elapsed_ms"]
+    assert isinstance(body["sure"], bool)
     assert set(body["probabilities"]) == set(classifier.labels) == {"cat", "dog", "other"}
     assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     assert body["confidence"] == body["probabilities"][body["label"]]
@@ -53,6 +54,7 @@ def test_batch_one_result_per_file_in_order(client, classifier, cat_photo, dog_p
     assert response.status_code == 200
     body = response.json
     assert [r["label"] for r in body["results"]] == ["cat", "dog", "cat"]
+    assert [r["sure"] for r in body["results"]] == [classifier.predict(p).sure for p in (cat_photo, dog_photo, cat_photo)]
     assert body["model"]["name"] == classifier.recipe.name
     assert body["elapsed_ms"] > 0
 

@@ -71,6 +71,7 @@ def test_model_answers_to_catdog_and_to_its_own_name(triton_client, classifier):
         assert metadata["outputs"] == [
             {"name": "label", "datatype": "BYTES", "shape": [-1]},
             {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(labels)]},
+            {"name": "sure", "datatype": "BOOL", "shape": [-1]},
         ]
         assert metadata["parameters"]["labels"] == labels
 
@@ -102,7 +103,7 @@ def test_tritonclient_infer_gives_the_engines_answers(triton_client, classifier,
     paths = [path for path, _ in PHOTOS]
     photos = [path.read_bytes() for path in paths]
     outputs = None if binary_out is None else [
-        triton.InferRequestedOutput(name, binary_data=binary_out) for name in ("label", "probabilities")
+        triton.InferRequestedOutput(name, binary_data=binary_out) for name in ("label", "probabilities", "sure")
     ]
     result = triton_client.infer(ALIAS, [image_input(photos, binary=binary_in)], outputs=outputs,
                                  request_id="req-7")
@@ -114,6 +115,8 @@ def test_tritonclient_infer_gives_the_engines_answers(triton_client, classifier,
     assert labels == want_labels
     assert probabilities.dtype == np.float32 and probabilities.shape == (len(photos), len(classifier.recipe.labels))
     np.testing.assert_allclose(probabilities, want_probabilities, atol=1e-6)
+    sure = result.as_numpy("sure")
+    assert sure.dtype == np.bool_ and sure.tolist() == [classifier.predict(photo).sure for photo in photos]
     response = result.get_response()
     assert response["id"] == "req-7" and response["model_name"] == classifier.recipe.name
     sent_binary = binary_out if binary_out is not None else True  # tritonclient's default: binary
@@ -136,6 +139,7 @@ def test_plain_json_request_like_curl(live_url, classifier, cat_bytes, dog_bytes
     k = len(classifier.recipe.labels)
     assert outputs["probabilities"]["shape"] == [2, k] and len(outputs["probabilities"]["data"]) == 2 * k
     assert sum(outputs["probabilities"]["data"][:k]) == pytest.approx(1, abs=1e-5)
+    assert outputs["sure"] == {"name": "sure", "datatype": "BOOL", "shape": [2], "data": [True, True]}
 
 
 # -- errors: the REST API's codes, in the protocol's shape -----------------------------------------

@@ -53,6 +53,7 @@ def test_run_inference_gives_one_row_per_tensor_in_order(tensors):
         assert list(row["probabilities"]) == labels
         assert row["probabilities"] == pytest.approx(single["probabilities"], abs=1e-5)
         assert row["confidence"] == pytest.approx(single["confidence"], abs=1e-5)
+        assert row["sure"] == single["sure"]
         assert row["model"] == {"name": clf.recipe.name, "version": clf.recipe.version}
     # The fixture photos are unambiguous: their folder is the right answer.
     assert [r["label"] for r in rows] == [p.parent.name for p in PHOTOS]

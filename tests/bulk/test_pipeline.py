@@ -104,6 +104,7 @@ def test_every_photo_gets_the_engines_answer_and_every_broken_file_the_apis_code
         assert list(row["probabilities"]) == labels
         assert row["probabilities"] == pytest.approx(expected["probabilities"], abs=1e-5)
         assert row["confidence"] == pytest.approx(expected["confidence"], abs=1e-5)
+        assert row["sure"] == expected["sure"]
         assert row["model"] == {"name": clf.recipe.name, "version": clf.recipe.version}
 
     errors = read_rows(out, "errors")

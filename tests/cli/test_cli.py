@@ -41,6 +41,7 @@ def test_predict_json_lines_with_a_bad_file(capsys, tmp_path, cat_photo):
     rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert [r["path"] for r in rows] == [str(cat_photo), str(fake), str(tmp_path / "missing.jpg")]
     assert rows[0]["label"] == "cat" and set(rows[0]["probabilities"]) == {"cat", "dog", "other"}
+    assert rows[0]["sure"] is True
     assert rows[1]["error"]["code"] == "not_an_image" and "PDF" in rows[1]["error"]["message"]
     assert rows[2]["error"]["code"] == "unreadable_file"
 

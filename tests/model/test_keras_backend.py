@@ -116,6 +116,17 @@ def test_crafted_model_gives_both_labels(tmp_path, suffix):
     assert bluish.label == "cat" and bluish.confidence > 0.99
 
 
+def test_a_two_label_model_is_sure_exactly_when_its_confidence_reaches_the_level(tiny_h5, cat_photo, dog_photo):
+    path, _ = tiny_h5
+    clf = Classifier.load(path, threads=1)
+    level = clf.recipe.sure_level
+    for prediction in clf.predict_batch([cat_photo, dog_photo]):
+        assert prediction.sure == (prediction.confidence >= level)
+    assert clf.decide(np.array([1 - level, level])).sure
+    below = clf.decide(np.array([1 - level + 0.01, level - 0.01]))
+    assert below.label == "dog" and not below.sure  # the two-label rule: dog at >= 0.5
+
+
 def test_two_way_softmax_is_read_as_probabilities(tmp_path, dog_photo):
     model = keras.Sequential([
         keras.Input((32, 32, 3)),

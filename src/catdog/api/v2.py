@@ -8,8 +8,8 @@ Tensors: input ``image`` (``BYTES``, shape ``[N]``): each element is one photo f
 base64-encoded in a plain JSON request, raw bytes in a request that uses the binary tensor
 extension (``Inference-Header-Content-Length``: the JSON header, then the tensors' bytes; a
 BYTES tensor is each element's 4-byte little-endian length and its bytes). Outputs ``label``
-(``BYTES``, ``[N]``) and ``probabilities`` (``FP32``, ``[N, K]`` in the order of the labels the
-model metadata lists), as JSON or binary as the request asks (``binary_data`` per output,
+(``BYTES``, ``[N]``), ``probabilities`` (``FP32``, ``[N, K]`` in the order of the labels the
+model metadata lists) and ``sure`` (``BOOL``, ``[N]``, one byte each in binary), as JSON or binary as the request asks (``binary_data`` per output,
 or ``binary_data_output`` for all, which is what ``tritonclient.http`` sends by default).
 
 The photos go through the same engine call as ``/v1/predict/batch``; a bad photo fails the
@@ -45,7 +45,8 @@ ALIAS = "catdog"
 INPUT = "image"
 LABEL = "label"
 PROBABILITIES = "probabilities"
-OUTPUTS = (LABEL, PROBABILITIES)
+SURE = "sure"
+OUTPUTS = (LABEL, PROBABILITIES, SURE)
 HEADER_LENGTH = "Inference-Header-Content-Length"
 EXTENSIONS = ["binary_tensor_data"]
 _LENGTH = struct.Struct("<I")
@@ -225,21 +226,27 @@ def output_tensors(predictions: list[Prediction], labels: list[str]) -> dict[str
     names = np.array([p.label.encode() for p in predictions], dtype=object)
     probabilities = np.array([[p.probabilities.get(label, 0.0) for label in labels] for p in predictions],
                              dtype="<f4")
+    sure = np.array([p.sure for p in predictions], dtype=bool)
     return {
         LABEL: ("BYTES", [len(predictions)], names),
         PROBABILITIES: ("FP32", [len(predictions), len(labels)], probabilities),
+        SURE: ("BOOL", [len(predictions)], sure),
     }
 
 
 def _binary(datatype: str, array: Any) -> bytes:
     if datatype == "BYTES":
         return b"".join(_LENGTH.pack(len(item)) + item for item in array)
+    if datatype == "BOOL":  # one byte per element, as Triton sends BOOL
+        return np.ascontiguousarray(array, dtype=np.uint8).tobytes()
     return np.ascontiguousarray(array, dtype="<f4").tobytes()
 
 
 def _json_data(datatype: str, array: Any) -> list:
     if datatype == "BYTES":
         return [item.decode() for item in array]
+    if datatype == "BOOL":
+        return [bool(x) for x in np.asarray(array).ravel()]
     return [round(float(x), 6) for x in np.asarray(array).ravel()]
 
 
@@ -396,6 +403,7 @@ class ModelMetadata(Endpoint):
             "outputs": [
                 {"name": LABEL, "datatype": "BYTES", "shape": [-1]},
                 {"name": PROBABILITIES, "datatype": "FP32", "shape": [-1, len(service.labels)]},
+                {"name": SURE, "datatype": "BOOL", "shape": [-1]},
             ],
             "parameters": {
                 "labels": service.labels,
@@ -487,7 +495,9 @@ class ModelInfer(Endpoint):
                 "Input `image`, datatype `BYTES`, shape `[N]` (N at most "
                 f"{ctx.settings.max_batch}): each element one photo file, base64-encoded in a JSON "
                 f"request, raw in a binary-extension request (`{HEADER_LENGTH}`). Outputs `label` (`BYTES`, "
-                f"`[N]`) and `probabilities` (`FP32`, `[N, K]`, columns in label order: {labels}). "
+                f"`[N]`), `probabilities` (`FP32`, `[N, K]`, columns in label order: {labels}) and `sure` "
+                "(`BOOL`, `[N]`: false when another label is more probable than the answer or the answer "
+                "is under the model's level for being sure). "
                 "A bad photo fails the request with the REST API's code, naming the element."
                 + (f" Each photo counts against the rate limit ({ctx.settings.rate_limit} per client), as in "
                    "a REST batch." if ctx.settings.rate_limit else "")

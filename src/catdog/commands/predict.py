@@ -37,7 +37,7 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders")
     parser.add_argument("--json", action="store_true",
-                        help="one JSON object per line (path, label, confidence, probabilities)")
+                        help="one JSON object per line (path, label, confidence, sure, probabilities)")
     parser.add_argument("--batch-size", type=int, default=16, help="photos per model call (default 16)")
     parser.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -86,6 +86,12 @@ def run(args: argparse.Namespace) -> int:
     return _predict(files, args, clf.labels, lambda data: clf.predict_batch(data, return_errors=True))
 
 
+def _likeliest(probabilities: dict[str, float]) -> str:
+    """The most probable label and its share, for a "not sure" row: what the numbers say."""
+    label = max(probabilities, key=probabilities.__getitem__)
+    return f"{label} {probabilities[label]:.1%}"
+
+
 def _predict(files: list[Path], args: argparse.Namespace, labels: Sequence[str], classify: ClassifyChunk) -> int:
     """Print one row per file; ``labels`` are the answers ``classify`` can give (for the counts)."""
     show_bar = not args.no_progress and len(files) > 20 and sys.stderr.isatty()
@@ -112,7 +118,8 @@ def _predict(files: list[Path], args: argparse.Namespace, labels: Sequence[str],
                 elif "error" in row:
                     print(f"{path!s:<{width}}  error: {row['error']['message']}")
                 else:
-                    print(f"{path!s:<{width}}  {row['label']:<{lw}}  {row['confidence']:>9.1%}")
+                    print(f"{path!s:<{width}}  {row['label']:<{lw}}  {row['confidence']:>9.1%}"
+                          + ("" if row["sure"] else f"  not sure ({_likeliest(row['probabilities'])})"))
             bar.update(len(chunk))
     if not args.json and len(files) > 1:
         print(", ".join(f"{label}: {n}" for label, n in counts.items()) + f", errors: {failures}", file=sys.stderr)

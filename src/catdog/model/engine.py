@@ -26,7 +26,7 @@ from catdog.model.errors import ExplainUnavailable, ImageError, ModelError
 from catdog.model.explain import Explanation, normalise
 from catdog.model.preprocess import center_crop_box, prepare, preprocess
 from catdog.model.recipe import RECIPE_FILENAME, Recipe
-from catdog.model.rules import decide_indices, softmax
+from catdog.model.rules import decide_indices, softmax, sure_rows
 from catdog.prediction import Prediction
 
 __all__ = ["Classifier", "Prediction", "bundled_model_dir", "resolve_model_path"]
@@ -185,10 +185,12 @@ class Classifier:
         """The recipe's decision rule (see :class:`~catdog.model.recipe.Recipe`) for one photo."""
         labels, r = self.labels, self.recipe
         other = labels.index(r.other_label) if r.other_label in labels else None
-        index = int(decide_indices(np.asarray(probs)[None], threshold=r.threshold, other=other,
-                                   other_threshold=r.other_threshold)[0])
+        row = np.asarray(probs)[None]
+        index = decide_indices(row, threshold=r.threshold, other=other, other_threshold=r.other_threshold)
+        sure = bool(sure_rows(row, index, r.sure_level)[0])
         values = {label: float(p) for label, p in zip(labels, probs)}
-        return Prediction(labels[index], values[labels[index]], values)
+        label = labels[int(index[0])]
+        return Prediction(label, values[label], values, sure)
 
     # -- public conveniences ---------------------------------------------------------------
 

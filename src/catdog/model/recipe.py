@@ -80,6 +80,9 @@ class Recipe(BaseModel):
       A photo of a real pet must not be lost to "other" when it can be helped, so the
       threshold is chosen on held-out photos (see the model card), not fixed at argmax;
     - otherwise: the most probable label.
+
+    Every answer also says whether it is ``sure`` (:func:`catdog.model.rules.sure_rows`):
+    its probability reaches ``sure_level`` and no other label is more probable.
     """
 
     name: str = "custom"
@@ -95,6 +98,8 @@ class Recipe(BaseModel):
     threshold: float = Field(0.5, gt=0, lt=1, description="two labels: say the second when its probability >= this")
     other_label: str | None = Field(None, description='the label that means "none of the others" (open world)')
     other_threshold: float = Field(0.5, gt=0, le=1, description="say other_label when its probability >= this")
+    sure_level: float = Field(0.7, gt=0, le=1, description="an answer is sure when its probability is >= this "
+                              "and no other label is more probable")
     temperature: float = Field(1.0, gt=0, description="logits are divided by this (calibration)")
     explain: ExplainSpec | None = Field(None, description="the model's class-activation-map output, if it has one")
     cascade: CascadeSpec | None = Field(None, description="a faster model that answers the photos it is sure of")

@@ -35,3 +35,11 @@ def decide_indices(probs: np.ndarray, *, threshold: float = 0.5, other: int | No
     if probs.shape[1] == 2:
         return (probs[:, 1] >= threshold).astype(int)
     return probs.argmax(axis=1)
+
+
+def sure_rows(probs: np.ndarray, indices: np.ndarray, level: float) -> np.ndarray:
+    """Whether each answer is sure: no other label is more probable than the answer, and
+    the answer's probability reaches ``level`` (the recipe's ``sure_level``)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    answer = probs[np.arange(len(probs)), indices]
+    return (answer >= probs.max(axis=1)) & (answer >= level)
