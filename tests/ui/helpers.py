@@ -11,9 +11,7 @@ MP = 40_000_000
 
 def answer(label: str, probabilities: dict[str, float], sure: bool = True) -> Prediction:
     """A prediction with the API's own ``sure``."""
-    prediction = Prediction(label, probabilities[label], probabilities)
-    object.__setattr__(prediction, "sure", sure)
-    return prediction
+    return Prediction(label, probabilities[label], probabilities, sure=sure)
 
 
 def said(label: str, confidence: float, labels=THREE, sure: bool = True) -> Prediction:

@@ -308,8 +308,8 @@ def test_batch_summary_counts_each_outcome_once_and_filters(recorded, cat_bytes,
     assert "1 cat, 1 neither a cat nor a dog, 1 not sure, 1 failed" in said and "0" not in said
     assert "4 photos:" in said
     counts = control(at, "filter")
-    assert [counts.format_func(o) for o in counts.options] == [
-        "🐱 1 cat", "🚫 1 neither a cat nor a dog", "🤔 1 not sure", "⚠️ 1 failed"] or counts.options
+    assert [o.split(" ", 1)[-1] if not o[0].isdigit() else o for o in counts.options] == [
+        "1 cat", "1 neither a cat nor a dog", "1 not sure", "1 failed"]  # the icon may come apart
     counts.set_value("failed").run()
     rows = [b for b in results_block(at).split('class="catdog-row"')[1:]]
     assert len(rows) == 1 and "d.jpg" in rows[0]

@@ -19,12 +19,8 @@ OTHER_OUTCOMES = ("unsure", "failed", "pending")
 
 
 def is_sure(prediction: Prediction) -> bool:
-    """The API's ``sure`` (a :class:`Prediction` built without it, from an older API, is not
-    sure when another label is more probable than the answer)."""
-    sure = getattr(prediction, "sure", None)
-    if sure is None:
-        return all(p <= prediction.confidence for p in prediction.probabilities.values())
-    return bool(sure)
+    """The API's ``sure`` (:meth:`Prediction.from_dict` works it out for a server from before it)."""
+    return prediction.sure
 
 
 def outcome(result: Result | None) -> str:
