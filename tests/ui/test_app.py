@@ -410,3 +410,20 @@ def test_the_same_photo_twice_gets_two_rows(recorded, cat_bytes):
     at.button(key="classify").click().run()
     assert not at.exception
     assert "2 photos:" in results_block(at) and results_block(at).count('catdog-name">tom.jpg<') == 2
+
+
+def test_wrong_answer_in_french(recorded):
+    from catdog.client import Client
+
+    if not hasattr(Client, "feedback"):
+        pytest.skip("Client.feedback (issue 27) is not on this branch yet")
+    recorded.post(BATCH, json=batch(prediction("dog", 0.97)))
+    recorded.post(URL + "/v1/feedback", status=201, json={"id": 8, "status": "created"})
+    at = page("fr")
+    at.button(key="example-kitten.jpg").click().run()
+    choice = next(r for r in at.radio if r.key and r.key.startswith("feedback-choice-"))
+    assert choice.label == "Qu’y a-t-il vraiment sur cette photo ?"
+    assert choice.options == ["Chat", "Chien", "Ni un chat ni un chien"]
+    choice.set_value("cat")
+    next(b for b in at.button if b.label == "Envoyer la correction").click().run()
+    assert "Merci ! Enregistré : « Chat »." in [s.value for s in at.success]
