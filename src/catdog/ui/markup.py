@@ -190,6 +190,17 @@ STYLE = f"""<style>
 </style>"""
 
 
+def uploader_style(button: str) -> str:
+    """Streamlit's upload box in the page's language: its button reads ``button``, and its own
+    English line of limits gives way to the page's caption, which says the same in words."""
+    return f"""<style>
+[data-testid="stFileUploaderDropzone"] button [data-testid="stMarkdownContainer"] p {{ font-size: 0; }}
+[data-testid="stFileUploaderDropzone"] button [data-testid="stMarkdownContainer"] p::after {{
+  content: {json.dumps(button)}; font-size: 0.875rem; }}
+[data-testid="stFileUploaderDropzoneInstructions"] {{ display: none; }}
+</style>"""
+
+
 def scroll_script(nonce: int) -> str:
     """After Classify: bring the first answer into view and move focus to the results.
 
@@ -211,14 +222,15 @@ def scroll_script(nonce: int) -> str:
 </script>"""
 
 
-def patch_script(lang: str, upload_label: str, about: str) -> str:
+def patch_script(lang: str, upload_label: str, upload_button: str, about: str) -> str:
     """What Streamlit's own markup lacks, added in the browser and kept on every redraw: the
-    page's language (``lang``), the upload box's file input named by its visible label, and
-    the sidebar, a scrolling region, reachable and named for keyboard users."""
+    page's language (``lang``), the upload box's file input named by its visible label and its
+    button by the words it shows (:func:`uploader_style`), and the sidebar, a scrolling region,
+    reachable and named for keyboard users."""
     return f"""<script>
 (() => {{
   window.catdogPatchValues = {{lang: {json.dumps(lang)}, upload: {json.dumps(upload_label)},
-                              about: {json.dumps(about)}}};
+                              button: {json.dumps(upload_button)}, about: {json.dumps(about)}}};
   const set = (selector, attributes) => document.querySelectorAll(selector).forEach(e => {{
     for (const [k, v] of Object.entries(attributes)) if (e.getAttribute(k) !== v) e.setAttribute(k, v);
   }});
@@ -226,6 +238,7 @@ def patch_script(lang: str, upload_label: str, about: str) -> str:
     const v = window.catdogPatchValues;
     if (document.documentElement.lang !== v.lang) document.documentElement.lang = v.lang;
     set('[data-testid="stFileUploader"] input[type=file]', {{"aria-label": v.upload}});
+    set('[data-testid="stFileUploaderDropzone"] button', {{"aria-label": v.button}});
     set('[data-testid="stSidebarContent"]', {{"tabindex": "0", "role": "region", "aria-label": v.about}});
   }};
   apply();

@@ -91,8 +91,9 @@ def show_language_switch(words: Words) -> None:
 
 
 def show_style(words: Words, upload_label: str) -> None:
-    st.html(markup.STYLE)
-    st.html(markup.patch_script(words.lang, upload_label, words("about")), unsafe_allow_javascript=True)
+    st.html(markup.STYLE + markup.uploader_style(words("upload_button")))
+    script = markup.patch_script(words.lang, upload_label, words("upload_button"), words("about"))
+    st.html(script, unsafe_allow_javascript=True)
 
 
 # -- status -----------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "language": "Language",
         "settings_invalid": "The catdog settings (CATDOG_* environment variables) are not valid:\n\n{error}",
         "upload_label": "Photos to classify",
+        "upload_button": "Choose photos",
         "formats": "JPEG, PNG, WebP, GIF, BMP, HEIC or AVIF, up to {mb} MB each; larger than "
         "{api_mb} MB is shrunk before sending.",
         "camera_toggle": "Take a photo with the camera",
@@ -149,6 +150,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "settings_invalid": "Les réglages de catdog (variables d’environnement CATDOG_*) ne "
         "sont pas valides :\n\n{error}",
         "upload_label": "Photos à classer",
+        "upload_button": "Choisir des photos",
         "formats": "JPEG, PNG, WebP, GIF, BMP, HEIC ou AVIF, jusqu’à {mb} Mo chacune ; au-delà "
         "de {api_mb} Mo, la photo est réduite avant l’envoi.",
         "camera_toggle": "Prendre une photo avec l’appareil",
