@@ -38,7 +38,8 @@ def test_the_summary_has_only_the_counts_that_are_not_zero():
     one = tally(pictures[:1], results, THREE)
     assert one == {"cat": 1}
     html = summary_html(one, EN)
-    assert "1 photo:" in html and "1 cat" in html and "not classified" not in html
+    assert "1 photo:</b><span> 1 cat</span>" in html and "not classified" not in html  # shown
+    assert '<span class="catdog-sr"> 2 cats, 1 neither' in summary_html(counts, EN)  # the filters show them
     assert 'role="status" aria-live="polite"' in html and 'id="catdog-results"' in html
 
 

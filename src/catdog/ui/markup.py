@@ -102,14 +102,16 @@ def row_html(picture: Picture, result: Result | None, words: Words, thumbnail: s
 
 def summary_html(counts: Mapping[str, int], words: Words) -> str:
     """The results' heading and a live summary of the non-zero counts (screen readers announce
-    each new set of answers)."""
+    each new set of answers). With several counts, the page shows them as the buttons that
+    filter the rows, so here they are for screen readers only; a single count is shown here."""
     total = sum(counts.values())
     items = ", ".join(html.escape(words.count(key, n)) for key, n in counts.items())
+    hidden = ' class="catdog-sr"' if len(counts) > 1 else ""
     return (
         '<div id="catdog-results" tabindex="-1" aria-labelledby="catdog-results-title">'
         f'<h2 id="catdog-results-title" class="catdog-h2">{html.escape(words("results"))}</h2>'
         f'<p class="catdog-total" role="status" aria-live="polite"><b>{html.escape(words.photos(total))}</b>'
-        f'<span class="catdog-sr"> {items}</span></p></div>'
+        f"<span{hidden}> {items}</span></p></div>"
     )
 
 
