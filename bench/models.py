@@ -114,7 +114,8 @@ def held_out_others(recipe, others: Path) -> list[Path]:
     if None in data:
         return []
     _, held = open_world_split(training["parent_training"], data, [others],
-                               training.get("holdout_fraction", 0.2), training.get("seed", 0))
+                               training.get("holdout_fraction", 0.2), training.get("seed", 0),
+                               training.get("split", "seeded"), recipe.known_labels)
     return [s.path for s in held if s.label == 2]
 
 

@@ -62,12 +62,18 @@ def held_out(recipe, data_root: Path):
 
     data = [locate(d) for d in training.get("data", [])]
     others = [locate(d) for d in training.get("others", [])]
-    _, held = open_world_split(parent, data, others, training.get("holdout_fraction", 0.2), training.get("seed", 0))
+    _, held = open_world_split(parent, data, others, training.get("holdout_fraction", 0.2), training.get("seed", 0),
+                               training.get("split", "seeded"), recipe.known_labels)
     return held
 
 
 def source_of(path: Path, data_root: Path) -> str:
+    """``not-pets/people``, ``not-pets/animals/horse``, ``more-cats/hairless``, ``pet-breeds``..."""
     rel = path.relative_to(data_root).parts
+    if rel[0] == "more-cats":  # hairless and Rex types apart: the cats a pet model calls "dog"
+        return f"more-cats/{path.name.split('_')[0]}"
+    if rel[:2] == ("not-pets", "animals"):
+        return "/".join(rel[:3])
     return "/".join(rel[:2]) if rel[0] == "not-pets" else rel[0]
 
 

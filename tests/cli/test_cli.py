@@ -182,6 +182,26 @@ def test_evaluate_with_others_reports_the_open_world(tmp_path, images_dir, capsy
     assert "non-pet photos answered other" in report and "| **other** |" in report
 
 
+def test_evaluate_reports_each_source_folder_of_others_on_its_own_line(tmp_path, images_dir, capsys):
+    import shutil
+
+    others = tmp_path / "not-pets"
+    for source, photo in (("flowers", "tulips.jpg"), ("plants", "sunflower.jpg"), ("flowers", "sunflower.jpg")):
+        (others / source).mkdir(parents=True, exist_ok=True)
+        shutil.copy(images_dir.parent / "not-pets" / photo, others / source / photo)
+    out = tmp_path / "report"
+    assert main(["evaluate", str(images_dir), "--others", str(others), "--out", str(out), "--no-progress",
+                 "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    sources = json.loads((out / "metrics.json").read_text())["others_by_source"]
+    assert {name: row["n"] for name, row in sources.items()} == {"flowers": 2, "plants": 1}
+    for name, row in sources.items():
+        assert sum(row["answered"].values()) == row["n"]
+        assert row["answered_other"] == row["answered"].get("other", 0) / row["n"]
+        assert f"{name + '/':<24} {row['answered_other']:7.2%} of {row['n']:>5} answered other" in printed
+    assert "| non-pets from `flowers/` answered other |" in (out / "report.md").read_text()
+
+
 def test_evaluate_a_two_label_model_with_others_counts_them_as_errors(tmp_path, images_dir, capsys):
     out = tmp_path / "report"
     lite0 = images_dir.parents[2] / "models" / "catdog-lite0"

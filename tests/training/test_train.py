@@ -110,7 +110,7 @@ def open_world_run(tiny_run, tmp_path_factory, images_dir):
 
     out = tmp_path_factory.mktemp("open") / "run"
     code = main(["train", str(images_dir), "--init", str(tiny_run), "--others", str(NOT_PETS),
-                 "--out", str(out), "--holdout", "0.5", "--threads", "2", "--version", "2.2.1"])
+                 "--out", str(out), "--holdout", "0.5", "--threads", "2", "--version", "2.2.1", "--split", "seeded"])
     assert code == 0
     return out
 
@@ -144,7 +144,7 @@ def test_distillation_keeps_the_parent_imagenet_and_a_teacher(open_world_run, ti
     assert main(["train", str(images_dir), "--init", str(tiny_run), "--others", str(NOT_PETS), "--out", str(out),
                  "--holdout", "0.5", "--threads", "2", "--epochs", "2", "--train-stages", "3",
                  "--keep-imagenet", "1", "--keep-parent", "0.5", "--teacher", str(open_world_run),
-                 "--select", "open_world"]) == 0
+                 "--select", "open_world", "--split", "seeded"]) == 0
     clf = Classifier.load(out)
     method = clf.recipe.training["method"]
     # the kept epoch is the one that answered the most held-out non-pets "other"
@@ -197,7 +197,7 @@ def test_distillation_terms_vanish_when_student_and_teachers_agree(tiny_run, ope
     from torch import nn
 
     from catdog.training.export import torch_from_onnx
-    from catdog.training.openworld import HeadConfig, Keeper, three_way_head, trainable_part
+    from catdog.training.openworld import HeadConfig, Keeper, add_other_head, trainable_part
 
     torch.manual_seed(0)
     x, y = torch.randn(4, 3, 224, 224), torch.tensor([0, 1, 2, 0])
@@ -205,7 +205,7 @@ def test_distillation_terms_vanish_when_student_and_teachers_agree(tiny_run, ope
 
     def loss_with(**weights):
         student = torch_from_onnx(open_world_run / "model.onnx").eval()
-        three_way_head(student)
+        add_other_head(student, 2)
         cfg = HeadConfig(init=open_world_run, data=[], others=[], out=Path("unused"), train_stages=2, **weights)
         keeper = Keeper(student, "efficientnet_lite0", cfg)
         trainable_part(student, 2)
@@ -287,3 +287,104 @@ def test_pytorch_model_rebuilt_from_the_bundled_onnx_matches_it(cat_photo, dog_p
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(classifier.backend.run(x), expected, atol=1e-4)
+
+
+def test_features_mode_trains_on_cached_activations_and_folds_reuse_the_cache(tiny_run, tmp_path, images_dir,
+                                                                                caplog):
+    """--features: the frozen stages run once per photo (crop and mirror), cached on disk; a
+    second run that leaves a photo out (--exclude) computes nothing new and never sees it."""
+    import logging
+
+    from catdog.cli import main
+    from catdog.model.engine import Classifier
+
+    cache = tmp_path / "cache"
+    common = ["train", str(images_dir), "--init", str(tiny_run), "--others", str(NOT_PETS), "--holdout", "0.5",
+              "--threads", "2", "--epochs", "2", "--batch-size", "2", "--features", "--cache", str(cache),
+              "--keep-imagenet", "1", "--split", "seeded"]
+    assert main([*common, "--out", str(tmp_path / "a")]) == 0
+    recipe = Classifier.load(tmp_path / "a").recipe
+    assert "cached activations" in recipe.training["method"] and "ImageNet model x1" in recipe.training["method"]
+    assert recipe.training["features"] is True and recipe.metrics["holdout"]["n"] == 3
+    assert len(list(cache.glob("*.pt"))) == 1
+    stamp = next(cache.glob("*.pt")).stat().st_mtime_ns
+    with caplog.at_level(logging.INFO, logger="catdog.train"):
+        assert main([*common, "--out", str(tmp_path / "b"), "--exclude", "not-pets/*"]) == 0
+    assert next(cache.glob("*.pt")).stat().st_mtime_ns == stamp  # nothing new to compute
+    left_out = Classifier.load(tmp_path / "b").recipe
+    assert left_out.training["exclude"] == ["not-pets/*"]
+    assert left_out.training["n_train"] == recipe.training["n_train"] - 1  # the flower it trained on
+    assert left_out.metrics["holdout"]["open_world"]["others"] == 0
+
+
+def test_hash_split_keeps_each_photo_on_its_side_as_folders_grow_or_move(tmp_path):
+    from catdog.training.data import Sample, hash_split, split_key
+
+    def folder(root, names):
+        (root / "people").mkdir(parents=True, exist_ok=True)
+        for name in names:
+            (root / "people" / name).write_bytes(b"x")
+        return [Sample(p, 2) for p in sorted((root / "people").iterdir())]
+
+    before = folder(tmp_path / "a" / "not-pets", [f"{i}.jpg" for i in range(200)])
+    fit, held = hash_split(before, [tmp_path / "a" / "not-pets"], 0.2)
+    assert 20 < len(held) < 60  # about a fifth
+    held_names = {s.path.name for s in held}
+    grown = folder(tmp_path / "a" / "not-pets", [f"new{i}.jpg" for i in range(300)])
+    _, held_after = hash_split(grown, [tmp_path / "a" / "not-pets"], 0.2)
+    assert held_names == {s.path.name for s in held_after if not s.path.name.startswith("new")}
+    moved = folder(tmp_path / "elsewhere" / "deeper" / "not-pets", [f"{i}.jpg" for i in range(200)])
+    _, held_moved = hash_split(moved, [tmp_path / "elsewhere" / "deeper" / "not-pets"], 0.2)
+    assert {s.path.name for s in held_moved} == held_names
+    assert split_key(before[0], [tmp_path / "a" / "not-pets"]) == "not-pets/people/0.jpg"
+
+
+def test_balanced_weights_even_out_sources_within_each_label():
+    import numpy as np
+
+    from catdog.training.data import Sample, balanced_weights
+
+    samples = [Sample(Path(f"{i}"), 2) for i in range(900)] + [Sample(Path(f"p{i}"), 0) for i in range(100)]
+    groups = ["cifar"] * 800 + ["scenes"] * 100 + ["pets"] * 100
+    w = balanced_weights(samples, groups, power=0.5)
+    assert w[:900].sum() == pytest.approx(900) and w[900:].sum() == pytest.approx(100)  # label totals kept
+    cifar, scenes = w[:800].sum(), w[800:900].sum()
+    assert cifar / scenes == pytest.approx(np.sqrt(800 / 100), rel=1e-6)  # shares go as sqrt(n)
+    tiny = balanced_weights(samples[:805], ["big"] * 800 + ["five"] * 5, power=0.5)
+    assert tiny[800:].max() <= 4.0 * tiny.mean() + 1e-9  # a five-photo source is not memorised
+    assert balanced_weights(samples, groups, power=1.0) == pytest.approx(np.ones(1000))
+
+
+def test_a_fourth_label_trains_and_serves_with_no_code_change(tmp_path, images_dir):
+    """The labels come from the data folders: a tiny 4-label model trains through the CLI,
+    its recipe carries the four labels and the API answers with all four."""
+    import io
+    import shutil
+
+    from PIL import Image, ImageOps
+
+    from catdog.api.app import create_app
+    from catdog.cli import main
+    from catdog.config import Settings
+
+    data = tmp_path / "four"
+    for label in ("cat", "dog"):
+        shutil.copytree(images_dir / label, data / label)
+    (data / "flower").mkdir()
+    for photo in sorted(NOT_PETS.glob("*.jpg")):
+        shutil.copy(photo, data / "flower" / photo.name)
+        ImageOps.mirror(Image.open(photo)).save(data / "flower" / f"mirror-{photo.name}")
+    (data / "sky").mkdir()
+    for i, rgb in enumerate([(90, 140, 230), (120, 170, 240), (60, 110, 200), (150, 190, 250)]):
+        Image.new("RGB", (300, 200), rgb).save(data / "sky" / f"sky{i}.jpg")
+    out = tmp_path / "run"
+    assert main(["train", str(data), "--out", str(out), "--arch", "efficientnet_lite0", "--epochs", "1",
+                 "--batch-size", "4", "--holdout", "0.25", "--threads", "2"]) == 0
+    recipe = json.loads((out / "model.json").read_text())
+    assert recipe["labels"] == ["cat", "dog", "flower", "sky"]
+    client = create_app(Settings(model=out)).test_client()
+    photo = (data / "sky" / "sky0.jpg").read_bytes()
+    body = client.post("/v1/predict", data={"image": (io.BytesIO(photo), "sky.jpg")}).json
+    assert list(body["probabilities"]) == ["cat", "dog", "flower", "sky"]
+    assert body["label"] in recipe["labels"] and isinstance(body["sure"], bool)
+    assert client.get("/v1/model").json["labels"] == ["cat", "dog", "flower", "sky"]

@@ -18,7 +18,8 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="folder with cat/ and dog/ sub-folders")
     parser.add_argument("--others", type=Path, default=None, metavar="DIR",
-                        help="folder of photos that show neither a cat nor a dog (searched recursively)")
+                        help="folder of photos that show neither a cat nor a dog (searched recursively); each "
+                             "sub-folder is a source, reported on its own line")
     parser.add_argument("--out", type=Path, default=Path("reports/evaluation"),
                         help="where to write the report (default reports/evaluation)")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -43,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
                   if ow["others"] else "")
         print(f"open world: {caught}{ow['pets_answered_other']:.2%} of {ow['pets']} pets answered other, "
               f"pet accuracy {ow['pet_accuracy']:.2%}")
+    for name, row in r.get("others_by_source", {}).items():
+        called = ", ".join(f"{label} {n}" for label, n in sorted(row["answered"].items(), key=lambda kv: -kv[1]))
+        print(f"  {name + '/':<24} {row['answered_other']:7.2%} of {row['n']:>5} answered other ({called})")
     if "cascade" in r:
         c = r["cascade"]
         print(f"cascade: {c['fast']} answered {c['fast_answers']} photos, the accurate model {c['slow_answers']} "

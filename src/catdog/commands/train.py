@@ -43,6 +43,21 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--select", choices=("log_loss", "open_world"), default="log_loss",
                         help="open world: keep the epoch with the lowest held-out log loss (default) or the one "
                              "answering the most held-out non-pets other at the --other-cap pet loss")
+    parser.add_argument("--split", choices=("hash", "seeded"), default="hash",
+                        help="open-world: how new folders are split into fit and held out: by a hash of each photo's "
+                             "path, so photos held out stay held out as folders grow (default), or 2.x's seeded shuffle")
+    parser.add_argument("--balance", type=float, default=0.5, metavar="POWER",
+                        help="open-world: within each label a source of n photos is drawn in proportion to n**POWER "
+                             "(default 0.5: many CIFAR thumbnails do not drown a few scenes; 1: as found)")
+    parser.add_argument("--exclude", nargs="+", default=[], metavar="PATTERN",
+                        help="open-world: leave out photos whose '<source>/<path>' matches (fnmatch), e.g. "
+                             "'not-pets/animals/horse/*': what a leave-one-group-out run never sees")
+    parser.add_argument("--features", action="store_true",
+                        help="open-world: train the last stages on cached activations of the frozen ones (the serving "
+                             "crop and its mirror, computed once) instead of random crops each epoch: much faster on "
+                             "a CPU, and folds of a leave-one-group-out run share the cache")
+    parser.add_argument("--cache", type=Path, default=Path("runs/features"), metavar="DIR",
+                        help="where --features keeps its cache (default runs/features)")
     parser.add_argument("--out", type=Path, default=Path("runs/latest"), help="output folder (default runs/latest)")
     parser.add_argument("--version", default=None,
                         help="version written to model.json (default 1.0.0; with --init --others 2.0.0)")
@@ -105,7 +120,8 @@ def run_open_world(args: argparse.Namespace) -> int:
         holdout_fraction=args.holdout, seed=args.seed, other_cap=args.other_cap, threads=args.threads,
         epochs=args.epochs or 3, batch_size=args.batch_size, lr=args.lr, crop_scale=args.crop_scale,
         train_stages=args.train_stages, keep_imagenet=args.keep_imagenet, keep_parent=args.keep_parent,
-        teacher=args.teacher, select=args.select, **_version(args)))
+        teacher=args.teacher, select=args.select, split=args.split, balance=args.balance,
+        exclude=list(args.exclude), features=args.features, cache=args.cache, **_version(args)))
     print(json.dumps({k: summary[k] for k in ("best_epoch", "temperature", "other_threshold", "seconds")}
                      | {"held_out": summary["holdout"]["open_world"]}))
     return finish(args)

@@ -75,14 +75,14 @@ def imagenet_model(arch: str = ARCHITECTURE) -> nn.Module:
     return model.eval()
 
 
-def catdog_model(arch: str = ARCHITECTURE, *, drop_rate: float = 0.2, drop_path_rate: float = 0.1,
-                 pretrained: bool = True) -> nn.Module:
-    """The backbone with a fresh two-class head (logits for cat, dog)."""
+def catdog_model(arch: str = ARCHITECTURE, *, num_classes: int = 2, drop_rate: float = 0.2,
+                 drop_path_rate: float = 0.1, pretrained: bool = True) -> nn.Module:
+    """The backbone with a fresh head, one logit per label (two: cat, dog)."""
     import timm
     from timm.layers import DropPath
 
     model = imagenet_model(arch) if pretrained else timm.create_model(BACKBONES[arch].timm_name, pretrained=False)
-    model.reset_classifier(2)
+    model.reset_classifier(num_classes)
     model.drop_rate = drop_rate
     # timm builds drop-path into blocks at creation; enable it on the loaded blocks.
     blocks = [b for stage in model.blocks for b in stage]

@@ -188,7 +188,8 @@ def held_out_split(recipe: Recipe, data: Sequence[Path], others: Sequence[Path],
     if recipe.other_label:
         fraction = holdout if holdout is not None else training.get("holdout_fraction", 0.1)
         return open_world_split(training.get("parent_training", {}), data, others, fraction,
-                                seed if seed is not None else training.get("seed", 0))[1]
+                                seed if seed is not None else training.get("seed", 0),
+                                training.get("split", "seeded"), recipe.known_labels)[1]
     recorded = training.get("holdout_fraction")
     if recorded is None and training.get("n_holdout"):
         recorded = round(training["n_holdout"] / (training["n_holdout"] + training.get("n_train", 0)), 3)

@@ -7,6 +7,7 @@ epoch would cost more than the model's backward pass.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +46,21 @@ def find_samples(roots: Sequence[str | Path], labels: Sequence[str] = ("cat", "d
     return samples
 
 
+def labels_in(roots: Sequence[str | Path]) -> tuple[str, ...]:
+    """The labels a training set names: every sub-folder of a root that holds images (ImageFolder
+    layout), sorted, so ``cat/`` and ``dog/`` give ``("cat", "dog")`` and a ``fox/`` beside them
+    gives a third label with no change to the code."""
+    found = set()
+    for root in map(Path, roots):
+        for folder in (p for p in Path(root).iterdir() if p.is_dir()) if Path(root).is_dir() else ():
+            if any(f.suffix.lower() in IMAGE_SUFFIXES and f.is_file() for f in folder.rglob("*")):
+                found.add(folder.name)
+    if len(found) < 2:
+        raise FileNotFoundError(f"{', '.join(map(str, roots))}: need one folder of images per label, "
+                                f"at least two labels (ImageFolder layout); found {sorted(found) or 'none'}")
+    return tuple(sorted(found))
+
+
 def find_unlabelled(folder: str | Path, label: int) -> list[Sample]:
     """Every image under ``folder`` (recursively), all given ``label`` (e.g. the model's "other")."""
     found = [Sample(p, label) for p in sorted(Path(folder).rglob("*"))
@@ -70,6 +86,80 @@ def stratified_split(samples: Sequence[Sample], holdout_fraction: float, seed: i
         holdout.extend(group[:n_hold])
         train.extend(group[n_hold:])
     return train, holdout
+
+
+SPLIT_NAMES = frozenset({"train", "training", "val", "valid", "validation", "test"})
+
+
+def source_name(root: Path) -> str:
+    """A data folder's name as a source: ``more-cats``, or ``cats-vs-dogs/train`` when the
+    folder is only a split of a collection."""
+    return f"{root.parent.name}/{root.name}" if root.name.lower() in SPLIT_NAMES else root.name
+
+
+def root_of(sample: Sample, roots: Sequence[Path]) -> Path:
+    """The folder of ``roots`` that holds ``sample`` (the deepest, if they nest)."""
+    found = [Path(r) for r in roots if sample.path.is_relative_to(r)]
+    if not found:
+        raise ValueError(f"{sample.path} is under none of {', '.join(map(str, roots))}")
+    return max(found, key=lambda r: len(r.parts))
+
+
+def split_key(sample: Sample, roots: Sequence[Path]) -> str:
+    """Where a photo sits, independent of where the data lives: ``<source>/<path under it>``."""
+    root = root_of(sample, roots)
+    return f"{source_name(root)}/{sample.path.relative_to(root).as_posix()}"
+
+
+def is_held_out(key: str, holdout_fraction: float) -> bool:
+    """A photo is held out when the hash of its key falls under the fraction.
+
+    Unlike a seeded shuffle, the answer for one photo depends on nothing else: photos added
+    to a folder later never move an old photo from one side to the other, so a photo held
+    out by one release stays held out by the next and their numbers stay comparable.
+    """
+    digest = hashlib.sha256(key.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < holdout_fraction
+
+
+def hash_split(samples: Sequence[Sample], roots: Sequence[Path], holdout_fraction: float
+               ) -> tuple[list[Sample], list[Sample]]:
+    """(fit, held out) by :func:`is_held_out` of each photo's :func:`split_key`."""
+    fit: list[Sample] = []
+    held: list[Sample] = []
+    for s in samples:
+        (held if is_held_out(split_key(s, roots), holdout_fraction) else fit).append(s)
+    return fit, held
+
+
+def group_of(sample: Sample, roots: Sequence[Path], labelled: bool) -> str:
+    """The source a photo comes from: its data folder (``pet-breeds/train``, ``more-cats``)
+    or, for a folder of unlabelled photos, its first sub-folder (``not-pets/animals``)."""
+    root = root_of(sample, roots)
+    parts = sample.path.relative_to(root).parts[:-1]
+    return f"{source_name(root)}/{parts[0]}" if parts and not labelled else source_name(root)
+
+
+def balanced_weights(samples: Sequence[Sample], groups: Sequence[str], power: float = 0.5,
+                     cap: float = 4.0) -> np.ndarray:
+    """Sampling weights that keep each label's share but even out its sources.
+
+    Within a label, a source of n photos gets a share proportional to n**power (0.5: 800
+    CIFAR thumbnails no longer drown 88 scenes, yet 88 scenes are not repeated 10 times
+    over); no photo weighs more than ``cap`` times the label's average, so a source of five
+    photos is not memorised. Each label's total weight is its number of photos.
+    """
+    labels = np.asarray([s.label for s in samples])
+    groups_ = np.asarray(groups)
+    weights = np.ones(len(samples))
+    for label in np.unique(labels):
+        mine = labels == label
+        names, counts = np.unique(groups_[mine], return_counts=True)
+        share = counts.astype(float) ** power
+        per_photo = dict(zip(names, share / share.sum() * mine.sum() / counts))
+        w = np.minimum(np.array([per_photo[g] for g in groups_[mine]]), cap)
+        weights[mine] = w * mine.sum() / w.sum()
+    return weights
 
 
 def load_for_training(samples: Sequence[Sample], short_side: int, progress=None) -> tuple[list[Image.Image], list[Sample]]:

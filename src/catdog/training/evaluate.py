@@ -82,7 +82,24 @@ def evaluate(clf: Classifier, data_dir: str | Path, *, others: str | Path | None
     report["data"] = str(data_dir)
     if others is not None:
         report["others_data"] = str(others)
+        report["others_by_source"] = by_source(samples, pred, labels, Path(others), labels.index(other))
     return Evaluation(samples, labels, probs, pred, report, failed)
+
+
+def by_source(samples: list[Sample], pred: np.ndarray, labels: tuple[str, ...], others: Path, other: int) -> dict:
+    """For each sub-folder of ``others`` (a source, e.g. ``people``): how many of its readable
+    photos were answered other, and what the rest were called."""
+    rows: dict[str, dict] = {}
+    for s, q in zip(samples, pred):
+        if s.label != other or q < 0:
+            continue
+        parts = s.path.relative_to(others).parts
+        row = rows.setdefault(parts[0] if len(parts) > 1 else ".", {"n": 0, "answered": {}})
+        row["n"] += 1
+        row["answered"][labels[q]] = row["answered"].get(labels[q], 0) + 1
+    for row in rows.values():
+        row["answered_other"] = row["answered"].get(labels[other], 0) / row["n"]
+    return dict(sorted(rows.items()))
 
 
 def write_report(evaluation: Evaluation, out_dir: str | Path) -> Path:
@@ -103,6 +120,7 @@ def write_report(evaluation: Evaluation, out_dir: str | Path) -> Path:
         f"| accuracy | {r['accuracy']:.2%} ({r['errors']} errors) |",
         *_open_world_rows(r.get("open_world")),
         *_cascade_rows(r.get("cascade")),
+        *_source_rows(r.get("others_by_source")),
         f"| ROC AUC | {r['roc_auc']:.4f} |",
         f"| log loss | {r['log_loss']:.4f} |",
         f"| ECE (10 bins) | {r['ece']:.4f} |",
@@ -128,6 +146,11 @@ def write_report(evaluation: Evaluation, out_dir: str | Path) -> Path:
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _source_rows(sources: dict | None) -> list[str]:
+    return [f"| non-pets from `{name}/` answered other | {row['answered_other']:.2%} of {row['n']} |"
+            for name, row in (sources or {}).items()]
 
 
 def _score(value: float) -> str:

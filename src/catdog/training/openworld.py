@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,14 +32,21 @@ from tqdm.auto import tqdm
 
 from catdog.model.recipe import RECIPE_FILENAME, Recipe
 from catdog.training import metrics
-from catdog.training.data import Sample, find_samples, find_unlabelled, stratified_split
+from catdog.training.data import (
+    Sample,
+    balanced_weights,
+    find_samples,
+    find_unlabelled,
+    group_of,
+    hash_split,
+    split_key,
+    stratified_split,
+)
 from catdog.training.export import export_onnx, max_abs_difference, torch_from_onnx
 
 log = logging.getLogger("catdog.train")
 
-PET_LABELS = ("cat", "dog")
-OTHER = "other"
-LABELS = (*PET_LABELS, OTHER)
+OTHER = "other"  # the name of the answer this training adds, unless the parent already has one
 
 
 @dataclass
@@ -66,16 +74,28 @@ class HeadConfig:
     keep_teacher: float = 1.0
     distill_temperature: float = 2.0
     select: str = "log_loss"  # how the epoch is chosen on the held-out split: a key of SELECTION
+    # How new folders are split: "hash" (by each photo's path: stable as data grows) or
+    # "seeded" (a seeded stratified shuffle, how 2.x models were split).
+    split: str = "hash"
+    # Within each label, a source of n photos is drawn in proportion to n**balance (1: as found).
+    balance: float = 0.5
+    exclude: list[str] = field(default_factory=list)  # fnmatch patterns of split keys left out entirely
+    # Train on cached activations of the frozen stages (catdog.training.features) instead of
+    # augmented crops; the cache lives in this folder (None: not kept between runs).
+    features: bool = False
+    cache: Path | None = None
     threads: int | None = None
     name: str | None = None
     version: str = "2.0.0"
+    other_label: str = OTHER
     extra: dict = field(default_factory=dict)
 
 
-def open_world_samples(data: Sequence[Path], others: Sequence[Path]) -> list[Sample]:
-    """Pets labelled 0 (cat) / 1 (dog) by folder, every photo under ``others`` labelled 2."""
-    pets = find_samples(data, PET_LABELS) if data else []
-    return pets + [s for folder in others for s in find_unlabelled(folder, 2)]
+def open_world_samples(data: Sequence[Path], others: Sequence[Path], known: Sequence[str]) -> list[Sample]:
+    """Photos of the ``known`` labels (the parent model's) labelled by folder, in the parent's
+    order, and every photo under ``others`` labelled ``len(known)``: the catch-all answer."""
+    pets = find_samples(data, known) if data else []
+    return pets + [s for folder in others for s in find_unlabelled(folder, len(known))]
 
 
 def _is_parent_folder(folder: Path, parent_data: Sequence[str]) -> bool:
@@ -83,13 +103,16 @@ def _is_parent_folder(folder: Path, parent_data: Sequence[str]) -> bool:
 
 
 def open_world_split(parent_training: dict, data: Sequence[Path], others: Sequence[Path],
-                     holdout_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+                     holdout_fraction: float, seed: int, split: str = "seeded",
+                     known: Sequence[str] = ("cat", "dog")) -> tuple[list[Sample], list[Sample]]:
     """(fit, held out), where no held-out photo was seen by the parent model's training.
 
     The folders the parent was fine-tuned on are split exactly as its training split them
     (its seed and held-out fraction), so its held-out photos stay held out here: a
     threshold or temperature fitted on photos the backbone had learned would be
-    over-confident. New folders (more pets, the non-pets) get their own stratified split.
+    over-confident. New folders (more pets, the non-pets) get their own split: ``"hash"``
+    by each photo's path (:func:`catdog.training.data.hash_split`, stable as folders grow) or
+    ``"seeded"``, the stratified shuffle 2.x models were made with.
     """
     parent_data = parent_training.get("data", [])
     old = [Path(d) for d in data if _is_parent_folder(Path(d), parent_data)]
@@ -99,27 +122,44 @@ def open_world_split(parent_training: dict, data: Sequence[Path], others: Sequen
     if old:
         n = parent_training.get("n_train", 0) + parent_training.get("n_holdout", 0)
         fraction = parent_training["n_holdout"] / n if n else holdout_fraction
-        fit, held = stratified_split(find_samples(old, PET_LABELS), round(fraction, 3),
+        fit, held = stratified_split(find_samples(old, known), round(fraction, 3),
                                      parent_training.get("seed", seed))
         if parent_training.get("n_holdout") not in (None, len(held)):
             log.warning("the parent held out %s photos, this split %d: are these its training folders?",
                         parent_training["n_holdout"], len(held))
-    more_fit, more_held = stratified_split(open_world_samples(new, others), holdout_fraction, seed)
+    if split == "hash":
+        more_fit, more_held = hash_split(open_world_samples(new, others, known), [*new, *others], holdout_fraction)
+    elif split == "seeded":
+        more_fit, more_held = stratified_split(open_world_samples(new, others, known), holdout_fraction, seed)
+    else:
+        raise ValueError(f"split must be 'hash' or 'seeded', not {split!r}")
     return fit + more_fit, held + more_held
 
 
-def three_way_head(model: nn.Module) -> None:
-    """Replace the two-way head by a three-way one whose cat and dog rows are the old ones
-    (a model that already has three answers keeps its head: training goes on from it)."""
+def excluded(samples: Sequence[Sample], roots: Sequence[Path], patterns: Sequence[str]) -> list[bool]:
+    """Which samples a leave-out pattern (fnmatch on :func:`split_key`) removes."""
+    from fnmatch import fnmatchcase
+
+    return [any(fnmatchcase(split_key(s, roots), p) for p in patterns) for s in samples]
+
+
+def sample_groups(samples: Sequence[Sample], data: Sequence[Path], others: Sequence[Path], n_known: int) -> list[str]:
+    """Each sample's source (:func:`catdog.training.data.group_of`); labels below ``n_known`` are pets."""
+    return [group_of(s, [*data, *others], labelled=s.label < n_known) for s in samples]
+
+
+def add_other_head(model: nn.Module, n_known: int) -> None:
+    """Replace the head by one with an extra "other" row, the known labels' rows kept as they
+    were (a model that already has it keeps its head: training goes on from it)."""
     old = model.get_classifier()
-    if old.out_features == len(LABELS):
+    if old.out_features == n_known + 1:
         return
-    head = nn.Linear(old.in_features, 3)
+    head = nn.Linear(old.in_features, n_known + 1)
     with torch.no_grad():
-        head.weight[:2] = old.weight
-        head.bias[:2] = old.bias
-        head.weight[2].zero_()
-        head.bias[2] = old.bias.min() - 2.0  # starts as "rarely other"
+        head.weight[:n_known] = old.weight
+        head.bias[:n_known] = old.bias
+        head.weight[n_known].zero_()
+        head.bias[n_known] = old.bias.min() - 2.0  # starts as "rarely other"
     model.classifier = head
 
 
@@ -157,6 +197,7 @@ class Keeper:
         from catdog.training.backbone import imagenet_model
 
         self.student, self.cfg = student, cfg
+        self.n_known = student.get_classifier().out_features - 1  # every answer but "other"
         self.split = len(student.blocks) - cfg.train_stages  # first trainable stage
         self.parent = copy.deepcopy(student).requires_grad_(False) if cfg.keep_parent else None
         self.imagenet = imagenet_model(arch).requires_grad_(False) if cfg.keep_imagenet else None
@@ -209,12 +250,12 @@ class Keeper:
         logits = model.get_classifier()(feats)
         loss = loss_fn(logits, y)
         if self.parent is not None:
-            pets = y < len(PET_LABELS)
+            n_known = self.n_known
+            pets = y < n_known
             if pets.any():
                 with torch.no_grad():
                     parent = self.parent.get_classifier()(self._top(self.parent, h[pets], self.split))
-                loss = loss + self.cfg.keep_parent * self._kl(logits[pets][:, :len(PET_LABELS)],
-                                                              parent[:, :len(PET_LABELS)])
+                loss = loss + self.cfg.keep_parent * self._kl(logits[pets][:, :n_known], parent[:, :n_known])
         if self.imagenet is not None and self.aux is not None:
             with torch.no_grad():
                 teacher = self.imagenet.get_classifier()(self._top(self.imagenet, h0, self.shared))
@@ -240,15 +281,19 @@ SELECTION = {
 def train_head(cfg: HeadConfig) -> dict:
     """Fine-tune the parent's last stages with a three-way head; select, calibrate, export."""
     from catdog.training.backbone import BACKBONES
-    from catdog.training.data import AugmentedImages, load_for_training, serving_inputs
-    from catdog.training.train import _lr_at, input_spec, logits_of, start_run
+    from catdog.training.data import serving_inputs
+    from catdog.training.train import input_spec, logits_of, start_run
 
     if cfg.select not in SELECTION:
         raise ValueError(f"select must be one of {', '.join(SELECTION)}, not {cfg.select!r}")
     started, cfg.out = start_run(cfg.seed, cfg.threads, cfg.out)
     parent = Recipe.read(Path(cfg.init) / RECIPE_FILENAME)
     model = torch_from_onnx(Path(cfg.init) / "model.onnx", parent.architecture)
-    three_way_head(model)
+    # The labels are the parent's (its recipe), plus the catch-all answer this training adds.
+    known = parent.known_labels
+    other = parent.other_label or cfg.other_label
+    labels = (*known, other)
+    add_other_head(model, len(known))
     # The parent's BatchNorms were folded into its convolutions: they must stay in eval mode.
     model.eval()
     spec = parent.input
@@ -256,35 +301,131 @@ def train_head(cfg: HeadConfig) -> dict:
 
     # Going on from an open-world model: the very same split as its own training.
     parent_split = parent.training.get("parent_training", parent.training) if parent.other_label else parent.training
-    fit, holdout = open_world_split(parent_split, cfg.data, cfg.others, cfg.holdout_fraction, cfg.seed)
+    fit, holdout = open_world_split(parent_split, cfg.data, cfg.others, cfg.holdout_fraction, cfg.seed, cfg.split,
+                                    known)
+    if cfg.exclude:
+        roots = [*cfg.data, *cfg.others]
+        fit = [s for s, out in zip(fit, excluded(fit, roots, cfg.exclude)) if not out]
+        holdout = [s for s, out in zip(holdout, excluded(holdout, roots, cfg.exclude)) if not out]
     log.info("%d photos to train on, %d held out", len(fit), len(holdout))
     bar = lambda it, **kw: tqdm(it, unit="img", dynamic_ncols=True, **kw)
+    cached = CachedViews(model, parent, cfg, fit, holdout, bar) if cfg.features else None
+    if cached is not None:
+        # Held-out logits from the cached activations: the same stages on the same serving crop.
+        y_hold = cached.y_hold
+        verify = serving_inputs(holdout[:8], spec)[0]
+        hold_logits = lambda: cached.hold_logits(model)
+    else:
+        x_hold, y_hold = serving_inputs(holdout, spec, progress=lambda s: bar(s, desc="decode held out"))
+        x_hold_t, verify = torch.from_numpy(x_hold), x_hold[:8]
+        hold_logits = lambda: logits_of(model, x_hold_t)
+
+    def report_of(logits: np.ndarray, epoch: int) -> tuple:
+        _, report = metrics.calibrated_report(logits, y_hold, labels, other, cfg.other_cap)
+        row = {"epoch": epoch, "holdout_log_loss": report["log_loss"],
+               "holdout_accuracy": report["accuracy"]} | report["open_world"]
+        history.append(row)
+        log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items() if k != "epoch"})
+        return SELECTION[cfg.select](report), row
+
+    history: list[dict] = []
+    if cached is not None:
+        best, n_train, keeper_text = cached.fit(model, cfg, report_of, hold_logits)
+    else:
+        best, n_train, keeper_text = fit_on_augmented_crops(model, parent, cfg, fit, train_spec, report_of,
+                                                            hold_logits, bar)
+    if best is None:  # not an assert: bandit (B101), and python -O would drop it
+        raise ValueError("open-world training ran no epoch; give epochs >= 1")
+    model.load_state_dict(best[2])
+    logits = hold_logits()
+    temperature, report = metrics.calibrated_report(logits, y_hold, labels, other, cfg.other_cap)
+    threshold = report["other_threshold"]
+    log.info("held out (epoch %d): %s", best[1], {k: report[k] for k in ("accuracy", "log_loss", "ece")}
+             | report["open_world"])
+
+    onnx_path = export_onnx(model, cfg.out / "model.onnx", image_size=spec.size)
+    torch.save(model.state_dict(), cfg.out / "model.pt")
+    diff = max_abs_difference(model, onnx_path, np.ascontiguousarray(verify))
+    log.info("ONNX export verified: max |torch - onnxruntime| = %.2e", diff)
+    summary = {
+        "best_epoch": best[1], "temperature": temperature, "other_threshold": threshold,
+        "holdout": report, "history": history, "onnx_max_abs_diff": diff, "n_train": n_train,
+        "n_holdout": len(y_hold), "seconds": round(time.time() - started, 1),
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+    }
+    summary["config"].update(data=[str(d) for d in cfg.data], others=[str(d) for d in cfg.others])
+    Recipe(
+        name=cfg.name or parent.name.removesuffix("-fp32"), version=cfg.version,
+        architecture=parent.architecture, labels=labels, input=spec, output="logits",
+        other_label=other, other_threshold=threshold, temperature=temperature,
+        metrics={"holdout": summarize(report)},
+        training={"base_model": f"{parent.name} {parent.version}",
+                  "method": f"outlier exposure: last {cfg.train_stages} stages, final convolution and a "
+                            f"three-way head fine-tuned for {cfg.epochs} epochs (best by held-out "
+                            f"{cfg.select.replace('_', ' ')}: {best[1]})"
+                            + (" on cached activations of the frozen stages (serving crop and mirror)"
+                               if cfg.features else "")
+                            + (f"; {keeper_text}" if keeper_text else ""),
+                  "other_cap": cfg.other_cap, "holdout_fraction": cfg.holdout_fraction, "split": cfg.split,
+                  "balance": cfg.balance, "exclude": list(cfg.exclude),
+                  "data": summary["config"]["data"], "others": summary["config"]["others"],
+                  "n_train": n_train, "n_holdout": summary["n_holdout"], "seed": cfg.seed,
+                  "features": cfg.features,
+                  "epochs": cfg.epochs, "lr": cfg.lr, "seconds": summary["seconds"],
+                  "onnx_max_abs_diff": diff, "parent_training": parent_split},
+    ).write(cfg.out / RECIPE_FILENAME)
+    (cfg.out / "history.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    return summary
+
+
+def _optimizer(model: nn.Module, cfg: HeadConfig, extra: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """AdamW: the head at ``lr``, the trained stages (and any auxiliary head) at ``lr * backbone_lr_ratio``."""
+    params = trainable_part(model, cfg.train_stages) + extra
+    head_ids = {id(p) for p in model.get_classifier().parameters()}
+    return torch.optim.AdamW(
+        [{"params": [p for p in params if id(p) not in head_ids], "lr": cfg.lr * cfg.backbone_lr_ratio},
+         {"params": list(model.get_classifier().parameters()), "lr": cfg.lr}], weight_decay=cfg.weight_decay)
+
+
+def _class_weighted_loss(labels: Sequence[int], k: int) -> nn.Module:
+    counts = np.bincount(labels, minlength=k).astype(np.float32)
+    return nn.CrossEntropyLoss(weight=torch.from_numpy(counts.sum() / (k * np.maximum(counts, 1))))
+
+
+def _balance(samples: Sequence[Sample], cfg: HeadConfig, n_known: int) -> np.ndarray | None:
+    """Sampling weights that even out the sources within each label, or None (as found)."""
+    groups = sample_groups(samples, cfg.data, cfg.others, n_known)
+    log.info("sources: %s", dict(sorted(Counter(groups).items())))
+    return balanced_weights(samples, groups, power=cfg.balance) if cfg.balance != 1 else None
+
+
+def fit_on_augmented_crops(model, parent, cfg, fit, train_spec, report_of, hold_logits, bar):
+    """A fresh random crop of every photo each step, through the whole network: (best, n_train, keeper text)."""
+    from catdog.training.data import AugmentedImages, load_for_training
+    from catdog.training.train import _lr_at
+
     # With a teacher, crops are cut at its (larger) resolution and shrunk for the student.
     crop_spec = Recipe.read(Path(cfg.teacher) / RECIPE_FILENAME).input if cfg.teacher else train_spec
     images, kept = load_for_training(fit, short_side=round(max(train_spec.resize, crop_spec.resize) * 1.15),
                                      progress=lambda s: bar(s, desc="decode train"))
-    x_hold, y_hold = serving_inputs(holdout, spec, progress=lambda s: bar(s, desc="decode held out"))
-    x_hold_t = torch.from_numpy(x_hold)
     labels = [s.label for s in kept]
     dataset = AugmentedImages(images, labels, crop_spec, crop_scale=cfg.crop_scale)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True,
-                                         drop_last=len(dataset) > cfg.batch_size,
-                                         generator=torch.Generator().manual_seed(cfg.seed))
-    counts = np.bincount(labels, minlength=len(LABELS)).astype(np.float32)
-    loss_fn = nn.CrossEntropyLoss(weight=torch.from_numpy(counts.sum() / (len(LABELS) * np.maximum(counts, 1))))
+    generator = torch.Generator().manual_seed(cfg.seed)
+    k = model.get_classifier().out_features
+    weights = _balance(kept, cfg, k - 1)
+    sampler = torch.utils.data.WeightedRandomSampler(torch.from_numpy(weights), len(kept), generator=generator) \
+        if weights is not None else None
+    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=sampler is None,
+                                         sampler=sampler, drop_last=len(dataset) > cfg.batch_size,
+                                         generator=generator)
+    loss_fn = _class_weighted_loss(labels, k)
     keeper = Keeper(model, parent.architecture, cfg) if cfg.keep_imagenet or cfg.keep_parent or cfg.teacher \
         else None
-    params = trainable_part(model, cfg.train_stages) + (keeper.trainable() if keeper else [])
-    head_ids = {id(p) for p in model.get_classifier().parameters()}
-    optimizer = torch.optim.AdamW(
-        [{"params": [p for p in params if id(p) not in head_ids], "lr": cfg.lr * cfg.backbone_lr_ratio},
-         {"params": list(model.get_classifier().parameters()), "lr": cfg.lr}], weight_decay=cfg.weight_decay)
+    optimizer = _optimizer(model, cfg, keeper.trainable() if keeper else [])
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     total = max(1, cfg.epochs * len(loader))
-
-    history, best, step = [], None, 0
+    best, step = None, 0
     for epoch in range(1, cfg.epochs + 1):
-        running, seen = 0.0, 0
         for x, y in tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", dynamic_ncols=True):
             for group, base in zip(optimizer.param_groups, base_lrs):
                 group["lr"] = base * _lr_at(step, total, min(30, total // 5 + 1))
@@ -293,53 +434,67 @@ def train_head(cfg: HeadConfig) -> dict:
             loss.backward()
             optimizer.step()
             step += 1
-            running, seen = running + loss.item() * len(y), seen + len(y)
-        _, report = metrics.calibrated_report(logits_of(model, x_hold_t), y_hold, LABELS, OTHER, cfg.other_cap)
-        row = {"epoch": epoch, "train_loss": running / max(1, seen), "holdout_log_loss": report["log_loss"],
-               "holdout_accuracy": report["accuracy"]} | report["open_world"]
-        history.append(row)
-        log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items() if k != "epoch"})
-        key = SELECTION[cfg.select](report)
+        key, _ = report_of(hold_logits(), epoch)
         if best is None or key < best[0]:
             best = (key, epoch, {k: v.clone() for k, v in model.state_dict().items()})
-    if best is None:  # not an assert: bandit (B101), and python -O would drop it
-        raise ValueError("open-world training ran no epoch; give epochs >= 1")
-    model.load_state_dict(best[2])
-    logits = logits_of(model, x_hold_t)
-    temperature, report = metrics.calibrated_report(logits, y_hold, LABELS, OTHER, cfg.other_cap)
-    threshold = report["other_threshold"]
-    log.info("held out (epoch %d): %s", best[1], {k: report[k] for k in ("accuracy", "log_loss", "ece")}
-             | report["open_world"])
+    return best, len(kept), keeper.describe() if keeper else ""
 
-    onnx_path = export_onnx(model, cfg.out / "model.onnx", image_size=spec.size)
-    torch.save(model.state_dict(), cfg.out / "model.pt")
-    diff = max_abs_difference(model, onnx_path, np.ascontiguousarray(x_hold[:8]))
-    log.info("ONNX export verified: max |torch - onnxruntime| = %.2e", diff)
-    summary = {
-        "best_epoch": best[1], "temperature": temperature, "other_threshold": threshold,
-        "holdout": report, "history": history, "onnx_max_abs_diff": diff, "n_train": len(kept),
-        "n_holdout": len(y_hold), "seconds": round(time.time() - started, 1),
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
-    }
-    summary["config"].update(data=[str(d) for d in cfg.data], others=[str(d) for d in cfg.others])
-    Recipe(
-        name=cfg.name or parent.name.removesuffix("-fp32"), version=cfg.version,
-        architecture=parent.architecture, labels=LABELS, input=spec, output="logits",
-        other_label=OTHER, other_threshold=threshold, temperature=temperature,
-        metrics={"holdout": summarize(report)},
-        training={"base_model": f"{parent.name} {parent.version}",
-                  "method": f"outlier exposure: last {cfg.train_stages} stages, final convolution and a "
-                            f"three-way head fine-tuned for {cfg.epochs} epochs (best by held-out "
-                            f"{cfg.select.replace('_', ' ')}: {best[1]})"
-                            + (f"; {keeper.describe()}" if keeper else ""),
-                  "other_cap": cfg.other_cap, "holdout_fraction": cfg.holdout_fraction,
-                  "data": summary["config"]["data"], "others": summary["config"]["others"],
-                  "n_train": len(kept), "n_holdout": summary["n_holdout"], "seed": cfg.seed,
-                  "epochs": cfg.epochs, "lr": cfg.lr, "seconds": summary["seconds"],
-                  "onnx_max_abs_diff": diff, "parent_training": parent_split},
-    ).write(cfg.out / RECIPE_FILENAME)
-    (cfg.out / "history.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
-    return summary
+
+class CachedViews:
+    """``--features``: the frozen stages' activations of every fit and held-out photo (serving
+    crop and mirror), computed once and cached on disk (:mod:`catdog.training.features`)."""
+
+    def __init__(self, model: nn.Module, parent: Recipe, cfg: HeadConfig, fit: Sequence[Sample],
+                 holdout: Sequence[Sample], bar):
+        from catdog.training.backbone import imagenet_model
+        from catdog.training.data import split_key
+        from catdog.training.features import FeatureCache
+
+        if cfg.teacher or cfg.keep_parent:
+            raise ValueError("--features trains with --keep-imagenet only (no --teacher, no --keep-parent)")
+        self.split = len(model.blocks) - cfg.train_stages
+        self.imagenet = imagenet_model(parent.architecture).requires_grad_(False).eval() if cfg.keep_imagenet \
+            else None
+        # Cached at the serving crop itself: what the trained stages see is what they will be served.
+        cache = FeatureCache(model, Path(cfg.init) / "model.onnx", self.split, parent.input, parent.input.size,
+                             self.imagenet, cfg.cache)
+        roots = [*cfg.data, *cfg.others]
+        kept, self.views, self.teacher = cache.get(fit, [split_key(s, roots) for s in fit],
+                                                   progress=lambda c: bar(c, desc="features (train, batches)"))
+        self.kept = [fit[i] for i in kept]
+        hold_kept, self.hold_views, _ = cache.get(holdout, [split_key(s, roots) for s in holdout],
+                                                  progress=lambda c: bar(c, desc="features (held out, batches)"))
+        self.y_hold = np.asarray([holdout[i].label for i in hold_kept], dtype=int)
+
+    def hold_logits(self, model: nn.Module) -> np.ndarray:
+        from catdog.training.features import logits_from_views
+
+        return logits_from_views(model, self.split, self.hold_views)
+
+    def fit(self, model: nn.Module, cfg: HeadConfig, report_of, hold_logits):
+        """Train on the cached views: (best, n_train, what was distilled)."""
+        from catdog.training.features import fit_on_features
+        from catdog.training.train import _lr_at
+
+        labels = np.asarray([s.label for s in self.kept])
+        k = model.get_classifier().out_features
+        aux = None
+        if self.imagenet is not None:
+            fc = self.imagenet.get_classifier()
+            aux = nn.Linear(fc.in_features, fc.out_features)
+            aux.load_state_dict(fc.state_dict())
+        optimizer = _optimizer(model, cfg, list(aux.parameters()) if aux is not None else [])
+        total_steps = max(1, cfg.epochs * (len(labels) // cfg.batch_size))
+        best = fit_on_features(
+            model, self.split, self.views, labels, _balance(self.kept, cfg, k - 1), self.teacher, aux,
+            epochs=cfg.epochs, batch_size=cfg.batch_size, optimizer=optimizer,
+            loss_fn=_class_weighted_loss(labels.tolist(), k),
+            lr_at=lambda step, total: _lr_at(step, total, min(30, total_steps // 5 + 1)),
+            keep_imagenet=cfg.keep_imagenet, distill_temperature=cfg.distill_temperature, seed=cfg.seed,
+            evaluate=lambda epoch: report_of(hold_logits(), epoch))
+        text = f"distilling the frozen ImageNet model x{cfg.keep_imagenet:g} at temperature " \
+               f"{cfg.distill_temperature:g}" if self.imagenet is not None else ""
+        return (best[0] if best else None), len(labels), text
 
 
 def summarize(report: dict) -> dict:

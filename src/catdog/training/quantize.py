@@ -165,11 +165,14 @@ def quantize_and_recalibrate(model_dir: str | Path, out_dir: str | Path, data: S
     from catdog.training.openworld import open_world_split
 
     if others:  # the split `catdog train --init ... --others ...` used, read from the recipe
-        training = Recipe.read(Path(model_dir) / RECIPE_FILENAME).training
+        recipe = Recipe.read(Path(model_dir) / RECIPE_FILENAME)
+        training = recipe.training
         train, holdout = open_world_split(training.get("parent_training", {}), data, others,
-                                          training.get("holdout_fraction", holdout_fraction), training.get("seed", seed))
+                                          training.get("holdout_fraction", holdout_fraction), training.get("seed", seed),
+                                          training.get("split", "seeded"), recipe.known_labels)
     else:
-        train, holdout = stratified_split(find_samples(data), holdout_fraction, seed)
+        labels = Recipe.read(Path(model_dir) / RECIPE_FILENAME).labels
+        train, holdout = stratified_split(find_samples(data, labels), holdout_fraction, seed)
     quantize_model(model_dir, out_dir, calibration_sample(train, per_class, seed), float_convs=float_convs, name=name,
                    uint8_input=uint8_input)
     return refit_temperature(out_dir, holdout)

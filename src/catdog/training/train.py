@@ -25,6 +25,7 @@ from catdog.training import backbone, metrics
 from catdog.training.data import (
     AugmentedImages,
     find_samples,
+    labels_in,
     load_for_training,
     serving_inputs,
     stratified_split,
@@ -97,12 +98,14 @@ def serving_tensors(samples, spec: InputSpec, progress=None) -> tuple[torch.Tens
     return torch.from_numpy(x), y
 
 
-def calibrated_report(model: nn.Module, x: torch.Tensor, y: np.ndarray) -> tuple[float, dict]:
+def calibrated_report(model: nn.Module, x: torch.Tensor, y: np.ndarray,
+                      labels: tuple[str, ...] = ("cat", "dog")) -> tuple[float, dict]:
     """Fit the temperature on (x, y) and report the calibrated metrics."""
-    return metrics.calibrated_report(logits_of(model, x), y)
+    return metrics.calibrated_report(logits_of(model, x), y, labels)
 
 
-def choose_serving_spec(model: nn.Module, samples, candidates: list[InputSpec], first=None):
+def choose_serving_spec(model: nn.Module, samples, candidates: list[InputSpec], labels: tuple[str, ...] = ("cat", "dog"),
+                        first=None):
     """Pick the serving resolution with the lowest calibrated held-out log loss.
 
     A network fine-tuned on random crops sees objects larger than a centre crop shows
@@ -113,7 +116,7 @@ def choose_serving_spec(model: nn.Module, samples, candidates: list[InputSpec], 
     best = None
     for i, spec in enumerate(candidates):
         x, y = first if (i == 0 and first is not None) else serving_tensors(samples, spec)
-        temperature, report = calibrated_report(model, x, y)
+        temperature, report = calibrated_report(model, x, y, labels)
         log.info("held-out at %dpx: accuracy %.4f, log loss %.4f", spec.size, report["accuracy"], report["log_loss"])
         if best is None or report["log_loss"] < best[2]["log_loss"]:
             best = (spec, temperature, report, x)
@@ -144,7 +147,8 @@ def train(cfg: TrainConfig) -> dict:
     started, cfg.out = start_run(cfg.seed, cfg.threads, cfg.out)
     spec = input_spec(cfg.arch, cfg.image_size)
 
-    samples = _limit(find_samples(cfg.data), cfg.limit_per_class)
+    labels = labels_in(cfg.data)  # the data names the labels; the recipe carries them to serving
+    samples = _limit(find_samples(cfg.data, labels), cfg.limit_per_class)
     train_samples, holdout_samples = stratified_split(samples, cfg.holdout_fraction, cfg.seed)
     log.info("%d photos: %d to train, %d held out for selection and calibration",
              len(samples), len(train_samples), len(holdout_samples))
@@ -159,7 +163,7 @@ def train(cfg: TrainConfig) -> dict:
     loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True,
                                          drop_last=len(dataset) > cfg.batch_size, generator=generator)
 
-    model = backbone.catdog_model(cfg.arch)
+    model = backbone.catdog_model(cfg.arch, num_classes=len(labels))
     frozen_modules = backbone.freeze_stem_and_stages(model, cfg.freeze_stages)
     trainable = [p for p in model.parameters() if p.requires_grad]
     head = list(model.get_classifier().parameters())
@@ -201,8 +205,8 @@ def train(cfg: TrainConfig) -> dict:
         evaluated = ema.module if ema is not None else model
         if len(holdout_t):
             logits = logits_of(evaluated, holdout_t)
-            p = torch.softmax(torch.from_numpy(logits), 1)[:, 1].numpy()
-            report = classification_report(holdout_y_np, p)
+            probs = torch.softmax(torch.from_numpy(logits), 1).numpy()
+            report = classification_report(holdout_y_np, probs, labels)
             row.update(holdout_accuracy=report["accuracy"], holdout_log_loss=report["log_loss"])
             key = (report["accuracy"], -report["log_loss"])
             if best is None or key > best[0]:
@@ -216,10 +220,10 @@ def train(cfg: TrainConfig) -> dict:
     model.eval()
 
     temperature, holdout_report, serving = 1.0, {}, spec
-    if len(holdout_t) >= 10 and len(set(holdout_y_np.tolist())) == 2:
+    if len(holdout_t) >= 10 and len(set(holdout_y_np.tolist())) == len(labels):
         candidates = [spec] + [input_spec(cfg.arch, size) for size in cfg.serve_sizes if size != spec.size]
         serving, temperature, holdout_report, holdout_t = choose_serving_spec(
-            model, holdout_samples, candidates, first=(holdout_t, holdout_y_np))
+            model, holdout_samples, candidates, labels, first=(holdout_t, holdout_y_np))
         log.info("serving at %dpx (held-out log loss %.4f, temperature %.3f)",
                  serving.size, holdout_report["log_loss"], temperature)
     spec = serving
@@ -245,8 +249,8 @@ def train(cfg: TrainConfig) -> dict:
     }
     summary["config"]["data"] = [str(d) for d in cfg.data]
     recipe = Recipe(
-        name=cfg.name or "catdog-" + cfg.arch.removeprefix("efficientnet_"), version=cfg.version, architecture=cfg.arch, input=spec,
-        output="logits", threshold=0.5, temperature=temperature,
+        name=cfg.name or "catdog-" + cfg.arch.removeprefix("efficientnet_"), version=cfg.version,
+        architecture=cfg.arch, labels=labels, input=spec, output="logits", threshold=0.5, temperature=temperature,
         metrics={"holdout": {k: holdout_report.get(k) for k in ("n", "accuracy", "log_loss", "ece", "roc_auc")}},
         training={k: summary[k] for k in ("best_epoch", "n_train", "n_holdout", "seconds", "onnx_max_abs_diff")}
         | {"data": summary["config"]["data"], "epochs": cfg.epochs, "seed": cfg.seed, "lr": cfg.lr,
