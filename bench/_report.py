@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The fixture photo the benchmarks send when not given one (a real 500x375 JPEG of a cat).
+FIXTURE_PHOTO = ROOT / "tests" / "data" / "images" / "cat" / "cat.4001.jpg"
 DOC = ROOT / "docs" / "benchmarks.md"
 RESULTS = ROOT / "docs" / "bench"
 HEADER = "# Benchmarks\n\nEvery number here was produced by a script in `bench/` on the machine described in each section.\n"

@@ -22,9 +22,18 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import ROOT, float_model_of, machine, table, time_calls, update_section, write_json
+from _report import (
+    FIXTURE_PHOTO,
+    ROOT,
+    float_model_of,
+    machine,
+    table,
+    time_calls,
+    update_section,
+    write_json,
+)
 
-DEFAULT_IMAGE = ROOT / "tests" / "data" / "images" / "cat" / "cat.4001.jpg"
+DEFAULT_IMAGE = FIXTURE_PHOTO
 
 COLD_START = """
 import sys, time

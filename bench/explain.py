@@ -34,13 +34,13 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import ROOT, machine, table, update_section, write_json
+from _report import FIXTURE_PHOTO, ROOT, machine, table, update_section, write_json
 from http_serving import cpu_seconds, worker_pids
 
 from catdog import servers
 
 HOST = "127.0.0.1"
-DEFAULT_IMAGE = ROOT / "tests" / "data" / "images" / "cat" / "cat.4001.jpg"
+DEFAULT_IMAGE = FIXTURE_PHOTO
 SERVER_CMD = [sys.executable, "-m", "gunicorn", "--config", "python:catdog.api.gunicorn_conf",
               "catdog.api:create_app()"]
 SHARED = ROOT.parent / "shared" / "data"
@@ -91,9 +91,10 @@ def in_process(image: Path, calls: int) -> dict:
     """Median ms of ``predict`` and of ``explain(...).to_dict()`` in this process (1 thread), interleaved."""
     import time
 
+    from catdog.config import Settings
     from catdog.model.engine import Classifier
 
-    clf = Classifier.load(threads=1)
+    clf = Classifier.from_settings(Settings.from_env(), threads=1)
     data = image.read_bytes()
     steps = {"predict": lambda: clf.predict(data), "explain": lambda: clf.explain(data).to_dict()}
     times: dict[str, list[float]] = {k: [] for k in steps}

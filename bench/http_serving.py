@@ -24,14 +24,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _load import LoadResult, multipart_body, post, run_load, wait_until_serving
-from _report import ROOT, machine, table, update_section, write_json
+from _report import FIXTURE_PHOTO, ROOT, machine, table, update_section, write_json
 
 from catdog import servers
 from catdog.model.engine import bundled_model_dir
 
 HOST = "127.0.0.1"
 PATH = "/v1/predict"
-DEFAULT_IMAGE = ROOT / "tests" / "data" / "images" / "cat" / "cat.4001.jpg"
+DEFAULT_IMAGE = FIXTURE_PHOTO
 SERVER_CMD = [sys.executable, "-m", "gunicorn", "--config", "python:catdog.api.gunicorn_conf",
               "catdog.api:create_app()"]
 #: Targets from issue 3, on a 2-core machine.

@@ -27,7 +27,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -38,11 +37,13 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import ROOT, machine, table, update_section, write_json
+from _report import FIXTURE_PHOTO, ROOT, machine, table, update_section, write_json
+
+from catdog import servers
 
 HOST = "127.0.0.1"
 PATH = "/v1/predict"
-IMAGE = ROOT / "tests" / "data" / "images" / "cat" / "cat.4001.jpg"
+IMAGE = FIXTURE_PHOTO
 DOC = ROOT / "docs" / "reliability.md"
 SERVER_CMD = [sys.executable, "-m", "gunicorn", "--config", "python:catdog.api.gunicorn_conf",
               "catdog.api:create_app()"]
@@ -64,46 +65,23 @@ wrk.body = "--%(boundary)s\\r\\nContent-Disposition: form-data; name=\\"image\\"
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
 class Server:
-    """The production command with one shape's settings, in its own process group."""
+    """The production command with one shape's settings, in its own process group (catdog.servers)."""
 
     def __init__(self, workers: int, settings: dict[str, str], read_timeout: float):
-        self.port = free_port()
+        self.port = servers.free_port(HOST)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CATDOG_", "PROMETHEUS_"))}
         env.update(PORT=str(self.port), CATDOG_HOST=HOST, CATDOG_WORKERS=str(workers),
                    CATDOG_READ_TIMEOUT=str(read_timeout), **settings)
-        self.process = subprocess.Popen(SERVER_CMD, env=env, cwd=ROOT, start_new_session=True,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.log = Path(tempfile.gettempdir()) / f"catdog-slow-clients-{self.port}.log"
+        self.process = servers.start(SERVER_CMD, log=self.log, env=env, cwd=ROOT, inherit_env=False)
 
     def wait_ready(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}")
-            try:
-                with socket.create_connection((HOST, self.port), timeout=2) as s:
-                    s.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    if s.recv(64).startswith(b"HTTP/1.1 200"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError("server not ready")
+        servers.wait_until_answering(f"http://{HOST}:{self.port}/readyz", self.process, log=self.log,
+                                     timeout=timeout)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(40)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
+        servers.stop(self.process, timeout=40)
 
 
 def run_wrk(port: int, script: Path, seconds: float, connections: int) -> dict:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _load import multipart_body, wait_until_serving
-from _report import RESULTS, ROOT, machine, table, update_section, write_json
+from _report import FIXTURE_PHOTO, RESULTS, machine, table, update_section, write_json
 from http_serving import HOST, Server, worker_pids
 from stress import RELIABILITY_DOC, StressResult, mix, run_stress
 
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 
     seconds = args.minutes * 60
     cases = mix()
-    photo = (ROOT / "tests" / "data" / "images" / "cat" / "cat.4001.jpg").read_bytes()
+    photo = FIXTURE_PHOTO.read_bytes()
     with Server(args.workers, None) as server:
         wait_until_serving(HOST, server.port, "/v1/predict", multipart_body("image", "cat.jpg", photo),
                            timeout=120, alive=lambda: server.process.poll() is None)

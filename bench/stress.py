@@ -45,7 +45,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _load import multipart_body, wait_until_serving
-from _report import ROOT, machine, table, update_section, write_json
+from _report import FIXTURE_PHOTO, ROOT, machine, table, update_section, write_json
 from http_serving import HOST, Server
 
 sys.path.insert(0, str(ROOT))
@@ -66,7 +66,7 @@ def photo_cases() -> list[Case]:
 
 def mix(seed: int = 0) -> list[Case]:
     """Photos and hostile cases alternating, so half the traffic is real work."""
-    hostile = corpus((PHOTOS / "cat" / "cat.4001.jpg").read_bytes(), seed=seed)
+    hostile = corpus(FIXTURE_PHOTO.read_bytes(), seed=seed)
     return [case for pair in zip(itertools.cycle(photo_cases()), hostile) for case in pair]
 
 
@@ -176,7 +176,7 @@ def run_stress(port: int, cases: list[Case], *, clients: int, seconds: float, ti
 
 def bomb_cases() -> list[Case]:
     """The decoded-size bombs of the corpus, and a batch of 32 palette bombs (issue 17, 1 and 2)."""
-    bombs = [case for case in corpus((PHOTOS / "cat" / "cat.4001.jpg").read_bytes())
+    bombs = [case for case in corpus(FIXTURE_PHOTO.read_bytes())
              if "bomb (6324x6324" in case.name]
     body, content_type = multipart(*(Part(b"images", palette_bomb(), b"%d.png" % i) for i in range(32)))
     return [*bombs, Case("batch of 32 palette bombs", body, content_type, OK, path=BATCH_PATH)]

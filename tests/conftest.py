@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
-import socket
 from pathlib import Path
 
 import pytest
 from PIL import Image
+
+from catdog import servers
 
 DATA = Path(__file__).parent / "data"
 IMAGES = DATA / "images"
@@ -58,9 +59,7 @@ def encode(image: Image.Image, fmt: str, **params) -> bytes:
 @pytest.fixture
 def free_port() -> int:
     """A free TCP port on the loopback interface."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return servers.free_port()
 
 
 @pytest.fixture(scope="session")

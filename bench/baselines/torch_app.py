@@ -28,10 +28,11 @@ def load_torch_classifier(model: str | Path | None = None, threads: int = 1) -> 
     """catdog's pipeline around the PyTorch eager model (``model.pt`` if present, else from ONNX)."""
     import torch
 
+    from catdog.config import Settings
     from catdog.training.backbone import catdog_model
     from catdog.training.export import TorchBackend, torch_from_onnx
 
-    path = resolve_model_path(model)
+    path = resolve_model_path(model or Settings.from_env().model)  # $CATDOG_MODEL, read by Settings
     weights = path.with_name("model.pt")
     if weights.is_file():
         network = catdog_model(pretrained=False)

@@ -3,7 +3,7 @@
 The public API reads like the sentence a user would say::
 
     from catdog import Classifier
-    clf = Classifier.load()            # the bundled model, or $CATDOG_MODEL
+    clf = Classifier.load()            # the bundled model (or a path; from_settings: $CATDOG_*)
     clf.predict("photo.jpg").label     # one of clf.labels
 
 or, through a running server (no model, no ONNX Runtime in this process)::

@@ -1,6 +1,6 @@
 """One settings object for every part of catdog, read from ``CATDOG_*`` environment variables.
 
-Passed explicitly (``create_app(settings)``, ``Classifier.load(settings.model)``);
+Passed explicitly (``create_app(settings)``, ``Classifier.from_settings(settings)``);
 nothing reads the environment at import time. CLI flags override fields with
 ``settings.model_copy(update=...)``.
 """

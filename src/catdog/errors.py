@@ -7,11 +7,22 @@ base re-exported, are in :mod:`catdog.model.errors`.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class CatdogError(Exception):
-    """Base of every error catdog raises on purpose."""
+    """Base of every error catdog raises on purpose.
+
+    Each class declares, once, its stable ``code``, the HTTP ``status`` the API answers it with
+    (a subclass inherits its parent's) and, for the error table at the end of ``/docs``,
+    ``when`` it happens; :mod:`catdog.api.errors` builds its mapping and that table from the
+    classes. A status of 500 is a bug: the API logs it and hides the message.
+    """
 
     code = "catdog_error"
+    status: ClassVar[int] = 500
+    #: One line for the docs' error table; None: not listed (a base class, or not an API error).
+    when: ClassVar[str | None] = None
 
     def __init__(self, message: str):
         super().__init__(message)

@@ -143,9 +143,10 @@ def running(
     cwd: Path | str | None = None,
     name: str = "server",
     timeout: float = START_TIMEOUT,
+    inherit_env: bool = True,
 ) -> Iterator[subprocess.Popen]:
     """Run ``command`` for the block, once ``ready_url`` answers; always stopped afterwards."""
-    process = start(command, log=log, env=env, cwd=cwd)
+    process = start(command, log=log, env=env, cwd=cwd, inherit_env=inherit_env)
     try:
         wait_until_answering(ready_url, process, name=name, log=log, timeout=timeout)
         yield process

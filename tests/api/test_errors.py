@@ -149,3 +149,26 @@ def test_error_table_matches_the_mapping():
     for status, code, _ in ERROR_TABLE:
         if code in by_code:
             assert by_code[code] == status, code
+
+
+def test_each_error_declares_its_status_once_and_the_table_is_made_from_the_classes():
+    from catdog.api import errors as api_errors
+    from catdog.api.codes import HTTP_CODES, HTTP_WHEN
+
+    for cls, status in STATUS.items():
+        assert status == cls.status and status_of(cls.__new__(cls)) == status
+    documented = [cls for cls in STATUS if "when" in vars(cls) and cls.when]
+    assert {(cls.status, cls.code, cls.when) for cls in documented} | {
+        (status, HTTP_CODES[status], when) for status, when in HTTP_WHEN.items()} == set(ERROR_TABLE)
+    # The codes Werkzeug's and gunicorn's answers share with an error class are the class's.
+    for cls in (api_errors.ImageTooLarge, api_errors.UnsupportedBody, api_errors.Unauthorized,
+                api_errors.RateLimited, api_errors.RequestError):
+        assert HTTP_CODES[cls.status] == cls.code
+
+
+def test_backends_declare_what_they_can_do(classifier):
+    from catdog.model.backends import KerasBackend, OnnxBackend
+
+    assert (OnnxBackend.platform, OnnxBackend.explains) == ("onnxruntime_onnx", True)
+    assert (KerasBackend.platform, KerasBackend.explains) == ("keras", False)
+    assert classifier.platform == "onnxruntime_onnx" and classifier.info()["explain"] is True

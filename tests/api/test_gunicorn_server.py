@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from catdog import servers
 from tests.api.conftest import png_claiming
 from tests.api.test_operations import metric
 
@@ -29,45 +30,32 @@ def server_env(port: int, **extra: str) -> dict[str, str]:
     return env
 
 
-def wait_ready(proc: subprocess.Popen, base: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}: {proc.stdout.read()}")
-        try:
-            if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        except (requests.ConnectionError, requests.Timeout):
-            pass  # not listening yet, or (the dev reloader) listening before the app is loaded
-        time.sleep(0.2)
-    raise AssertionError(f"{base}/readyz not ready after {timeout} s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture
 def start(tmp_path):
-    """``start(argv, port, **env)`` runs a server, waits for /readyz, and always stops it."""
+    """``start(argv, port, **env)`` runs a server (catdog.servers), waits for /readyz, and always
+    stops it; ``output(proc)`` is what it printed."""
     procs: list[subprocess.Popen] = []
 
     def run(argv: list[str], port: int, **env: str) -> subprocess.Popen:
-        proc = subprocess.Popen(argv, env=server_env(port, **env), cwd=tmp_path, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        log = tmp_path / f"server-{len(procs)}.log"
+        proc = servers.start(argv, log=log, env=server_env(port, **env), cwd=tmp_path, inherit_env=False)
+        LOGS[proc.pid] = log
         procs.append(proc)
-        wait_ready(proc, f"http://127.0.0.1:{port}")
+        servers.wait_until_answering(f"http://127.0.0.1:{port}/readyz", proc, log=log, timeout=60)
         return proc
 
     yield run
     for proc in procs:
-        stop(proc)
+        servers.stop(proc, timeout=30)
+        LOGS.pop(proc.pid, None)
+
+
+#: The log file of each server ``start`` ran, by process id.
+LOGS: dict[int, Path] = {}
+
+
+def output(proc: subprocess.Popen) -> str:
+    return LOGS[proc.pid].read_text(errors="replace")
 
 
 def post_photo(base: str, data: bytes, name: str = "photo.jpg") -> requests.Response:
@@ -123,7 +111,7 @@ def test_gunicorn_serves_predictions_and_stops_gracefully(start, free_port, cat_
     assert response.status == 200
     assert b'"label": "cat"' in response.read()
     assert proc.wait(30) == 0
-    log = proc.stdout.read()
+    log = output(proc)
     assert "Handling signal: term" in log
     assert '"path":"/v1/predict"' in log  # the app's own JSON access lines
     assert "c.jpg" not in log  # file names never reach the log
@@ -136,7 +124,7 @@ def test_catdog_serve_runs_gunicorn(start, free_port, dog_bytes):
     assert response.status_code == 200 and response.json()["label"] == "dog"
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
-    out = proc.stdout.read()
+    out = output(proc)
     assert f"http://127.0.0.1:{free_port}" in out
     assert "Starting gunicorn" in out
 
@@ -144,16 +132,11 @@ def test_catdog_serve_runs_gunicorn(start, free_port, dog_bytes):
 def test_catdog_serve_dev(tmp_path, free_port):
     """The Flask reloader runs a child process: start it in its own session and stop the group."""
     argv = [sys.executable, "-m", "catdog", "serve", "--dev", "--port", str(free_port)]
-    proc = subprocess.Popen(argv, env=server_env(free_port), cwd=tmp_path, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_ready(proc, f"http://127.0.0.1:{free_port}")
+    with servers.running(argv, f"http://127.0.0.1:{free_port}/readyz", log=tmp_path / "dev.log",
+                         env=server_env(free_port), cwd=tmp_path, timeout=60, inherit_env=False):
         response = requests.get(f"http://127.0.0.1:{free_port}/healthz", timeout=5)
         assert response.json() == {"status": "ok"}
         assert response.headers["Server"] == "catdog"  # no Werkzeug/Python versions
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
 
 
 def test_unknown_model_fails_before_starting(free_port, tmp_path):

@@ -12,13 +12,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
 import catdog
+from catdog import servers
 from tests.deploy.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -60,43 +60,30 @@ def image_environment(dockerfile, target: str, port: int) -> dict[str, str]:
 
 
 class Server:
-    """The image's CMD as a child process, its output in a log file."""
+    """The image's CMD as a child process (catdog.servers), its output in a log file."""
 
     def __init__(self, command: list[str], env: dict[str, str], log: Path, cwd: Path):
         self.log = log
-        with log.open("wb") as sink:
-            self.process = subprocess.Popen(command, env=env, cwd=cwd, stdout=sink,
-                                            stderr=subprocess.STDOUT)
+        self.process = servers.start(command, log=log, env=env, cwd=cwd, inherit_env=False)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]
 
     def wait_until_healthy(self, url: str) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"exited with {self.process.returncode}:\n{self.output()}"
-            try:
-                if requests.get(url, timeout=2).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.3)
-        pytest.fail(f"{url} not healthy after {START_TIMEOUT:.0f} s:\n{self.output()}")
+        servers.wait_until_answering(url, self.process, name="image's command", log=self.log,
+                                     timeout=START_TIMEOUT)
 
     def terminate(self) -> int:
-        """SIGTERM, as Docker and Cloud Run send it; the exit code."""
+        """SIGTERM to the command alone, as Docker and Cloud Run send it; the exit code."""
         self.process.send_signal(signal.SIGTERM)
         try:
             return self.process.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            servers.stop(self.process, timeout=0)
             pytest.fail(f"still running {STOP_TIMEOUT:.0f} s after SIGTERM:\n{self.output()}")
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        servers.stop(self.process, timeout=0)
 
 
 @pytest.fixture

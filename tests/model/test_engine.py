@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from catdog.config import Settings
 from catdog.model import errors
 from catdog.model.engine import Classifier, Prediction, resolve_model_path
 from catdog.model.recipe import Recipe
@@ -140,7 +141,8 @@ def test_model_from_environment(monkeypatch, tmp_path):
     copy = tmp_path / "m"
     shutil.copytree(bundled.parent, copy)
     monkeypatch.setenv("CATDOG_MODEL", str(copy))
-    assert resolve_model_path() == copy / bundled.name
+    # Settings reads the environment; the engine is handed what it read (Classifier.from_settings).
+    assert resolve_model_path(Settings.from_env().model) == copy / bundled.name
 
 
 def test_missing_model_is_a_clear_error(tmp_path):

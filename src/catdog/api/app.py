@@ -15,6 +15,7 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from catdog.api import docs, observability, resources, v2
+from catdog.api.dataplane import DataPlane
 from catdog.api.docs import RenderedDocs
 from catdog.api.endpoint import (
     DocContext,
@@ -48,9 +49,7 @@ def create_app(settings: Settings | None = None, *, classifier: Classifier | Non
     configure_logging(settings.log_level)
     if classifier is None:
         # One intra-op thread unless told otherwise: a server runs one process per core.
-        classifier = Classifier.load(settings.model, threads=settings.threads or 1,
-                                     max_pixels=settings.max_pixels, max_decode_bytes=settings.max_decode_bytes,
-                                     open_world=settings.open_world)
+        classifier = Classifier.from_settings(settings, threads=settings.threads or 1)
 
     app = Flask(__name__, static_folder=None)
     app.request_class = UploadRequest  # uploads stay in memory; unparseable forms are errors
@@ -73,6 +72,7 @@ def create_app(settings: Settings | None = None, *, classifier: Classifier | Non
         "max_pixels": classifier.max_pixels,
     }
     service = Service(settings=settings, classifier=classifier, metrics=metrics, model_info=model_info)
+    service.plane = DataPlane(service)
     app.extensions["catdog"] = service
 
     # Order matters: the request id exists before anything can fail, security runs before the views.

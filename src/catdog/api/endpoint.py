@@ -31,6 +31,7 @@ from catdog.config import Settings
 from catdog.model.errors import ModelError
 
 if TYPE_CHECKING:
+    from catdog.api.dataplane import DataPlane
     from catdog.api.docs import RenderedDocs
     from catdog.api.observability import Metrics
     from catdog.model.engine import Classifier
@@ -48,6 +49,8 @@ class Service:
     model_info: JSON = field(default_factory=dict)
     #: The OpenAPI document and its page, made once the endpoints are known (see create_app).
     docs: RenderedDocs | None = None
+    #: The one way from a parsed request to the engine and back (set by create_app).
+    plane: DataPlane = field(init=False, repr=False)
 
     @property
     def model_ref(self) -> JSON:

@@ -26,10 +26,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from catdog.api.codes import MULTIPROC_ENV
 from catdog.config import ConfigError, Settings
 from catdog.model.backends import default_threads
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: ``CATDOG_WORKER_CLASS`` -> the class gunicorn loads (JSON error pages, see catdog.api.workers).
 WORKER_CLASSES = {
     "sync": "catdog.api.workers.SyncWorker",

@@ -33,6 +33,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from catdog.api.codes import MULTIPROC_ENV
 from catdog.api.endpoint import JSON, DocContext, Endpoint
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -41,7 +42,6 @@ REQUEST_ID_HEADER = "X-Request-ID"
 #: a client chooses cannot steer the logs or the headers that echo it.
 _SANE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{3,63}")
 _PLAIN_VALUE = re.compile(r"[\x21\x23-\x7e]*")  # printable ASCII without spaces or quotes
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 #: Methods recorded as themselves in metrics; any other token becomes "other", so a client
 #: inventing methods cannot create unbounded label values (unknown paths are "unmatched").

@@ -9,7 +9,6 @@ the only code that shapes these responses.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,10 +16,7 @@ from flask import Request, request
 
 from catdog.api.endpoint import JSON, DocContext, Endpoint, error_responses, json_body, ref
 from catdog.api.errors import InvalidParameter, MissingField, TooManyFiles, error_body
-from catdog.api.observability import annotate
-from catdog.api.security import charge_photos
 from catdog.api.uploads import require_upload_body
-from catdog.model.decode import BatchBudget, load_image
 from catdog.model.errors import (
     BatchBudgetExceeded,
     BatchDeadlineExceeded,
@@ -30,7 +26,6 @@ from catdog.model.errors import (
     TruncatedImage,
     UnsupportedFormat,
 )
-from catdog.model.explain import png_base64
 from catdog.prediction import Prediction
 
 #: At most this many sent field names are echoed back in a missing-field message.
@@ -53,7 +48,6 @@ def _sent_fields(req: Request) -> list[str]:
 def read_one_upload(req: Request) -> tuple[bytes, str]:
     """The photo's bytes and declared type: a raw ``image/*`` body, else multipart ``image``."""
     require_upload_body(req)
-    charge_photos(1)
     if req.mimetype.startswith("image/"):
         return req.get_data(cache=False), req.mimetype
     upload = req.files.get("image")
@@ -89,13 +83,10 @@ class UploadImage(Endpoint):
     counts_photos = True
 
     def post(self) -> JSON:
-        started = time.perf_counter()
         data, content_type = read_one_upload(request)
-        annotate(size=len(data), type=content_type[:64])
-        prediction = self.service.engine.predict(data)
-        self.service.metrics.predictions.labels(prediction.label).inc()
-        annotate(label=prediction.label)
-        return prediction_body(prediction, self.service.model_ref, (time.perf_counter() - started) * 1000)
+        plane = self.service.plane
+        prediction = plane.classify_one(data, size=len(data), type=content_type[:64])
+        return prediction_body(prediction, plane.model, plane.elapsed_ms())
 
     @classmethod
     def operations(cls, ctx: DocContext) -> JSON:
@@ -162,25 +153,14 @@ class Explain(Endpoint):
     overlays = ("png",)
 
     def post(self) -> JSON:
-        started = time.perf_counter()
         overlay = request.args.get("overlay")
         if overlay is not None and overlay not in self.overlays:
             raise InvalidParameter("overlay", overlay, self.overlays)
         data, content_type = read_one_upload(request)
-        annotate(size=len(data), type=content_type[:64], explain=True)
-        engine = self.service.engine
-        explanation = engine.explain(data)
-        self.service.metrics.predictions.labels(explanation.prediction.label).inc()
-        annotate(label=explanation.prediction.label)
-        body = explanation.to_dict()
-        if overlay:
-            photo = load_image(data, max_pixels=engine.max_pixels, min_side=self.overlay_max_side,
-                               max_decode_bytes=engine.max_decode_bytes)
-            photo.thumbnail((self.overlay_max_side, self.overlay_max_side))
-            body["overlay"] = {"media_type": "image/png", "width": photo.width, "height": photo.height,
-                               "data": png_base64(explanation.overlay(photo))}
-        return {**body, "model": self.service.model_ref,
-                "elapsed_ms": round((time.perf_counter() - started) * 1000, 2)}
+        plane = self.service.plane
+        body = plane.explain(data, overlay_side=self.overlay_max_side if overlay else None,
+                             size=len(data), type=content_type[:64])
+        return {**body, "model": plane.model, "elapsed_ms": plane.elapsed_ms()}
 
     @classmethod
     def operations(cls, ctx: DocContext) -> JSON:
@@ -263,23 +243,17 @@ class BatchPredict(Endpoint):
     counts_photos = True
 
     def post(self) -> JSON:
-        started = time.perf_counter()
         require_upload_body(request, raw_image=False)
         uploads = request.files.getlist("images")
         if not uploads:
             raise MissingField("images", _sent_fields(request), multiple=True)
-        settings = self.service.settings
-        if len(uploads) > settings.max_batch:
-            raise TooManyFiles(len(uploads), settings.max_batch)
-        charge_photos(len(uploads))  # a batch of 8 costs 8, before any is decoded
+        max_batch = self.service.settings.max_batch
+        if len(uploads) > max_batch:
+            raise TooManyFiles(len(uploads), max_batch)
         blobs = [upload.read() for upload in uploads]
-        budget = BatchBudget(settings.batch_decode_bytes, settings.batch_seconds)
-        results = self.service.engine.predict_batch(blobs, return_errors=True, budget=budget)
-        labels = [r.label for r in results if isinstance(r, Prediction)]
-        for label in labels:
-            self.service.metrics.predictions.labels(label).inc()
-        annotate(files=len(blobs), size=sum(map(len, blobs)), errors=len(blobs) - len(labels))
-        return batch_body(results, self.service.model_ref, (time.perf_counter() - started) * 1000)
+        plane = self.service.plane
+        results = plane.classify(blobs, files=len(blobs), size=sum(map(len, blobs)))
+        return batch_body(results, plane.model, plane.elapsed_ms())
 
     @classmethod
     def operations(cls, ctx: DocContext) -> JSON:

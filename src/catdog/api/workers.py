@@ -35,20 +35,7 @@ from gunicorn import util
 from gunicorn.workers.gthread import ThreadWorker as _ThreadWorker
 from gunicorn.workers.sync import SyncWorker as _SyncWorker
 
-#: Stable codes for the statuses gunicorn itself answers with (see gunicorn.workers.base).
-GUNICORN_CODES = {
-    400: "bad_request",
-    403: "forbidden",
-    408: "request_timeout",
-    413: "file_too_large",
-    414: "request_line_too_long",
-    417: "expectation_failed",
-    431: "headers_too_large",
-    500: "internal_error",
-    501: "not_implemented",
-    503: "worker_timeout",
-}
-
+from catdog.api.codes import HTTP_CODES
 
 #: glibc's mallopt parameter and the threshold above which allocations are mmapped (and unmapped on free).
 _M_MMAP_THRESHOLD = -3
@@ -70,7 +57,7 @@ def json_error_page(status: int, reason: str, message: str) -> bytes:
     text = message.strip()[:300] or reason
     if status == 500:
         text = "Something went wrong on our side; it was logged."
-    body = json.dumps({"error": {"code": GUNICORN_CODES.get(status, "error"), "message": text}}).encode()
+    body = json.dumps({"error": {"code": HTTP_CODES.get(status, "error"), "message": text}}).encode()
     head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\n\r\n")
     return head.encode("latin-1") + body

@@ -19,7 +19,6 @@ import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 
 from catdog.config import Settings
-from catdog.model.decode import DEFAULT_MAX_PIXELS
 from catdog.model.engine import Classifier
 
 #: Photos per model call: ``catdog predict``'s default, measured to be past the knee of
@@ -32,7 +31,8 @@ class ModelSpec:
     """Which model a worker loads, and how. Pickled to every worker, so only plain values.
 
     ``None`` fields are resolved on the worker by :class:`catdog.config.Settings`: a Dataflow
-    worker then uses its container's ``CATDOG_MODEL`` / ``CATDOG_THREADS``, not the
+    worker then uses its container's ``CATDOG_MODEL`` / ``CATDOG_THREADS`` / engine limits
+    (``CATDOG_MAX_PIXELS``, ``CATDOG_MAX_DECODE_MB``, ``CATDOG_OPEN_WORLD``), not the
     launching machine's.
     """
 
@@ -40,19 +40,25 @@ class ModelSpec:
     threads: int | None = None
     max_pixels: int | None = None
     open_world: bool | None = None  # False: never answer the model's "other" label
+    max_decode_mb: float | None = None
+
+    def settings(self) -> Settings:
+        """This process's settings, with this spec's fields winning where they are set."""
+        given = {name: value for name, value in (
+            ("model", self.model), ("threads", self.threads), ("max_pixels", self.max_pixels),
+            ("open_world", self.open_world), ("max_decode_mb", self.max_decode_mb)) if value is not None}
+        return Settings.from_env().model_copy(update=given)
 
     def resolved(self) -> ModelSpec:
         """The spec with this process's settings filled in where a field is None."""
-        settings = Settings()
-        model = self.model or settings.model
-        return ModelSpec(model=str(model) if model else None, threads=self.threads or settings.threads,
-                         max_pixels=self.max_pixels or settings.max_pixels,
-                         open_world=settings.open_world if self.open_world is None else self.open_world)
+        settings = self.settings()
+        return ModelSpec(model=str(settings.model) if settings.model else None, threads=settings.threads,
+                         max_pixels=settings.max_pixels, open_world=settings.open_world,
+                         max_decode_mb=settings.max_decode_mb)
 
     def load(self) -> Classifier:
-        spec = self.resolved()
-        return Classifier.load(spec.model, threads=spec.threads, max_pixels=spec.max_pixels or DEFAULT_MAX_PIXELS,
-                               open_world=spec.open_world is not False)
+        """The model, with every engine limit of the settings (one load path: Classifier.from_settings)."""
+        return Classifier.from_settings(self.settings())
 
 
 _classifiers: dict[ModelSpec, Classifier] = {}

@@ -210,6 +210,7 @@ def parquet_schema(labels: Sequence[str]):
         ("path", pa.string()),
         ("label", pa.string()),
         ("confidence", pa.float64()),
+        ("sure", pa.bool_()),
         ("probabilities", pa.struct([(label, pa.float64()) for label in labels])),
         ("model", pa.struct([("name", pa.string()), ("version", pa.string())])),
     ])

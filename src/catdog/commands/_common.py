@@ -24,11 +24,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_classifier(args: argparse.Namespace) -> Classifier:
-    settings = Settings.from_env()
-    open_world = settings.open_world and not getattr(args, "closed_world", False)
-    return Classifier.load(args.model or settings.model, threads=args.threads or settings.threads,
-                           max_pixels=settings.max_pixels, max_decode_bytes=settings.max_decode_bytes,
-                           open_world=open_world)
+    closed = getattr(args, "closed_world", False)
+    return Classifier.from_settings(Settings.from_env(), model=args.model, threads=args.threads,
+                                    open_world=False if closed else None)
 
 
 def iter_image_files(paths: list[Path], recursive: bool = True) -> Iterator[Path]:

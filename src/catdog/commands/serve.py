@@ -11,6 +11,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from catdog.config import Settings
 
 GUNICORN_ARGS = ["--config", "python:catdog.api.gunicorn_conf", "catdog.api:create_app()"]
 
@@ -22,8 +26,7 @@ def add_parser(subparsers) -> None:
         description="Run the REST API. Same gunicorn settings as the container; see /docs once it runs.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000),
-                        help="port (default: $PORT or 8000)")
+    parser.add_argument("--port", type=int, default=None, help="port (default: $PORT or 8000)")
     parser.add_argument("--workers", type=int, default=None,
                         help="worker processes, one model each (default: $CATDOG_WORKERS or the CPU count)")
     parser.add_argument("--model", default=None, help="model file or directory (default: $CATDOG_MODEL or bundled)")
@@ -41,15 +44,17 @@ def run(args: argparse.Namespace) -> int:
     from catdog.config import Settings
     from catdog.model.engine import Classifier
 
-    Settings.from_env()  # a bad CATDOG_* setting is one line and exit 2, before anything starts
+    settings = Settings.from_env()  # a bad CATDOG_* setting is one line and exit 2, before anything starts
+    if args.port is None:
+        args.port = settings.port  # $PORT, as Cloud Run sets it, read by Settings only
 
     # Fail fast, before gunicorn forks workers: a missing or corrupt model is one clear line
     # and exit code 2. This process is replaced by gunicorn (execve), model and all.
-    checked = Classifier.load(args.model, threads=1, warmup=False)
+    checked = Classifier.from_settings(settings, model=args.model, threads=1, warmup=False)
     model = str(checked.path.resolve()) if args.model and checked.path else None
     print(f"catdog API on {_url(args.host, args.port)}  (docs: /docs, health: /healthz)", flush=True)
     if args.dev:
-        return _run_dev(args, model)
+        return _run_dev(args, settings, model)
 
     env = dict(os.environ, CATDOG_HOST=args.host, PORT=str(args.port))
     if args.workers:
@@ -64,17 +69,15 @@ def run(args: argparse.Namespace) -> int:
     return 0  # pragma: no cover - execve does not return
 
 
-def _run_dev(args: argparse.Namespace, model: str | None) -> int:
+def _run_dev(args: argparse.Namespace, settings: Settings, model: str | None) -> int:
     from werkzeug.serving import WSGIRequestHandler
 
     from catdog.api import create_app
-    from catdog.config import Settings
 
     class QuietHandler(WSGIRequestHandler):
         def version_string(self) -> str:  # no "Werkzeug/x Python/y" banner
             return "catdog"
 
-    settings = Settings.from_env()
     if model:
         settings = settings.model_copy(update={"model": model})
     app = create_app(settings)

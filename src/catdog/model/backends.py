@@ -29,21 +29,24 @@ KERAS_INSTALL_HINT = "pip install 'catdog[keras]'"
 
 
 class Backend(Protocol):
-    """What the engine needs from a model runtime.
+    """What the engine needs from a model runtime, and what the runtime declares it can do.
 
     Backends may also define ``default_recipe(path) -> Recipe``, used when the model
     file has no ``model.json`` beside it.
     """
 
+    #: The Open Inference Protocol's platform name (v2 model metadata), e.g. ``onnxruntime_onnx``.
+    platform: str
+    #: Can return a second, named output from the same call (the class activation maps that
+    #: ``/v1/explain`` draws); the engine asks this, it never probes for methods.
+    explains: bool
+
     def run(self, batch: np.ndarray) -> np.ndarray:
         """(N, C, H, W) or (N, H, W, C) float32 (or uint8, per the recipe) in, (N, K) or (N, 1) float32 out."""
 
-
-class ExplainingBackend(Backend, Protocol):
-    """A backend that can also return a second, named output (the class activation maps)."""
-
     def run_with(self, batch: np.ndarray, output: str) -> tuple[np.ndarray, np.ndarray]:
-        """Like ``run``, plus the named output from the same call."""
+        """Like ``run``, plus the named output from the same call; ``ExplainUnavailable`` when
+        the backend does not explain (``explains`` is False)."""
 
 
 BACKENDS: dict[str, Callable[[Path, int], Backend]] = {}
@@ -120,6 +123,9 @@ def default_threads() -> int:
 @register(".onnx")
 class OnnxBackend:
     """ONNX Runtime on the CPU, one session per process, ``threads`` intra-op threads."""
+
+    platform = "onnxruntime_onnx"
+    explains = True
 
     def __init__(self, path: Path, threads: int):
         import onnxruntime as ort
@@ -225,6 +231,9 @@ class KerasBackend:
     dataset pipeline per call and costs milliseconds a request.
     """
 
+    platform = "keras"
+    explains = False
+
     def __init__(self, path: Path, threads: int):
         if importlib.util.find_spec("keras") is None:
             raise ModelError(f"Serving {path.name} needs Keras: {KERAS_INSTALL_HINT}")
@@ -245,6 +254,9 @@ class KerasBackend:
     def run(self, batch: np.ndarray) -> np.ndarray:
         output = self.model(batch, training=False)
         return np.asarray(self._keras.ops.convert_to_numpy(output), dtype=np.float32)
+
+    def run_with(self, batch: np.ndarray, output: str) -> tuple[np.ndarray, np.ndarray]:
+        raise ExplainUnavailable("A Keras model cannot show where it looked (no class activation maps).")
 
     def default_recipe(self, path: Path) -> Recipe:
         """What a Keras model says about itself: its input side, NHWC pixels in [0, 1].

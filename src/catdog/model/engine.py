@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterable, Sequence
 from importlib.resources import files
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -29,12 +30,37 @@ from catdog.model.recipe import RECIPE_FILENAME, Recipe
 from catdog.model.rules import decide_indices, softmax, sure_rows
 from catdog.prediction import Prediction
 
-__all__ = ["Classifier", "Prediction", "bundled_model_dir", "resolve_model_path"]
+__all__ = ["Classifier", "EngineSettings", "Prediction", "bundled_model_dir", "resolve_model_path"]
 
 DEFAULT_MODEL_NAME = "catdog-lite2"
 #: Most inputs given to the model in one run (a longer batch runs in chunks of this size).
 MODEL_BATCH = 8
+#: The setting that names the model (read by catdog.config.Settings, never here); for messages.
 MODEL_ENV = "CATDOG_MODEL"
+
+
+class EngineSettings(Protocol):
+    """What the engine is handed to load a model: :class:`catdog.config.Settings` has these fields.
+
+    The engine never reads the environment or imports ``catdog.config``; every caller (the API,
+    the CLI, ``catdog bulk``, ``catdog serve``) reads its settings once and hands them down
+    through :meth:`Classifier.from_settings`, so no load site can forget a limit.
+    """
+
+    @property
+    def model(self) -> str | Path | None: ...
+
+    @property
+    def threads(self) -> int | None: ...
+
+    @property
+    def max_pixels(self) -> int: ...
+
+    @property
+    def max_decode_bytes(self) -> int: ...
+
+    @property
+    def open_world(self) -> bool: ...
 
 
 def bundled_model_dir() -> Path:
@@ -48,10 +74,9 @@ def bundled_model_dir() -> Path:
 
 
 def resolve_model_path(model: str | Path | None = None) -> Path:
-    """Argument, else ``$CATDOG_MODEL`` (read by Settings), else the bundled model; a directory means its model file."""
-    from catdog.config import Settings
-
-    chosen = model or Settings().model or bundled_model_dir()
+    """The argument (``settings.model``, a --model flag), else the bundled model; a directory
+    means its model file. ``$CATDOG_MODEL`` reaches here through Settings, never read here."""
+    chosen = model or bundled_model_dir()
     path = Path(chosen).expanduser()
     if path.is_dir():
         candidates = sorted(p for p in path.iterdir() if p.suffix.lower() in (".onnx", ".h5", ".keras"))
@@ -83,6 +108,19 @@ class Classifier:
         self.max_pixels = max_pixels
         self.max_decode_bytes = max_decode_bytes
         self.load_seconds = load_seconds
+
+    @classmethod
+    def from_settings(cls, settings: EngineSettings, *, model: str | Path | None = None,
+                      threads: int | None = None, open_world: bool | None = None,
+                      warmup: bool = True) -> Classifier:
+        """Load the model ``settings`` name with every engine limit they set.
+
+        The keyword arguments are command-line flags that win over the settings (None: not given);
+        ``open_world=False`` closes the world even when the settings leave it open.
+        """
+        return cls.load(model or settings.model, threads=threads or settings.threads,
+                        max_pixels=settings.max_pixels, max_decode_bytes=settings.max_decode_bytes,
+                        open_world=settings.open_world and open_world is not False, warmup=warmup)
 
     @classmethod
     def load(cls, model: str | Path | None = None, *, threads: int | None = None,
@@ -129,6 +167,11 @@ class Classifier:
         """Decode and preprocess one photo into a model input (no batch axis)."""
         return prepare(source, self.recipe.input, max_pixels=self.max_pixels,
                        max_decode_bytes=self.max_decode_bytes)
+
+    @property
+    def platform(self) -> str:
+        """The runtime serving the model, as the Open Inference Protocol names it (its backend's)."""
+        return self.backend.platform
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -208,7 +251,7 @@ class Classifier:
         photo, as :meth:`predict` would (its fast model when that is sure and has class maps,
         else its accurate model, this model's file), and does not count the photo in its paths.
         """
-        if self.recipe.explain is None or not hasattr(self.backend, "run_with"):
+        if self.recipe.explain is None or not self.backend.explains:
             raise self._no_class_maps()
         image = load_image(source, max_pixels=self.max_pixels, min_side=self.recipe.input.resize,
                            max_decode_bytes=self.max_decode_bytes)
@@ -235,10 +278,10 @@ class Classifier:
     def _explained(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """This model alone on one prepared photo: (calibrated probabilities, class maps), or
         None when it has no class-map output."""
-        spec, run_with = self.recipe.explain, getattr(self.backend, "run_with", None)
-        if spec is None or run_with is None:
+        spec = self.recipe.explain
+        if spec is None or not self.backend.explains:
             return None
-        raw, maps = run_with(np.ascontiguousarray(batch, dtype=self.recipe.input.dtype), spec.output)
+        raw, maps = self.backend.run_with(np.ascontiguousarray(batch, dtype=self.recipe.input.dtype), spec.output)
         maps = np.asarray(maps)
         if maps.ndim != 4 or maps.shape[1] != len(self.recipe.labels):
             raise ExplainUnavailable(f"The model's {spec.output!r} output has shape {maps.shape}, not "
@@ -315,7 +358,7 @@ class Classifier:
             "threshold": r.threshold,
             "other_threshold": r.other_threshold if r.other_label and self.open_world else None,
             "temperature": r.temperature,
-            "explain": r.explain is not None and hasattr(self.backend, "run_with"),
+            "explain": r.explain is not None and self.backend.explains,
             "metrics": r.metrics,
             "cascade": self.cascade.info() if self.cascade is not None else None,
             "file": self.path.name if self.path else None,

@@ -1,7 +1,8 @@
 """Typed errors for everything that can go wrong with an input image or a model file.
 
-They are raised where the problem is found (decoding, loading) and mapped to an
-HTTP status and a stable ``code`` in exactly one place: ``catdog.api.errors``.
+They are raised where the problem is found (decoding, loading). Each class declares its
+stable ``code`` and its HTTP ``status`` once (see :class:`catdog.errors.CatdogError`);
+``catdog.api.errors`` turns them into responses.
 The CLI maps them to a per-file message. Messages say what was wrong *and* what
 to do about it, because they are shown to people.
 """
@@ -29,16 +30,20 @@ class ExplainUnavailable(CatdogError):
     """The served model cannot show where it looked (it has no class-activation-map output)."""
 
     code = "explain_unavailable"
+    status = 422
+    when = "/v1/explain on a model that cannot show where it looked (no class activation maps)"
 
 
 class ImageError(CatdogError):
     """The input cannot be turned into an RGB image (the client's fault, never a bug)."""
 
     code = "invalid_image"
+    status = 400
 
 
 class EmptyFile(ImageError):
     code = "empty_file"
+    when = "the file is 0 bytes"
 
     def __init__(self, message: str = f"The file is empty (0 bytes); send {SUPPORTED_FORMATS_TEXT}."):
         super().__init__(message)
@@ -52,6 +57,8 @@ class UnreadableFile(ImageError):
 
 class NotAnImage(ImageError):
     code = "not_an_image"
+    status = 415
+    when = "the content is not an image at all (a PDF or HTML file named .jpg)"
 
     def __init__(self, message: str | None = None, *, detected: str | None = None):
         if message is None:
@@ -62,6 +69,8 @@ class NotAnImage(ImageError):
 
 class UnsupportedFormat(ImageError):
     code = "unsupported_format"
+    status = 415
+    when = "an image format catdog does not take (TIFF, HEIC, ...)"
 
     def __init__(self, fmt: str):
         super().__init__(
@@ -72,6 +81,7 @@ class UnsupportedFormat(ImageError):
 
 class TruncatedImage(ImageError):
     code = "truncated_image"
+    when = "an image header was recognised but the data is truncated or corrupt"
 
     def __init__(self, message: str = "The image data is truncated or corrupt; re-export or re-upload the photo."):
         super().__init__(message)
@@ -79,6 +89,8 @@ class TruncatedImage(ImageError):
 
 class TooManyPixels(ImageError):
     code = "too_many_pixels"
+    status = 422
+    when = "the image has more pixels than the limit (a decompression bomb)"
 
     def __init__(self, width: int | None, height: int | None, limit: int, *, pixels: int | None = None):
         pixels = pixels if pixels is not None else (width or 0) * (height or 0)
@@ -95,6 +107,9 @@ class DecodeTooCostly(ImageError):
     (a 40 MP 16-bit or WebP image: tiny on the wire, hundreds of MB decoded)."""
 
     code = "decode_too_costly"
+    status = 422
+    when = ("decoding would take more memory than one image may use (a 40 MP 16-bit PNG or WebP: "
+            "small on the wire, hundreds of MB decoded)")
 
     def __init__(self, width: int, height: int, mode: str, cost: int, limit: int):
         super().__init__(
@@ -109,6 +124,8 @@ class BatchBudgetExceeded(ImageError):
     """A batch file left undecoded: the files before it used up the batch's decoding budget."""
 
     code = "batch_budget_exceeded"
+    status = 413
+    when = "per file, in a batch: the files before it used up the batch's decoding budget"
 
     def __init__(self, limit: int):
         super().__init__(
@@ -122,6 +139,8 @@ class BatchDeadlineExceeded(ImageError):
     """A batch file left undecoded: the batch ran out of time before reaching it."""
 
     code = "batch_deadline_exceeded"
+    status = 413
+    when = "per file, in a batch: the batch reached its time limit before this file"
 
     def __init__(self, seconds: float):
         super().__init__(
@@ -135,6 +154,9 @@ class ImageTooLarge(ImageError):
     """The encoded file is over the byte limit (the API checks this before reading the body)."""
 
     code = "file_too_large"
+    status = 413
+    when = ("the request body is over the upload limit (from its Content-Length, or as a chunked "
+            "body reaches it)")
 
     def __init__(self, size: int, limit: int):
         super().__init__(

@@ -65,25 +65,67 @@ class FeatureCache:
         name = f"{_digest(model_file)}-s{split}-{spec.size}to{size}-{'in' if imagenet is not None else 'no'}.pt"
         self.path = folder / name if folder else None
         self.entries: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        self._ort: list | None = None
         if self.path is not None and self.path.is_file():
             self.entries = torch.load(self.path, weights_only=True)
             log.info("feature cache %s: %d photos", self.path, len(self.entries))
 
     @torch.no_grad()
+    def _sessions(self):
+        """The frozen parts as ONNX Runtime sessions: on a CPU, ONNX Runtime runs these
+        depthwise-convolution networks an order of magnitude faster than PyTorch eager."""
+        import tempfile
+
+        import onnxruntime as ort
+
+        from catdog.training.export import export_onnx
+
+        class Trunk(nn.Module):
+            def __init__(self, model: nn.Module, split: int):
+                super().__init__()
+                self.model, self.split = model, split
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return trunk(self.model, x, self.split)
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        sessions = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, module in (("trunk", Trunk(self.model, self.split)), ("imagenet", self.imagenet)):
+                if module is None:
+                    sessions.append(None)
+                    continue
+                path = export_onnx(module, Path(tmp) / f"{name}.onnx", image_size=self.size)
+                sessions.append(ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]))
+        return sessions
+
     def _compute(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self._ort is None:
+            self._ort = self._sessions()
         if x.shape[-1] != self.size:
             x = nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True,
                                           align_corners=False)
-        views = torch.stack([trunk(self.model, x, self.split), trunk(self.model, x.flip(-1), self.split)], 1)
-        teacher = self.imagenet(x).half() if self.imagenet is not None else None
+        run_trunk, run_imagenet = self._ort
+        both = np.concatenate([x.numpy(), x.flip(-1).numpy()])
+        h = torch.from_numpy(run_trunk.run(None, {"image": both})[0])
+        views = torch.stack([h[:len(x)], h[len(x):]], 1)
+        teacher = torch.from_numpy(run_imagenet.run(None, {"image": x.numpy()})[0]).half() \
+            if run_imagenet is not None else None
         return views.half(), teacher
+
+    def _save(self) -> None:
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(self.entries, self.path.with_suffix(".tmp"))
+            self.path.with_suffix(".tmp").replace(self.path)
 
     def get(self, samples: Sequence[Sample], keys: Sequence[str], batch_size: int = 32,
             progress: Callable | None = None) -> tuple[list[int], torch.Tensor, torch.Tensor | None]:
         """(indices of the readable samples, their views (N, 2, C, H, W), teacher logits (N, 1000))."""
         missing = [(s, k) for s, k in zip(samples, keys) if k not in self.entries]
         chunks = [missing[i:i + batch_size] for i in range(0, len(missing), batch_size)]
-        for chunk in progress(chunks) if progress else chunks:
+        for n, chunk in enumerate(progress(chunks) if progress else chunks, 1):
             xs, ks = [], []
             for s, k in chunk:
                 try:
@@ -95,9 +137,10 @@ class FeatureCache:
                 views, teacher = self._compute(torch.from_numpy(np.stack(xs)))
                 for i, k in enumerate(ks):
                     self.entries[k] = (views[i].clone(), teacher[i].clone() if teacher is not None else None)
-        if missing and self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(self.entries, self.path)
+            if n % 50 == 0:  # a long pass that is stopped keeps most of its work
+                self._save()
+        if missing:
+            self._save()
         kept = [i for i, k in enumerate(keys) if self.entries[k][0].numel()]
         views = torch.stack([self.entries[keys[i]][0] for i in kept]) if kept else torch.empty(0)
         logits = [self.entries[keys[i]][1] for i in kept]
