@@ -29,21 +29,25 @@ from _report import ROOT
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 PETS = ("cats-vs-dogs/train", "pet-breeds/train", "imagenet-pets", "more-cats")
-ANIMAL_FOLDS = {
-    # by family, so a left-out kind has no close cousin in training either
-    "animals: wild cats": ["tiger", "lion", "leopard", "snow_leopard", "clouded_leopard", "jaguar", "cheetah",
-                           "cougar", "caracal", "ocelot"],
-    "animals: canids, bears, apes": ["wolf", "fox", "bear", "ape", "gorilla", "chimpanzee"],
-    "animals: hoofed and large (incl. COCO)": ["horse", "cow", "bison", "pig", "deer", "zebra", "coco"],
-    "animals: the rest": ["rabbit", "seal", "blue_whale", "killer_whale", "dolphin", "shark", "fish", "snake",
-                          "spider", "lobster", "chicken", "duck", "eagle", "turkey"],
+ANIMAL_KINDS = ["ape", "bear", "bison", "blue_whale", "caracal", "cheetah", "chicken", "chimpanzee",
+                "clouded_leopard", "coco", "cougar", "cow", "deer", "dolphin", "duck", "eagle", "fish", "fox",
+                "gorilla", "horse", "jaguar", "killer_whale", "leopard", "lion", "lobster", "ocelot", "pig",
+                "rabbit", "seal", "shark", "snake", "snow_leopard", "spider", "tiger", "turkey", "wolf", "zebra"]
+# Four folds of kinds, dealt in turn from the sorted list: when horses are scored no horse was
+# trained on (a cousin may have been: a zebra, a cow), as the issue defines "held out by kind".
+ANIMAL_FOLDS = {f"animals {i + 1}/4": ANIMAL_KINDS[i::4] for i in range(4)}
+# Stricter: a whole family left out, so a left-out kind has no close cousin in training either.
+FAMILY_FOLDS = {
+    "animals: wild cats (family)": ["tiger", "lion", "leopard", "snow_leopard", "clouded_leopard", "jaguar",
+                                    "cheetah", "cougar", "caracal", "ocelot"],
+    "animals: hoofed and large (family)": ["horse", "cow", "bison", "pig", "deer", "zebra", "coco"],
 }
 
 
 def folds() -> dict[str, dict]:
     """name -> {"exclude": fnmatch patterns on split keys, "kind": "other" | "pet"}."""
     found = {name: {"exclude": [f"not-pets/animals/{k}/*" for k in kinds], "kind": "other"}
-             for name, kinds in ANIMAL_FOLDS.items()}
+             for name, kinds in {**ANIMAL_FOLDS, **FAMILY_FOLDS}.items()}
     for group in ("people", "scenes", "imagenet", "flowers", "cifar10"):
         found[group] = {"exclude": [f"not-pets/{group}/*"], "kind": "other"}
     found["more-cats"] = {"exclude": ["more-cats/*"], "kind": "pet"}
