@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -44,9 +45,10 @@ CHROMIUM_ARGS = [
 SIZES = {"desktop": (1280, 900), "phone": (390, 844)}
 LOCAL = ("http://127.0.0.1:", "ws://127.0.0.1:", "data:", "blob:")
 NOT_PETS = ROOT / "tests" / "data" / "not-pets"
-#: A cat and sunflowers blended (40% flowers): the bundled model finds "other" most probable
-#: and its recipe still answers "cat", so the API says it is not sure.
-CONTRADICTORY = (ROOT / "tests" / "data" / "images" / "cat" / "cat.4003.jpg", NOT_PETS / "sunflower.jpg")
+#: A cat, then flowers to blend it with: the bundled model finds "other" most probable for some
+#: blend while its recipe still answers "cat" (see contradictory_photo).
+CONTRADICTORY = (ROOT / "tests" / "data" / "images" / "cat" / "cat.4003.jpg", NOT_PETS / "sunflower.jpg",
+                 NOT_PETS / "tulips.jpg")
 DEVELOPER_WORDS = ("catdog serve", "CATDOG_", "Traceback", "gunicorn")
 
 
@@ -315,23 +317,35 @@ def test_twelve_photos_all_get_their_verdict_before_any_heatmap_is_asked(app, de
     assert explain_requests(app) == before + 1  # just the one opened
 
 
+def contradictory_photo(app, path: Path) -> dict:
+    """Writes to ``path`` a cat blended with flowers that the served model finds most probably
+    "other" while its recipe keeps a pet answer (found among a few blends, so that a retrained
+    model still has one); returns the API's answer for it."""
+    cat = Image.open(CONTRADICTORY[0]).convert("RGB").resize((320, 320))
+    for flowers_path in CONTRADICTORY[1:]:
+        flowers = Image.open(flowers_path).convert("RGB").resize((320, 320))
+        for share in (0.4, 0.35, 0.3, 0.45, 0.5):
+            Image.blend(cat, flowers, share).save(path, quality=90)
+            answer = api_answer(app, path)
+            if answer["label"] != "other" and max(answer["probabilities"], key=answer["probabilities"].get) == "other":
+                return answer
+    raise AssertionError("no blend of a cat and flowers is answered 'cat' while 'other' is more probable")
+
+
 def test_a_contradictory_photo_is_not_sure_and_names_neither_first(app, labels, desktop, tmp_path):
-    """A cat blended with sunflowers: "other" is the most probable, the recipe keeps "cat"."""
+    """"Other" is the most probable, the recipe keeps the pet's answer: the API says sure: false,
+    and the page says "not sure", naming "neither" first."""
     from playwright.sync_api import expect
 
     photo = tmp_path / "catflower.jpg"
-    cat = Image.open(CONTRADICTORY[0]).convert("RGB").resize((320, 320))
-    flowers = Image.open(CONTRADICTORY[1]).convert("RGB").resize((320, 320))
-    Image.blend(cat, flowers, 0.4).save(photo, quality=90)
-    answer = api_answer(app, photo)
-    assert answer["label"] == "cat" and max(answer["probabilities"], key=answer["probabilities"].get) == "other"
-    assert answer.get("sure", False) is False
+    answer = contradictory_photo(app, photo)
+    assert answer["sure"] is False
     upload(desktop, photo)
     classify(desktop)
     said = verdict_of(desktop, photo.name)
     expect(said).to_contain_text("Not sure — probably neither a cat nor a dog")
     text = said.inner_text()
-    assert text.index("neither") < text.index("maybe a cat"), text
+    assert text.index("neither") < text.index("maybe"), text
     expect(summary(desktop)).to_contain_text("1 not sure")
 
 
@@ -445,8 +459,9 @@ def test_a_photo_of_neither_says_so(desktop, labels):
 
     upload(desktop, NOT_PETS / "sunflower.jpg", NOT_PETS / "tulips.jpg")
     classify(desktop)
-    for name in ("sunflower.jpg", "tulips.jpg"):
-        expect(verdict_of(desktop, name)).to_contain_text(Words("en", labels, "other").verdict("other"))
+    neither = Words("en", labels, "other").verdict("other")  # "Neither a cat nor a dog"
+    for name in ("sunflower.jpg", "tulips.jpg"):  # as the answer, or first when not sure
+        expect(verdict_of(desktop, name)).to_contain_text(re.compile(re.escape(neither), re.IGNORECASE))
 
 
 def test_the_site_recovers_by_itself_when_the_api_comes_back(app, phone, cat_photo, labels):
