@@ -58,9 +58,12 @@ ARG REVISION=unknown
 LABEL org.opencontainers.image.vendor="catdog" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.revision="${REVISION}"
+# The API's feedback database defaults to ~/.local/share/catdog/ (CATDOG_FEEDBACK_PATH): made here,
+# owned by the user, so a volume mounted there (compose.yaml) is writable too.
 RUN groupadd --system --gid 10001 catdog \
  && useradd --system --uid 10001 --gid catdog --create-home --home-dir /home/catdog \
-      --shell /usr/sbin/nologin catdog
+      --shell /usr/sbin/nologin catdog \
+ && install -d -o catdog -g catdog /home/catdog/.local /home/catdog/.local/share /home/catdog/.local/share/catdog
 WORKDIR /app
 # ONNX Runtime's Linux wheels ship Microsoft 1DS telemetry (events.data.microsoft.com);
 # a service sends nothing it was not asked to.

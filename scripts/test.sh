@@ -26,6 +26,16 @@ if ! command -v redis-server >/dev/null || ! command -v wrk >/dev/null; then
     || echo "warning: could not install redis-server/wrk; the shared rate-limit and wrk harness tests will be skipped"
 fi
 
+# A real PostgreSQL for the feedback store's tests (tests/feedback: the suite starts its own server in a
+# temporary folder, as the postgres user, on a free loopback port): Debian's package, like redis-server.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then
+  echo "== installing Debian's postgresql"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  ($SUDO apt-get install -y -qq postgresql >/dev/null 2>&1 \
+    || ($SUDO apt-get update -qq && $SUDO apt-get install -y -qq postgresql >/dev/null)) \
+    || echo "warning: could not install postgresql; the feedback tests on PostgreSQL will be skipped"
+fi
+
 echo "== lint (ruff) and types (mypy) on src/"
 "$VENV/bin/ruff" check src/
 "$VENV/bin/mypy" src/

@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import json
 import mimetypes
 import os
 import sys
@@ -258,6 +259,46 @@ class Client:
             for (index, _), result in zip(chunk, self._classify_chunk([u for _, u in chunk])):
                 results[index] = result
         return results  # type: ignore[return-value]  # every slot is filled
+
+    def feedback(self, *, answer: str, correct: str, image: bytes | None = None, sha256: str | None = None,
+                 probabilities: dict[str, float] | None = None, model: str | None = None,
+                 version: str | None = None) -> dict:
+        """Tell the service what a photo really shows (``POST /v1/feedback``); returns its JSON
+        (``id``, ``status`` "created" or "updated", ``sha256``, ...).
+
+        ``answer`` is the label the service gave, ``correct`` the one the person chose (both among
+        ``model().labels``). Send ``image`` (the photo's bytes, exactly as classified) only when the
+        person agreed to share it, else ``sha256`` (the SHA-256 hex digest of those bytes). The
+        same photo and model version posted again updates the entry instead of adding one.
+        Raises :class:`APIError` (``invalid_field``, ``missing_field``, an image error for a bad photo...).
+        """
+        if image is None and not sha256:
+            raise ValueError("give the photo (image=..., when the person shares it) or its sha256")
+        fields: dict[str, str] = {"answer": answer, "correct": correct}
+        if sha256:
+            fields["sha256"] = sha256
+        if probabilities is not None:
+            fields["probabilities"] = json.dumps(probabilities)
+        if model is not None:
+            fields["model"] = model
+        if version is not None:
+            fields["version"] = version
+        # Always multipart: each field a part without a file name; the photo a file part.
+        parts: list[tuple[str, tuple[str | None, Any, str | None]]] = [
+            (name, (None, value, None)) for name, value in fields.items()]
+        if image is not None:
+            parts.append(("image", ("photo", bytes(image), "application/octet-stream")))
+        return self._request("POST", "/v1/feedback", files=parts)
+
+    def feedback_summary(self) -> dict:
+        """Counts of people's corrections by model version, answer and correction
+        (``GET /v1/feedback/summary``)."""
+        return self._request("GET", "/v1/feedback/summary")
+
+    def delete_feedback(self, entry_id: int) -> dict:
+        """Delete one feedback entry and its photo (``DELETE /v1/feedback/<id>``, an operator action);
+        :class:`APIError` ``feedback_not_found`` if there is none."""
+        return self._request("DELETE", f"/v1/feedback/{int(entry_id)}")
 
     def model(self, *, refresh: bool = False) -> ModelInfo:
         """The served model and the server's limits (``GET /v1/model``), fetched once."""

@@ -66,6 +66,19 @@ class Settings(BaseSettings):
         "the client address they report is what the rate limit counts",
     )
 
+    # -- feedback ("Wrong answer?": catdog.feedback, docs/feedback.md)
+    feedback_path: Path = Field(
+        default_factory=lambda: Path.home() / ".local" / "share" / "catdog" / "feedback.sqlite3",
+        description="SQLite file of people's corrections, created with its folder on first use (unless "
+        "feedback_url is set); default ~/.local/share/catdog/feedback.sqlite3")
+    feedback_url: str | None = Field(
+        None, description="SQLAlchemy URL of a shared feedback database instead of the SQLite file, e.g. "
+        "postgresql+psycopg://user:password@host/catdog (several instances, Cloud SQL)")
+    feedback_photos: Path | None = Field(
+        None, description="folder for the photos people share; default: inside the feedback database")
+    feedback_retention_days: int = Field(
+        365, ge=0, description="days a feedback entry (and its photo) is kept after its last change; 0: for ever")
+
     # -- server (gunicorn, read by catdog.api.gunicorn_conf)
     # Binding every interface is intended (bandit B104): a container must (Cloud Run, compose);
     # `catdog serve` passes 127.0.0.1 unless told otherwise.

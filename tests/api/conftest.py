@@ -19,12 +19,15 @@ PHOTOS = [(path, "cat") for path in CAT_PHOTOS] + [(path, "dog") for path in DOG
 
 
 @pytest.fixture
-def make_app(classifier, monkeypatch):
-    """``make_app(max_batch=2, ...)``: a fresh app with those settings, sharing the loaded model."""
-    for name in ("CATDOG_API_KEYS", "CATDOG_RATE_LIMIT", "CATDOG_CORS_ORIGINS", "CATDOG_MAX_UPLOAD_MB"):
+def make_app(classifier, monkeypatch, tmp_path):
+    """``make_app(max_batch=2, ...)``: a fresh app with those settings, sharing the loaded model
+    (its feedback database: a SQLite file in the test's own folder, unless told otherwise)."""
+    for name in ("CATDOG_API_KEYS", "CATDOG_RATE_LIMIT", "CATDOG_CORS_ORIGINS", "CATDOG_MAX_UPLOAD_MB",
+                 "CATDOG_FEEDBACK_URL", "CATDOG_FEEDBACK_PATH", "CATDOG_FEEDBACK_PHOTOS"):
         monkeypatch.delenv(name, raising=False)
 
     def build(**overrides):
+        overrides.setdefault("feedback_path", tmp_path / "feedback.sqlite3")
         return create_app(Settings(**overrides), classifier=classifier)
 
     return build

@@ -14,7 +14,7 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from catdog.api import docs, observability, resources, v2
+from catdog.api import docs, feedback, observability, resources, v2
 from catdog.api.dataplane import DataPlane
 from catdog.api.docs import RenderedDocs
 from catdog.api.endpoint import (
@@ -35,7 +35,7 @@ from catdog.model.engine import Classifier
 #: Every endpoint of the app, in the order the docs list them. Each class declares its own
 #: routes, OpenAPI fragment and access (see catdog.api.endpoint); nothing else lists routes.
 ENDPOINTS: tuple[type[Endpoint], ...] = (
-    *resources.ENDPOINTS, *v2.ENDPOINTS, *observability.ENDPOINTS, *docs.ENDPOINTS,
+    *resources.ENDPOINTS, *feedback.ENDPOINTS, *v2.ENDPOINTS, *observability.ENDPOINTS, *docs.ENDPOINTS,
 )
 
 
@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None, *, classifier: Classifier | Non
     init_observability(app, metrics)
     init_security(app, settings)
     register_error_handlers(app)
+    feedback.init_feedback(app, service)  # the store opens on the first feedback request
     add_endpoints(JsonApi(app), service, ENDPOINTS)
     service.docs = RenderedDocs.of(openapi_document(ENDPOINTS, DocContext(settings, model_info)))
     return app

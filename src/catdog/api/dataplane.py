@@ -1,7 +1,8 @@
 """The data plane: the one sequence between every photo endpoint and the engine.
 
 Like MLServer's ``DataPlane``, which serves both its REST and gRPC front ends, the endpoints
-(``/predict``, ``/v1/predict``, ``/v1/predict/batch``, ``/v1/explain``, v2 ``infer``) only
+(``/predict``, ``/v1/predict``, ``/v1/predict/batch``, ``/v1/explain``, v2 ``infer``, and
+``/v1/feedback`` for steps 1, 2 and its photo's decoding) only
 parse their request into photo bytes and shape the answer; everything in between happens
 here, in this order, for every photo endpoint alike:
 
@@ -28,7 +29,7 @@ from flask import g
 
 from catdog.api.observability import annotate
 from catdog.api.security import charge_photos
-from catdog.model.decode import BatchBudget, load_image
+from catdog.model.decode import BatchBudget, decode_image, load_image
 from catdog.model.errors import CatdogError
 from catdog.model.explain import png_base64
 from catdog.prediction import Prediction
@@ -95,6 +96,16 @@ class DataPlane:
             body["overlay"] = {"media_type": "image/png", "width": image.width, "height": image.height,
                                "data": png_base64(explanation.overlay(image))}
         return body
+
+    def admit_feedback(self, photo: bytes | None, **sent: Any) -> None:
+        """A correction (``POST /v1/feedback``): charged one photo like a prediction (it is a
+        database write), and a shared photo decoded under the prediction's budgets, raising the
+        same errors, before anything is stored. Nothing is classified."""
+        self._admit(1, sent)
+        if photo is not None:
+            engine = self.service.engine
+            decode_image(photo, max_pixels=engine.max_pixels, min_side=engine.recipe.input.size,
+                         max_decode_bytes=engine.max_decode_bytes)
 
     @staticmethod
     def _admit(photos: int, sent: dict[str, Any]) -> None:

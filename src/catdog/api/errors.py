@@ -30,6 +30,7 @@ from catdog.api.request_errors import (
     Unauthorized,
     UnsupportedBody,
 )
+from catdog.feedback import errors as _feedback_errors  # noqa: F401 - its classes join the table below
 from catdog.model.errors import CatdogError, ImageTooLarge
 
 log = logging.getLogger("catdog.api")

@@ -32,6 +32,26 @@ class MissingField(RequestError):
         self.field, self.sent = field, sent
 
 
+class MissingFeedbackField(RequestError):
+    """A feedback post without one of its required fields (documented with ``missing_field``)."""
+
+    code = "missing_field"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+
+
+class InvalidField(RequestError):
+    """A feedback field whose value the API does not take (a label the model does not have, ...)."""
+
+    code = "invalid_field"
+    when = "a feedback field with a value the API does not take (a label the model does not have)"
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"The field {field!r} {problem}.")
+        self.field = field
+
+
 class MalformedForm(RequestError):
     """A form body Werkzeug cannot parse (left silent, it would read as an empty form: a
     misleading "missing field")."""

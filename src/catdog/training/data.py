@@ -157,8 +157,13 @@ def balanced_weights(samples: Sequence[Sample], groups: Sequence[str], power: fl
         names, counts = np.unique(groups_[mine], return_counts=True)
         share = counts.astype(float) ** power
         per_photo = dict(zip(names, share / share.sum() * mine.sum() / counts))
-        w = np.minimum(np.array([per_photo[g] for g in groups_[mine]]), cap)
-        weights[mine] = w * mine.sum() / w.sum()
+        w = np.array([per_photo[g] for g in groups_[mine]])
+        capped = np.zeros(len(w), dtype=bool)
+        while (w[~capped] > cap).any():  # water-filling: the capped photos hold the cap, the rest share what is left
+            capped |= w > cap
+            w[capped] = cap
+            w[~capped] *= (mine.sum() - cap * capped.sum()) / w[~capped].sum()
+        weights[mine] = w
     return weights
 
 
