@@ -442,7 +442,7 @@ def send_feedback(page: Page, picture: Picture, result: Prediction, correct: str
     SHA-256. The same photo sent again updates its entry (the API's rule), never adds one."""
     words, info = page.words, page.info
     try:
-        answer = page.client.feedback(  # type: ignore[attr-defined]  # issue 27's, until merged
+        answer = page.client.feedback(
             answer=result.label, correct=correct,
             image=picture.data if share else None,
             sha256=None if share else hashlib.sha256(picture.data).hexdigest(),
