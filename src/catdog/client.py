@@ -159,12 +159,15 @@ class ModelInfo:
 class ExplainResult:
     """What ``POST /v1/explain`` says: the prediction, where the model looked for its answer
     (``heatmap``: rows of non-negative values over the whole photo, 0 outside the model's crop)
-    and, when asked for, the photo with the heatmap blended on top as PNG bytes."""
+    and, when asked for, the photo with the heatmap blended on top as PNG bytes. ``box`` is the
+    square the model looked at (left, top, right, bottom, fractions of the photo), if the
+    server says."""
 
     prediction: Prediction
     label: str
     heatmap: tuple[tuple[float, ...], ...]
     overlay_png: bytes | None = None
+    box: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -231,7 +234,8 @@ class Client:
             heatmap = body["heatmap"]
             values = tuple(tuple(float(v) for v in row) for row in heatmap["values"])
             png = base64.b64decode(body["overlay"]["data"], validate=True) if overlay else None
-            return ExplainResult(Prediction.from_dict(body), str(heatmap["label"]), values, png)
+            box = tuple(float(v) for v in heatmap["box"]) if heatmap.get("box") else None
+            return ExplainResult(Prediction.from_dict(body), str(heatmap["label"]), values, png, box)
         except (KeyError, TypeError, ValueError, AttributeError, binascii.Error):
             raise self._unexpected(path, body) from None
 

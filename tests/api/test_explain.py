@@ -41,6 +41,9 @@ def test_explain_answers_like_predict_and_adds_the_heatmap(client, classifier, p
     assert len(values) == heatmap["rows"] and all(len(row) == heatmap["cols"] for row in values)
     flat = [v for row in values for v in row]
     assert min(flat) >= 0 and 0.9 < max(flat) <= 1
+    left, top, right, bottom = heatmap["box"]  # the model's square, in fractions of the photo
+    assert 0 <= left < right <= 1 and 0 <= top < bottom <= 1
+    assert (right - left) * width == pytest.approx((bottom - top) * height, rel=0.01)
     assert "overlay" not in body
 
 

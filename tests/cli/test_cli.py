@@ -46,6 +46,21 @@ def test_predict_json_lines_with_a_bad_file(capsys, tmp_path, cat_photo):
     assert rows[2]["error"]["code"] == "unreadable_file"
 
 
+def test_a_folder_of_iphone_photos_is_classified(capsys, tmp_path, cat_photo):
+    """HEIC (pillow-heif) and AVIF (Pillow) files are found in folders and decoded like any other."""
+    from PIL import Image
+
+    import catdog.model.decode  # noqa: F401  # registers the HEIF opener (and saver) with Pillow
+
+    image = Image.open(cat_photo).convert("RGB")
+    image.save(tmp_path / "IMG_0001.HEIC", "HEIF", quality=90)
+    image.save(tmp_path / "IMG_0002.avif", "AVIF", quality=90)
+    assert main(["predict", "--json", "--threads", "1", str(tmp_path)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert sorted(Path(r["path"]).name for r in rows) == ["IMG_0001.HEIC", "IMG_0002.avif"]
+    assert all(r["label"] == "cat" for r in rows), rows
+
+
 @pytest.fixture
 def api_url(classifier, monkeypatch):
     """The real app around the session's model, served on a loopback port."""

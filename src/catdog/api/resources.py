@@ -215,6 +215,10 @@ class Explain(Endpoint):
                             "values": {"type": "array", "description": "rows lists of cols numbers in [0, 1], "
                                        "top row first", "items": {"type": "array", "items": {
                                            "type": "number", "minimum": 0, "maximum": 1}}},
+                            "box": {"type": "array", "minItems": 4, "maxItems": 4,
+                                    "description": "the square the model looked at: [left, top, right, "
+                                    "bottom] as fractions of the photo's width and height",
+                                    "items": {"type": "number", "minimum": 0, "maximum": 1}},
                         },
                     },
                     "overlay": {

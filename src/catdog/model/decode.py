@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError, features
 
 from catdog.model.errors import (
     BatchBudgetExceeded,
@@ -34,12 +34,23 @@ from catdog.model.errors import (
 
 ImageSource = bytes | bytearray | memoryview | str | Path | Image.Image
 
+try:  # HEIC/HEIF, what most phones save, through libheif (pillow-heif registers Pillow's opener)
+    from pillow_heif import register_heif_opener
+except ImportError:  # pragma: no cover - a dependency; without it HEIC is refused as unsupported
+    _HEIF: tuple[str, ...] = ()
+else:
+    register_heif_opener(thumbnails=False)
+    _HEIF = ("HEIF",)
+#: AVIF through Pillow's own plugin, where Pillow was built with libavif.
+_AVIF = ("AVIF",) if features.check("avif") else ()
+
 #: Formats catdog decodes (Pillow's JPEG opener also yields MPO, how many phones store
 #: JPEGs). Keeping the list short keeps Pillow's riskier plugins (EPS runs
 #: Ghostscript) out of reach.
-ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", *_HEIF, *_AVIF)
 #: File name endings that folder scans (CLI, training) pick up.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
+                           | ({".heic", ".heif"} if _HEIF else set()) | ({".avif"} if _AVIF else set()))
 
 #: 40 megapixels covers any phone or DSLR photo; beyond that a file is a bomb or a mistake.
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -63,6 +74,17 @@ _UNSUPPORTED_IMAGE_WORDS = ("TIFF", "JPEG 2000", "Photoshop", "HEIC")
 #: Signatures of the accepted formats: bytes that start like one of them but that Pillow
 #: cannot open are a damaged photo (400), not a foreign file (415).
 _ACCEPTED_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
+#: ISO media brands (bytes 8-12, after ``ftyp``) of the HEIF and AVIF files decoded here.
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1")
+_AVIF_BRANDS = (b"avif", b"avis")
+
+
+def _accepted_signature(data: bytes) -> bool:
+    """Starts like a file of an accepted format (damaged if Pillow cannot open it)."""
+    if data.startswith(_ACCEPTED_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+        return True
+    brand = data[8:12] if data[4:8] == b"ftyp" else b""
+    return bool((_HEIF and brand in _HEIF_BRANDS) or (_AVIF and brand in _AVIF_BRANDS))
 
 
 def sniff(data: bytes) -> str | None:
@@ -97,7 +119,7 @@ def _open(data: bytes) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise TooManyPixels(None, None, DEFAULT_MAX_PIXELS, pixels=_bomb_pixels(exc)) from None
     except UnidentifiedImageError:
-        if data.startswith(_ACCEPTED_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+        if _accepted_signature(data):
             raise TruncatedImage() from None
         detected = sniff(data)
         if detected and any(word in detected for word in _UNSUPPORTED_IMAGE_WORDS):
@@ -120,7 +142,8 @@ _BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "
 #: Decoders that build the image in buffers of their own before Pillow copies it in. Pillow's
 #: WebP plugin gets the whole frame from libwebp as bytes and copies it through a stream into
 #: the image: a 40 MP WebP peaks at +610 MB, about four full-size copies (bench/stress.py).
-_DECODE_COPIES = {"WEBP": 4}
+#: libheif and libavif decode to planes of their own (YUV, then RGB) before Pillow copies them.
+_DECODE_COPIES = {"WEBP": 4, "HEIF": 3, "AVIF": 3}
 #: Working memory of the band-by-band conversion and Pillow's decoders, beyond the image itself.
 _WORKING_BYTES = 8 << 20
 #: Rows of the source converted at a time: a band of at most this many bytes in its widest mode.

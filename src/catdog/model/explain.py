@@ -133,6 +133,12 @@ class Explanation:
         values = place_map(self.cam, box, photo.width, photo.height, photo.height, photo.width)
         return blend(photo, values)
 
+    def box_fractions(self) -> list[float]:
+        """The model's square as [left, top, right, bottom], fractions of the photo's width and height."""
+        width, height = self.size
+        left, top, right, bottom = self.box
+        return [round(left / width, 4), round(top / height, 4), round(right / width, 4), round(bottom / height, 4)]
+
     def to_dict(self) -> dict[str, Any]:
         grid = self.heatmap()
         return {
@@ -142,5 +148,6 @@ class Explanation:
                 "rows": int(grid.shape[0]),
                 "cols": int(grid.shape[1]),
                 "values": np.round(grid, 4).tolist(),
+                "box": self.box_fractions(),
             },
         }

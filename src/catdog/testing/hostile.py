@@ -233,8 +233,45 @@ def _not_images() -> list[Case]:
         upload("SVG with a script", SVG, not_image, filename=b"cat.svg"),
         upload("single NUL byte", b"\x00", not_image),
         upload("TIFF image", encode(Image.new("RGB", (32, 32), "gray"), "TIFF"), error(415, "unsupported_format")),
-        upload("HEIC header", HEIC, error(415, "unsupported_format")),
     ]
+
+
+def claiming(data: bytes, width: int, height: int) -> bytes:
+    """A HEIC or AVIF file whose ``ispe`` boxes (the image's size in its header) claim another size."""
+    out, start = bytearray(data), 0
+    while (at := out.find(b"ispe", start)) >= 0:
+        out[at + 8 : at + 16] = struct.pack(">II", width, height)  # after the version and flags
+        start = at + 4
+    return bytes(out)
+
+
+def _phone_formats(image: Image.Image) -> list[Case]:
+    """HEIC/HEIF (pillow-heif) and AVIF (Pillow): real photos are answered; cut, lying or
+    oversized headers get the same errors, under the same budgets, as every other format."""
+    from catdog.model.decode import ACCEPTED_FORMATS  # the formats this install decodes
+
+    cases = []
+    photo = image.resize((256, 192))
+    for fmt, ext in (("HEIF", "heic"), ("AVIF", "avif")):
+        if fmt not in ACCEPTED_FORMATS:
+            continue
+        data = encode(photo, fmt, quality=90)
+        name = f"{fmt} photo"
+        cases += [
+            upload(name, data, OK, label="cat", filename=f"cat.{ext}".encode()),
+            upload(f"{name} cut to its header", data[:40], error(400, "truncated_image")),
+            upload(f"{name} cut in half", data[: len(data) // 2], error(400, "truncated_image")),
+            # libavif refuses such a header itself, before Pillow sees a size: a damaged file.
+            upload(f"{name} claiming 50000x50000", claiming(data, 50_000, 50_000),
+                   error(422, "too_many_pixels") | error(400, "truncated_image")),
+            upload(f"{name} claiming 6200x6200 (decode memory over budget)", claiming(data, 6200, 6200),
+                   error(422, "decode_too_costly")),
+        ]
+    if "HEIF" in ACCEPTED_FORMATS:
+        cases.append(upload("HEIC header only", HEIC, error(400, "truncated_image")))
+    else:
+        cases.append(upload("HEIC header", HEIC, error(415, "unsupported_format")))
+    return cases
 
 
 def _truncations(jpeg: bytes, png_photo: bytes) -> list[Case]:
@@ -467,6 +504,7 @@ def corpus(photo: bytes, *, seed: int = 0, upload_limit: int | None = None, max_
     cases = [
         *_missing_and_empty(photo),
         *_not_images(),
+        *_phone_formats(image),
         *_truncations(photo, png_photo),
         *_flipped_headers(photo, png_photo),
         *_odd_but_valid(image),

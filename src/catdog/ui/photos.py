@@ -17,6 +17,15 @@ from functools import cached_property
 
 from PIL import Image, ImageOps
 
+from catdog.ui.words import Message
+
+try:  # HEIC/HEIF previews and shrinking (the API decodes them the same way)
+    from pillow_heif import register_heif_opener
+except ImportError:  # pragma: no cover - pillow-heif is a dependency; a bare install still runs
+    pass
+else:
+    register_heif_opener()
+
 #: Long sides tried, in turn, for a photo the page shrinks before sending: the first is far
 #: above what the model looks at (a few hundred pixels), the last still above it.
 SHRINK_SIDES = (2048, 1024, 512)
@@ -25,25 +34,18 @@ SHRINK_TO = SHRINK_SIDES[0]
 SHRINK_QUALITY = 90
 #: Share of the API's upload limit one photo may use (the rest is the request's own framing).
 LIMIT_SHARE = 0.95
-#: The first bytes of the formats phones save that neither the API nor this page can read.
-HEIF_BRANDS = {
-    b"heic": "HEIC",
-    b"heix": "HEIC",
-    b"hevc": "HEIC",
-    b"mif1": "HEIC",
-    b"msf1": "HEIC",
-    b"avif": "AVIF",
-}
-#: Extensions the upload box takes: every format the API decodes, plus the phone formats it
-#: does not, so that those get a plain explanation in the results instead of being refused
-#: silently by the browser.
+#: Extensions the upload box takes: every format the API decodes (HEIC/HEIF through
+#: pillow-heif, AVIF through Pillow).
 ACCEPTED_TYPES = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "heic", "heif", "avif")
-FORMATS_TEXT = "JPEG, PNG, WebP, GIF or BMP"
 PREVIEW_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 
 
 class PhotoError(Exception):
-    """This page cannot open the photo (for a preview or to shrink it); the message is for people."""
+    """This page cannot open the photo (for a preview or to shrink it); ``reason`` says why."""
+
+    def __init__(self, reason: Message):
+        super().__init__(reason[0])
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -52,15 +54,16 @@ class Picture:
 
     ``data`` is what goes to the API: the original bytes, or a shrunk JPEG if the original
     is over the limit (``note`` then says so). ``problem`` is set when the photo cannot be
-    sent at all; it is then shown as that photo's result.
+    sent at all; it is then shown as that photo's result. Both are messages of
+    :mod:`catdog.ui.words`, put in words in the page's language.
     """
 
     name: str
     data: bytes
     content_type: str
     original_bytes: int
-    note: str | None = None
-    problem: str | None = None
+    note: Message | None = None
+    problem: Message | None = None
 
     @cached_property
     def key(self) -> str:
@@ -73,54 +76,23 @@ class Picture:
         return self.name, self.data
 
 
-def heif_kind(data: bytes) -> str | None:
-    """ "HEIC" or "AVIF" if ``data`` is such a file (an ISO media ``ftyp`` box), else None."""
-    if data[4:8] != b"ftyp":
-        return None
-    return HEIF_BRANDS.get(data[8:12])
-
-
-def megabytes(size: int) -> str:
-    """1.2 MB, or 350 KB under a megabyte (decimal units, as the API's limit)."""
-    return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} KB"
-
-
 def prepare(
     name: str, data: bytes, content_type: str, *, limit_bytes: int, max_pixels: int
 ) -> Picture:
     """The :class:`Picture` for one upload: as it is, shrunk to fit ``limit_bytes``, or refused
-    with a reason (HEIC/AVIF, or too large and not a photo this page can shrink)."""
-    kind = heif_kind(data)
-    if kind:
-        return Picture(
-            name, data, content_type, len(data),
-            problem=f"This is a {kind} photo (the format iPhones and some Android phones save by "
-            f"default), which catdog cannot read. Send it as {FORMATS_TEXT}: on an iPhone, choose "
-            "Settings > Camera > Formats > Most Compatible, or share the photo as JPEG.",
-        )  # fmt: skip
+    with a reason (too large and not a photo this page can shrink)."""
     limit = int(limit_bytes * LIMIT_SHARE)
     if len(data) <= limit:
         return Picture(name, data, content_type, len(data))
+    sizes = {"size": len(data), "limit": limit_bytes}
     try:
         shrunk = shrink(data, max_pixels=max_pixels, fit=limit)
     except PhotoError as exc:
-        return Picture(
-            name, data, content_type, len(data),
-            problem=f"The photo is {megabytes(len(data))}, over the limit of "
-            f"{megabytes(limit_bytes)}, and this page cannot make it smaller: {exc} "
-            f"Send a smaller {FORMATS_TEXT} photo.",
-        )  # fmt: skip
+        return Picture(name, data, content_type, len(data), problem=("problem.too_big", {**sizes, "reason": exc.reason}))
     if len(shrunk) > limit:  # a pathological photo that JPEG cannot compress: say so
-        return Picture(
-            name, data, content_type, len(data),
-            problem=f"The photo is {megabytes(len(data))}, over the limit of "
-            f"{megabytes(limit_bytes)}, and stays too large even when shrunk.",
-        )  # fmt: skip
-    return Picture(
-        name, shrunk, "image/jpeg", len(data),
-        note=f"Shrunk from {megabytes(len(data))} to {megabytes(len(shrunk))} before sending "
-        f"(the limit is {megabytes(limit_bytes)}).",
-    )  # fmt: skip
+        return Picture(name, data, content_type, len(data), problem=("problem.stays_big", sizes))
+    note = {"before": len(data), "after": len(shrunk), "limit": limit_bytes}
+    return Picture(name, shrunk, "image/jpeg", len(data), note=("note.shrunk", note))
 
 
 def open_photo(data: bytes, *, max_pixels: int, side: int) -> Image.Image:
@@ -133,15 +105,13 @@ def open_photo(data: bytes, *, max_pixels: int, side: int) -> Image.Image:
             if opened.format == "JPEG":
                 opened.draft("RGB", (side, side))  # decode at 1/2, 1/4 or 1/8 size: less memory
             if opened.width * opened.height > max_pixels:
-                raise PhotoError(
-                    f"it has {opened.width} x {opened.height} pixels, more than the "
-                    f"{max_pixels:,} allowed."
-                )
+                raise PhotoError(("reason.pixels", {"width": opened.width, "height": opened.height,
+                                                    "max": f"{max_pixels:,}"}))
             return ImageOps.exif_transpose(opened).convert("RGB")
     except PhotoError:
         raise
     except (*PREVIEW_ERRORS, Image.DecompressionBombWarning):
-        raise PhotoError(f"it is not a {FORMATS_TEXT} photo this page can read.") from None
+        raise PhotoError(("reason.unreadable", {})) from None
 
 
 def shrink(data: bytes, *, max_pixels: int, fit: int | None = None) -> bytes:
