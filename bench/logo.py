@@ -120,7 +120,11 @@ def main(argv: list[str] | None = None) -> None:
 
     args.data = args.data.resolve()
     shipped = {str(m): Classifier.load(m, threads=args.threads) for m in args.models}
-    chosen = {k: v for k, v in folds().items() if args.folds is None or k in args.folds}
+    every = folds()
+    unknown = [name for name in args.folds or [] if name not in every]
+    if unknown:
+        parser.error(f"unknown folds {unknown}; the folds are: {', '.join(every)}")
+    chosen = {name: every[name] for name in (args.folds or every)}  # in the order asked
     results: dict = {}
     for name, fold in chosen.items():
         started = time.time()
