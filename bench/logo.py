@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -79,7 +80,7 @@ def score(clf, samples) -> dict:
 def train_fold(name: str, fold: dict, args) -> Path:
     from catdog.training.openworld import HeadConfig, train_head
 
-    out = args.out / name.replace(" ", "_").replace(":", "").replace(",", "").replace("(", "").replace(")", "")
+    out = args.out / re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")  # "animals 1/4" -> animals_1_4
     if not (out / "model.json").is_file() or args.retrain:
         train_head(HeadConfig(
             init=args.init, data=[args.data / p for p in PETS], others=[args.data / "not-pets"], out=out,
