@@ -337,7 +337,13 @@ def train_head(cfg: HeadConfig) -> dict:
     if best is None:  # not an assert: bandit (B101), and python -O would drop it
         raise ValueError("open-world training ran no epoch; give epochs >= 1")
     model.load_state_dict(best[2])
-    logits = hold_logits()
+    if cached is not None:
+        # The temperature and the "other" threshold are fitted on the served path itself (the whole
+        # float32 network on each decoded photo), not on the float16 cache the epochs were judged on.
+        x_hold, y_hold = serving_inputs(holdout, spec, progress=lambda s: bar(s, desc="decode held out"))
+        logits = logits_of(model, torch.from_numpy(x_hold))
+    else:
+        logits = hold_logits()
     temperature, report = metrics.calibrated_report(logits, y_hold, labels, other, cfg.other_cap)
     threshold = report["other_threshold"]
     log.info("held out (epoch %d): %s", best[1], {k: report[k] for k in ("accuracy", "log_loss", "ece")}
