@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from catdog.model.errors import ImageError
 from catdog.model.preprocess import prepare
 from catdog.model.recipe import InputSpec
 from catdog.training.data import Sample
@@ -56,7 +57,9 @@ class FeatureCache:
     image (float16), and the frozen ImageNet model's logits on the crop when asked.
 
     Stored in one file per (parent model file, split stage, input size, teacher) under
-    ``folder``, so a second run over the same photos decodes and computes nothing.
+    ``folder``, so a second run over the same photos decodes and computes nothing. Photos are
+    keyed by where they sit (:func:`catdog.training.data.split_key`): delete the folder when
+    a photo is replaced in place.
     """
 
     def __init__(self, model: nn.Module, model_file: Path, split: int, spec: InputSpec, size: int,
@@ -131,7 +134,7 @@ class FeatureCache:
                 try:
                     xs.append(prepare(s.path, self.spec))
                     ks.append(k)
-                except Exception:  # noqa: BLE001 - an unreadable photo is skipped, as in every split
+                except (ImageError, OSError):  # an unreadable photo is skipped, as in every split
                     self.entries[k] = (torch.empty(0), None)
             if xs:
                 views, teacher = self._compute(torch.from_numpy(np.stack(xs)))
