@@ -36,6 +36,26 @@ RELIABILITY_DOC = ROOT / "docs" / "reliability.md"
 #: The upload limit the reliability servers run with: small, so over-the-limit cases stay cheap.
 UPLOAD_LIMIT_MB = 2
 UPLOAD_LIMIT = int(UPLOAD_LIMIT_MB * 1024 * 1024)
+def start_redis(binary: str, port: int, directory: Path) -> subprocess.Popen:
+    """A real redis-server on ``port`` of loopback, without persistence, once it answers a ping."""
+    import redis
+
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(directory)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(host="127.0.0.1", port=port)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            client.ping()
+            return process
+        except redis.ConnectionError:
+            assert time.monotonic() < deadline and process.poll() is None, "redis-server did not start"
+            time.sleep(0.1)
+
+
 #: What must never appear in a response body: traces and paths of the server's files.
 LEAKS = (b"Traceback", b'File "/', b"/work/", b"site-packages", b"/home/", b"catdog/api/", b"werkzeug")
 

@@ -22,7 +22,7 @@ import requests
 from catdog.testing.hostile import BATCH_PATH, PATH, palette_bomb
 from tests.api.test_gunicorn_server import GUNICORN, server_env
 from tests.conftest import CAT_PHOTOS
-from tests.reliability.conftest import pick_port
+from tests.reliability.conftest import pick_port, start_redis
 
 pytestmark = pytest.mark.slow
 
@@ -38,22 +38,7 @@ def redis_url(tmp_path_factory):
         pytest.skip("redis-server is not installed (apt-get install -y redis-server; scripts/test.sh does)")
     port = pick_port()
     directory = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(directory)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    import redis
-
-    client = redis.Redis(host="127.0.0.1", port=port)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            assert time.monotonic() < deadline and process.poll() is None, "redis-server did not start"
-            time.sleep(0.1)
+    process = start_redis(binary, port, directory)
     yield f"redis://127.0.0.1:{port}"
     process.terminate()
     process.wait(10)

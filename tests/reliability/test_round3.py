@@ -19,7 +19,7 @@ import requests
 
 from catdog.testing.hostile import PATH, SILENT_CONNECTIONS, pipelined
 from tests.conftest import CAT_PHOTOS
-from tests.reliability.conftest import pick_port
+from tests.reliability.conftest import pick_port, start_redis
 
 pytestmark = pytest.mark.slow
 
@@ -122,20 +122,7 @@ def redis_server(tmp_path):
         url = f"redis://127.0.0.1:{port}"
 
         def start(self) -> None:
-            import redis
-
-            processes.append(subprocess.Popen(
-                [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                 "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            client = redis.Redis(host="127.0.0.1", port=port)
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    client.ping()
-                    return
-                except redis.ConnectionError:
-                    assert time.monotonic() < deadline, "redis-server did not start"
-                    time.sleep(0.1)
+            processes.append(start_redis(binary, port, tmp_path))
 
         def stop(self) -> None:
             processes[-1].terminate()
