@@ -52,6 +52,17 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of one process in MB (0 if it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
 def worker_pids(master: int) -> list[int]:
     try:
         return [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]

@@ -34,7 +34,8 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import ROOT, machine, table, update_section
+from _report import FIXTURE_PHOTO, ROOT, machine, table, update_section
+from stress import rss_mb
 
 from catdog import servers
 from catdog.testing.hostile import (
@@ -50,23 +51,8 @@ from catdog.testing.hostile import (
 )
 
 RELIABILITY_DOC = ROOT / "docs" / "reliability.md"
-PHOTO = (ROOT / "tests" / "data" / "images" / "cat" / "cat.4001.jpg").read_bytes()
+PHOTO = FIXTURE_PHOTO.read_bytes()
 SERVER = [sys.executable, "-m", "gunicorn", "--config", "python:catdog.api.gunicorn_conf", "catdog.api:create_app()"]
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
-    except (OSError, ValueError):
-        return 0.0
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
 
 
 class Probe:
@@ -96,7 +82,7 @@ class Probe:
         servers.stop(self.process)
 
     def total(self) -> float:
-        return rss_mb(self.process.pid) + sum(rss_mb(c) for c in children(self.process.pid))
+        return rss_mb(self.process.pid)  # the master and its workers
 
     def _sample(self) -> None:
         while not self._stop.is_set():

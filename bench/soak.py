@@ -40,8 +40,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _load import multipart_body, wait_until_serving
-from _report import FIXTURE_PHOTO, RESULTS, machine, table, update_section, write_json
-from http_serving import HOST, Server, worker_pids
+from _report import FIXTURE_PHOTO, RESULTS, ROOT, machine, table, update_section, write_json
+from http_serving import HOST, Server, rss_mb, worker_pids
 from stress import RELIABILITY_DOC, Case, StressResult, mix, run_stress
 
 from catdog.testing.hostile import OK
@@ -90,17 +90,6 @@ def soak_mix() -> list[Case]:
             out.append(next(extra))
     return out
 PLOT = RESULTS / "soak_rss.png"
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of one process in MB (0 if it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError):
-        pass
-    return 0.0
 
 
 @dataclass

@@ -46,7 +46,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _load import multipart_body, wait_until_serving
 from _report import FIXTURE_PHOTO, ROOT, machine, table, update_section, write_json
-from http_serving import HOST, Server
+from http_serving import HOST, Server, worker_pids
+from http_serving import rss_mb as process_rss_mb
 
 sys.path.insert(0, str(ROOT))
 from catdog.testing.hostile import BATCH_PATH, OK, Case, Part, corpus, multipart, palette_bomb
@@ -192,22 +193,7 @@ def bomb_cases() -> list[Case]:
 
 def rss_mb(master: int) -> float:
     """Resident memory of the master and its children (the workers), in MB."""
-    total = 0
-    for pid in [master, *worker_pids(master)]:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total / 1024
-
-
-def worker_pids(master: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
-    except OSError:
-        return []
+    return sum(process_rss_mb(pid) for pid in [master, *worker_pids(master)])
 
 
 def measure_bombs(server, clients: int, seconds: float) -> dict:
