@@ -104,7 +104,7 @@ def validation(clf, val: Path, limit: int) -> dict:
 
 def held_out_others(recipe, others: Path) -> list[Path]:
     """The non-pet photos the open-world model held out (never trained on), from its recipe's split."""
-    from catdog.training.openworld import open_world_split
+    from catdog.training.openworld import recorded_split
 
     training = recipe.training
     if "parent_training" not in training or not others.is_dir():
@@ -113,9 +113,7 @@ def held_out_others(recipe, others: Path) -> list[Path]:
     data = [_locate(Path(recorded), others.parent) for recorded in training.get("data", [])]
     if None in data:
         return []
-    _, held = open_world_split(training["parent_training"], data, [others],
-                               training.get("holdout_fraction", 0.2), training.get("seed", 0),
-                               training.get("split", "seeded"), recipe.known_labels)
+    _, held = recorded_split(recipe, data, [others])
     return [s.path for s in held if s.label == 2]
 
 

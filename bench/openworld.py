@@ -49,10 +49,9 @@ FLOORS = {"others_answered_other": 0.95, "val_accuracy": 0.99}
 
 def held_out(recipe, data_root: Path):
     """The held-out samples of an open-world model, found again under ``data_root``."""
-    from catdog.training.openworld import open_world_split
+    from catdog.training.openworld import recorded_split
 
     training = recipe.training
-    parent = training.get("parent_training", training)
 
     def locate(recorded: str) -> Path:
         found = _locate(Path(recorded), data_root)
@@ -62,9 +61,7 @@ def held_out(recipe, data_root: Path):
 
     data = [locate(d) for d in training.get("data", [])]
     others = [locate(d) for d in training.get("others", [])]
-    _, held = open_world_split(parent, data, others, training.get("holdout_fraction", 0.2), training.get("seed", 0),
-                               training.get("split", "seeded"), recipe.known_labels)
-    return held
+    return recorded_split(recipe, data, others)[1]
 
 
 def source_of(path: Path, data_root: Path) -> str:

@@ -136,6 +136,18 @@ def open_world_split(parent_training: dict, data: Sequence[Path], others: Sequen
     return fit + more_fit, held + more_held
 
 
+def recorded_split(recipe: Recipe, data: Sequence[Path], others: Sequence[Path], *,
+                   holdout: float | None = None, seed: int | None = None) -> tuple[list[Sample], list[Sample]]:
+    """(fit, held out) of ``data`` and ``others`` as an open-world model's training split them,
+    read from its recipe (the parent's split, the fraction, the seed, how new folders were
+    split, its labels); ``holdout`` and ``seed`` stand in where the recipe records none."""
+    training = recipe.training
+    return open_world_split(training.get("parent_training", {}), data, others,
+                            training.get("holdout_fraction", 0.2 if holdout is None else holdout),
+                            training.get("seed", 0 if seed is None else seed),
+                            training.get("split", "seeded"), recipe.known_labels)
+
+
 def excluded(samples: Sequence[Sample], roots: Sequence[Path], patterns: Sequence[str]) -> list[bool]:
     """Which samples a leave-out pattern (fnmatch on :func:`split_key`) removes."""
     from fnmatch import fnmatchcase

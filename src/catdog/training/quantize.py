@@ -162,14 +162,11 @@ def quantize_and_recalibrate(model_dir: str | Path, out_dir: str | Path, data: S
     ranges, the held-out split (the same stratified split training used) refits the temperature
     and, for an open-world model, the "other" threshold."""
     from catdog.training.data import find_samples, stratified_split
-    from catdog.training.openworld import open_world_split
+    from catdog.training.openworld import recorded_split
 
     if others:  # the split `catdog train --init ... --others ...` used, read from the recipe
-        recipe = Recipe.read(Path(model_dir) / RECIPE_FILENAME)
-        training = recipe.training
-        train, holdout = open_world_split(training.get("parent_training", {}), data, others,
-                                          training.get("holdout_fraction", holdout_fraction), training.get("seed", seed),
-                                          training.get("split", "seeded"), recipe.known_labels)
+        train, holdout = recorded_split(Recipe.read(Path(model_dir) / RECIPE_FILENAME), data, others,
+                                        holdout=holdout_fraction, seed=seed)
     else:
         labels = Recipe.read(Path(model_dir) / RECIPE_FILENAME).labels
         train, holdout = stratified_split(find_samples(data, labels), holdout_fraction, seed)
