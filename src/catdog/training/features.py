@@ -155,10 +155,10 @@ def fit_on_features(model: nn.Module, split: int, views: torch.Tensor, labels: n
                     teacher: torch.Tensor | None, aux: nn.Module | None, *, epochs: int, batch_size: int,
                     optimizer: torch.optim.Optimizer, loss_fn: nn.Module, lr_at: Callable[[int, int], float],
                     keep_imagenet: float, distill_temperature: float, seed: int,
-                    evaluate: Callable[[int], tuple], ) -> list:
+                    evaluate: Callable[[int], tuple]) -> tuple | None:
     """The training loop over cached views; ``evaluate(epoch)`` returns (selection key, row) after each epoch.
 
-    Returns ``[(key, epoch, state), ...]`` of the best epoch so far (a list of one)."""
+    Returns ``(key, epoch, state)`` of the best epoch (None when no epoch ran)."""
     generator = torch.Generator().manual_seed(seed)
     y = torch.as_tensor(labels)
     n = len(y)
@@ -192,7 +192,7 @@ def fit_on_features(model: nn.Module, split: int, views: torch.Tensor, labels: n
         key, _row = evaluate(epoch)
         if best is None or key < best[0]:
             best = (key, epoch, {k: v.clone() for k, v in model.state_dict().items()})
-    return [best] if best else []
+    return best
 
 
 @torch.no_grad()

@@ -185,6 +185,15 @@ def trainable_part(model: nn.Module, stages: int) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
+def imagenet_head_copy(imagenet: nn.Module) -> nn.Linear:
+    """A trainable copy of the frozen ImageNet model's 1000-class head: the auxiliary head that
+    must keep matching it on the student's features (dropped at export)."""
+    fc = imagenet.get_classifier()
+    aux = nn.Linear(fc.in_features, fc.out_features)
+    aux.load_state_dict(fc.state_dict())
+    return aux
+
+
 class Keeper:
     """Distillation that keeps what fine-tuning for "other" erodes (Learning without Forgetting, Li & Hoiem 2017).
 
@@ -218,11 +227,7 @@ class Keeper:
         self.shared = min(self.split, 2)
         self.teacher = torch_from_onnx(Path(cfg.teacher) / "model.onnx").requires_grad_(False) \
             if cfg.teacher else None
-        self.aux = None
-        if self.imagenet is not None:
-            fc = self.imagenet.get_classifier()
-            self.aux = nn.Linear(fc.in_features, fc.out_features)
-            self.aux.load_state_dict(fc.state_dict())
+        self.aux = imagenet_head_copy(self.imagenet) if self.imagenet is not None else None
 
     def describe(self) -> str:
         parts = [f"{name} x{weight:g}" for name, weight in (
@@ -496,11 +501,7 @@ class CachedViews:
 
         labels = np.asarray([s.label for s in self.kept])
         k = model.get_classifier().out_features
-        aux = None
-        if self.imagenet is not None:
-            fc = self.imagenet.get_classifier()
-            aux = nn.Linear(fc.in_features, fc.out_features)
-            aux.load_state_dict(fc.state_dict())
+        aux = imagenet_head_copy(self.imagenet) if self.imagenet is not None else None
         optimizer = _optimizer(model, cfg, list(aux.parameters()) if aux is not None else [])
         total_steps = max(1, cfg.epochs * (len(labels) // cfg.batch_size))
         best = fit_on_features(
@@ -512,7 +513,7 @@ class CachedViews:
             evaluate=lambda epoch: report_of(hold_logits(), epoch))
         text = f"distilling the frozen ImageNet model x{cfg.keep_imagenet:g} at temperature " \
                f"{cfg.distill_temperature:g}" if self.imagenet is not None else ""
-        return (best[0] if best else None), len(labels), text
+        return best, len(labels), text
 
 
 def summarize(report: dict) -> dict:
