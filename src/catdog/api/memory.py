@@ -12,9 +12,21 @@ peak of its largest run (the engine shrinks it after batches, see
   trim), the worker is replaced gracefully: it finishes what it is serving, accepts nothing
   new, and the master starts a fresh one (:mod:`catdog.api.workers`).
 
-glibc's arenas are also capped (:func:`limit_arenas`, as ``MALLOC_ARENA_MAX=2`` would): each
-gthread thread would otherwise keep an arena of its own. Elsewhere than glibc (musl, macOS)
-all of this is a no-op.
+:func:`tune_malloc` sets glibc up for this once per worker (as ``MALLOC_MMAP_THRESHOLD_``,
+``MALLOC_TRIM_THRESHOLD_`` and ``MALLOC_ARENA_MAX`` would):
+
+* **big blocks are mmapped** (from 1 MB): glibc would otherwise raise its mmap threshold to
+  32 MB after the first large free, and the pixel blocks of a 40 MP image (Pillow allocates
+  in 16 MB blocks) would stay in the arena of the thread that decoded it, one per thread;
+  mmapped, they go back to the system on free (docs/reliability.md, "Memory under
+  decoded-size bombs");
+* **the heap's top is kept** up to 32 MB: fixing the mmap threshold stops glibc adjusting
+  its trim threshold too, which stays at 128 KB, so every photo shrank the heap at free and
+  grew it again at the next request, about 500 page faults and 0.6-1 ms of CPU a photo
+  (docs/benchmarks.md, "Serving side by side"). Large decodes are trimmed by the guard;
+* **two arenas**: each gthread thread would otherwise keep an arena of its own.
+
+Elsewhere than glibc (musl, macOS) all of this is a no-op.
 """
 
 from __future__ import annotations
@@ -27,8 +39,13 @@ import threading
 #: Decoding (estimated bytes, :class:`catdog.model.decode.DecodeGate`) after which freed memory
 #: is handed back: a batch of photos or one large image, not a single phone photo.
 TRIM_AFTER_BYTES = 32 << 20
-#: glibc's mallopt parameter for the arena count, and the count (main arena + one more).
-_M_ARENA_MAX = -8
+#: glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
+#: Allocations from this size are mmapped, and unmapped on free.
+MMAP_THRESHOLD = 1 << 20
+#: Free memory at the top of the heap kept for the next request rather than given back at once.
+TRIM_THRESHOLD = 32 << 20
+#: Arenas: the main one and one more, shared by every thread.
 ARENA_MAX = 2
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -51,11 +68,16 @@ def trim() -> bool:
         return False
 
 
-def limit_arenas(count: int = ARENA_MAX) -> bool:
-    """Cap glibc's malloc arenas for this process (threads share them instead of one each)."""
+def tune_malloc() -> bool:
+    """Set glibc's mmap and trim thresholds and its arena count for this process (see the module
+    docstring); True if glibc took all three."""
     try:
-        return bool(_LIBC.mallopt(_M_ARENA_MAX, count)) if _LIBC is not None else False
-    except AttributeError:
+        return _LIBC is not None and all([
+            _LIBC.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+            _LIBC.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+            _LIBC.mallopt(_M_ARENA_MAX, ARENA_MAX),
+        ])
+    except AttributeError:  # not glibc
         return False
 
 

@@ -12,18 +12,13 @@
   and change only the body, to ``{"error": {"code", "message"}}``; an aborted request answers
   ``503 worker_timeout``, which a client may retry.
 
-* **Big buffers go back to the system.** glibc serves allocations from per-thread arenas
-  and, after the first large block is freed, raises its mmap threshold to 32 MB: the pixel
-  blocks of a 40 MP image (Pillow allocates in 16 MB blocks) then stay in the arena of the
-  thread that decoded it, and each gthread thread keeps its own. Fixing the threshold at
-  1 MB (``mallopt``, as ``MALLOC_MMAP_THRESHOLD_`` would) returns them on free: a worker's
-  peak under decoded-size bombs is what one decode needs, not one per thread
-  (docs/reliability.md, "Memory under decoded-size bombs").
-
+* **Big buffers go back to the system.** Blocks from 1 MB are mmapped and unmapped on free,
+  so a worker's peak under decoded-size bombs is what one decode needs, not one per thread,
+  while ordinary photos reuse the heap (:func:`catdog.api.memory.tune_malloc`).
 * **Memory comes back, or the worker is replaced.** After each request (the answer sent),
   :class:`catdog.api.memory.MemoryGuard` trims the heap if the request decoded a lot, and
   past ``CATDOG_WORKER_MAX_RSS_MB`` the worker stops accepting, finishes its requests and
-  exits; the master starts a fresh one. glibc's arenas are capped at two.
+  exits; the master starts a fresh one.
 * **No thread for a silent connection** (gthread). gunicorn hands a new connection to a
   thread at once, and the thread waits up to 5 s for its first byte: 300 connections that
   send nothing held every thread. Here a new connection waits in the worker's poller, like a
@@ -35,8 +30,6 @@ Selected by :mod:`catdog.api.gunicorn_conf` from ``CATDOG_WORKER_CLASS``.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import json
 import selectors
@@ -50,20 +43,6 @@ from gunicorn.workers.gthread import ThreadWorker as _ThreadWorker
 from gunicorn.workers.sync import SyncWorker as _SyncWorker
 
 from catdog.api.codes import HTTP_CODES
-
-#: glibc's mallopt parameter and the threshold above which allocations are mmapped (and unmapped on free).
-_M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 1 << 20
-
-
-def return_big_buffers_to_the_system() -> bool:
-    """Fix glibc's mmap threshold (no-op elsewhere, e.g. musl or macOS); True if it was set."""
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
-    except (OSError, AttributeError, TypeError):
-        return False
 
 
 def json_error_page(status: int, reason: str, message: str) -> bytes:
@@ -164,13 +143,12 @@ class JsonErrorsMixin:
     memory_guard = None
 
     def init_process(self) -> None:
-        from catdog.api.memory import MemoryGuard, limit_arenas
+        from catdog.api.memory import MemoryGuard, tune_malloc
         from catdog.config import Settings
 
         settings = Settings.from_env()
         self.read_timeout = settings.read_timeout
-        return_big_buffers_to_the_system()
-        limit_arenas()
+        tune_malloc()
         ceiling = settings.worker_max_rss_mb
         self.memory_guard = MemoryGuard(int(ceiling * 1_000_000) if ceiling else None)
         # gunicorn's workers render every error page through this one module function; the
