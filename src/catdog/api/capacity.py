@@ -8,9 +8,11 @@ import math
 from catdog.config import Settings
 from catdog.model.backends import default_threads
 
-#: Photo requests a worker works on at once: one in ONNX Runtime while another decodes (both
-#: release the GIL); more only share the same CPU.
-ACTIVE_PER_WORKER = 2
+#: Photo requests a worker classifies at once. One: a worker has one core (one worker per
+#: core), and a second photo decoding while the first is in ONNX Runtime only shared that core,
+#: evicting the model from its cache: 16 vs 15 ms of CPU a request, 123 vs 133-142 req/s at 16
+#: connections (docs/benchmarks.md, "Serving side by side"). Other threads still read bodies.
+ACTIVE_PER_WORKER = 1
 #: Requests that are costly to decode (catdog.api.overload, the heavy lane) a worker works on at once.
 HEAVY_PER_WORKER = 1
 #: Threads beyond the slots and the queues, that read bodies and answer 503s (gthread).

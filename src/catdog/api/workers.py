@@ -35,6 +35,8 @@ import json
 import selectors
 import socket
 import time
+from collections import deque
+from collections.abc import Callable
 from functools import partial
 
 from gunicorn import util
@@ -43,16 +45,21 @@ from gunicorn.workers.gthread import ThreadWorker as _ThreadWorker
 from gunicorn.workers.sync import SyncWorker as _SyncWorker
 
 from catdog.api.codes import HTTP_CODES
+from catdog.api.overload import EXTENSION as ADMISSION
+from catdog.api.overload import Lanes, QueueMetrics
+from catdog.api.request_errors import Overloaded
 
 
-def json_error_page(status: int, reason: str, message: str) -> bytes:
+def json_error_page(status: int, reason: str, message: str, *, code: str | None = None,
+                    headers: dict[str, str] | None = None) -> bytes:
     """A complete HTTP/1.1 answer carrying the API's error JSON (gunicorn closes the connection)."""
     text = message.strip()[:300] or reason
     if status == 500:
         text = "Something went wrong on our side; it was logged."
-    body = json.dumps({"error": {"code": HTTP_CODES.get(status, "error"), "message": text}}).encode()
+    body = json.dumps({"error": {"code": code or HTTP_CODES.get(status, "error"), "message": text}}).encode()
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\n\r\n")
+            f"Content-Length: {len(body)}\r\n{extra}X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\n\r\n")
     return head.encode("latin-1") + body
 
 
@@ -208,12 +215,53 @@ class SyncWorker(JsonErrorsMixin, _SyncWorker):
 
 
 class ThreadWorker(JsonErrorsMixin, _ThreadWorker):
-    """Several requests per process, one per thread (gunicorn's gthread worker)."""
+    """Several requests per process, one per thread (gunicorn's gthread worker), and the door:
+    a photo request that arrives when the worker's queue is full is answered 503 by the poller
+    (see :class:`Door`), not handed to a thread to be parsed and refused by the app."""
+
+    in_pool = 0  # requests handed to the thread pool and not finished (main thread only)
+    door: Door | None = None
 
     def handle(self, conn):
         # Once per request (keep-alive connections come back here for each one).
         conn.sock = self._deadline(conn.sock)
         return super().handle(conn)
+
+    def run(self) -> None:
+        lanes = getattr(self.wsgi, "extensions", {}).get(ADMISSION)
+        if lanes is not None:
+            self.door = Door(lanes, self.poller)
+        super().run()
+
+    def enqueue_req(self, conn) -> None:
+        self.in_pool += 1
+        super().enqueue_req(conn)
+
+    def finish_request(self, conn, fs) -> None:
+        self.in_pool -= 1
+        super().finish_request(conn, fs)
+
+    def on_client_socket_readable(self, conn, client) -> None:
+        if self._shed_at_door(conn, self.keepalived_conns):
+            return
+        super().on_client_socket_readable(conn, client)
+
+    def on_pending_socket_readable(self, conn, client) -> None:
+        if self._shed_at_door(conn, self.pending_conns):
+            return
+        super().on_pending_socket_readable(conn, client)
+
+    def _shed_at_door(self, conn, waiting) -> bool:
+        door = self.door
+        if door is None or not self.alive or not door.full(self.in_pool) or not door.is_post(conn.sock):
+            return False
+        self.poller.unregister(conn.sock)
+        waiting.remove(conn)
+        door.refuse(conn.sock, on_closed=self._closed_at_door)
+        return True
+
+    def _closed_at_door(self) -> None:
+        self.nr_conns -= 1
 
     def stop_gracefully(self) -> None:
         # As on SIGTERM: stop accepting, finish in-flight requests, exit (the master replaces it).
@@ -241,9 +289,18 @@ class ThreadWorker(JsonErrorsMixin, _ThreadWorker):
         for conn in self.pending_conns:
             conn.timeout = min(conn.timeout, deadline)
 
+    def wait_for_and_dispatch_events(self, timeout: float) -> None:
+        # Wake when the next paced refusal is due, not up to a second later.
+        due = self.door.seconds_to_next(time.monotonic()) if self.door is not None else None
+        super().wait_for_and_dispatch_events(timeout if due is None else min(timeout, due))
+        if self.door is not None:
+            self.door.answer_due(time.monotonic())
+
     def murder_pending(self) -> None:
         """Connections that sent nothing in time: a 408 for new ones, then closed."""
         now = time.monotonic()
+        if self.door is not None:
+            self.door.close_lingering(now)
         while self.pending_conns and self.pending_conns[0].timeout <= now:
             conn = self.pending_conns.popleft()
             try:
@@ -260,3 +317,103 @@ class ThreadWorker(JsonErrorsMixin, _ThreadWorker):
                     pass
             conn.close()
 
+
+
+class Door:
+    """Overload answered by the poller, before a thread or the app sees the request.
+
+    When a worker's threads hold as many requests as its light lane does (the slot and its share
+    of ``CATDOG_MAX_QUEUE``, :mod:`catdog.api.overload`; requests in the heavy lane for costly
+    decodes do not count), a POST that arrives is answered ``503 overloaded`` with ``Retry-After`` and ``Connection: close``,
+    the JSON of every other error, straight from the poller: no thread, no HTTP parsing, no
+    Flask. Refusing in the app cost about 2 ms of CPU a request, and at 256 connections clients
+    sent a new request as soon as they had their 503, so the refusals took most of the CPU:
+    26 answers a second were photos, against 130 without overload (docs/benchmarks.md,
+    "Serving side by side"). GETs (probes, /metrics, docs) always go through. Requests still
+    being read or parsed count: letting more in than the lane holds only moved the refusals
+    into the app, at 2 ms each. An upload in progress counts too, for at most the read deadline
+    (``CATDOG_READ_TIMEOUT``): slow clients cost photo requests a quick 503, not a hang.
+
+    The refusal is paced: it leaves :data:`PACE_SECONDS` after the request arrived. Clients that
+    retry at once, ignoring Retry-After (wrk does), would otherwise loop on refusals as fast as
+    the machine answers them: at 256 connections that was 5,600 refusals a second, and the
+    TCP connections they opened and closed took most of the CPU from the photos (37 answered a
+    second). Paced, a looping client costs four refusals a second, and the wait stays well under
+    what a photo in the queue waits.
+
+    The request is not read before the answer; after it the socket's write side is shut and
+    what the client still sends is read and dropped (in the poller) until it closes, at most
+    :data:`LINGER_SECONDS`, so the kernel does not reset a connection with unread bytes and
+    cut the answer short (RFC 9112, section 9.6). Counted in ``catdog_shed_requests_total``
+    with ``lane="door"``.
+    """
+
+    PACE_SECONDS = 0.25
+    LINGER_SECONDS = 2.0
+
+    def __init__(self, lanes: Lanes, poller: selectors.BaseSelector):
+        self.lanes, self.poller = lanes, poller
+        error = Overloaded("too many requests are waiting")
+        self.answer = json_error_page(503, "Service Unavailable", str(error), code=error.code, headers=error.headers)
+        self.refused = QueueMetrics().shed.labels("door", "queue_full")
+        self.paced: deque[tuple[float, socket.socket, Callable[[], None]]] = deque()
+        self.lingering: dict[socket.socket, tuple[float, Callable[[], None]]] = {}
+
+    def seconds_to_next(self, now: float) -> float | None:
+        """How long the poller may sleep before a paced refusal is due (None: none is waiting)."""
+        return max(0.0, self.paced[0][0] - now) if self.paced else None
+
+    def full(self, in_pool: int) -> bool:
+        light, heavy = self.lanes.light, self.lanes.heavy
+        # Read without the lanes' lock: the poller only needs about how full they are.
+        return in_pool - heavy.active - heavy.waiting >= light.slots + light.queue_limit
+
+    @staticmethod
+    def is_post(sock: socket.socket) -> bool:
+        try:
+            return sock.recv(5, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"POST "
+        except OSError:
+            return False
+
+    def refuse(self, sock: socket.socket, *, on_closed: Callable[[], None]) -> None:
+        """Answer ``sock`` 503 once its pace is up (:meth:`answer_due`), then let it close."""
+        self.refused.inc()
+        self.paced.append((time.monotonic() + self.PACE_SECONDS, sock, on_closed))
+
+    def answer_due(self, now: float) -> None:
+        while self.paced and self.paced[0][0] <= now:
+            _, sock, on_closed = self.paced.popleft()
+            self._answer(sock, on_closed)
+
+    def _answer(self, sock: socket.socket, on_closed: Callable[[], None]) -> None:
+        try:
+            sock.setblocking(False)
+            sock.send(self.answer)  # a few hundred bytes: the socket's buffer takes them at once
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close(sock, on_closed)
+            return
+        self.lingering[sock] = (time.monotonic() + self.LINGER_SECONDS, on_closed)
+        self.poller.register(sock, selectors.EVENT_READ, self._drain)
+
+    def _drain(self, sock: socket.socket) -> None:
+        try:
+            if sock.recv(65536):
+                return
+        except BlockingIOError:
+            return
+        except OSError:
+            pass
+        self._close(sock, self.lingering[sock][1])
+
+    def close_lingering(self, now: float) -> None:
+        self.answer_due(now)
+        for sock, (deadline, on_closed) in list(self.lingering.items()):
+            if deadline <= now:
+                self._close(sock, on_closed)
+
+    def _close(self, sock: socket.socket, on_closed: Callable[[], None]) -> None:
+        if self.lingering.pop(sock, None) is not None:
+            self.poller.unregister(sock)
+        util.close(sock)
+        on_closed()
