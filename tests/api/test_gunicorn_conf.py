@@ -35,9 +35,10 @@ def test_defaults_are_for_a_cpu_bound_model(conf):
     assert c.bind == "0.0.0.0:8000"
     assert c.workers == default_threads()
     # gthread: a slow client holds a thread, not a worker (docs/reliability.md, "Slow clients");
-    # threads hold the photo slots, each worker's share of the queue and spares that answer 503s
+    # threads hold the photo slot and the heavy lane's, each worker's share of the queue in each
+    # lane, and spares that answer 503s
     share = -(-32 // default_threads())
-    assert (c.worker_class, c.threads, c.preload_app) == ("catdog.api.workers.ThreadWorker", 2 + 1 + 2 * share + 4,
+    assert (c.worker_class, c.threads, c.preload_app) == ("catdog.api.workers.ThreadWorker", 1 + 1 + 2 * share + 4,
                                                           False)
     assert c.max_requests == 20_000 and c.max_requests_jitter == 2_000
     assert c.timeout == 30 and c.graceful_timeout == 30 and c.keepalive == 5

@@ -110,6 +110,9 @@ class Lanes:
     """A worker's two lanes: ordinary photos, and requests that are costly to decode."""
 
     def __init__(self, settings: Settings, registry: Any = None):
+        #: Photo requests the gthread worker refused at its door, before they reached the app
+        #: (:class:`catdog.api.workers.Door`; it counts here so /readyz can say so).
+        self.door_refused = 0
         metrics = QueueMetrics(registry)
         share = queue_per_worker(settings)
         self.light = Admission(ACTIVE_PER_WORKER, share, settings.queue_seconds, name="light", metrics=metrics)
@@ -118,7 +121,8 @@ class Lanes:
         self.heavy = Admission(HEAVY_PER_WORKER, share, 2 * settings.queue_seconds, name="heavy", metrics=metrics)
 
     def status(self) -> dict[str, Any]:
-        return {"light": self.light.status(), "heavy": self.heavy.status()}
+        return {"light": self.light.status(), "heavy": self.heavy.status(),
+                "door": {"shed": {"queue_full": self.door_refused}}}
 
 
 def decode_cost_of_request() -> int:

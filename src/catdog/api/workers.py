@@ -38,6 +38,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from functools import partial
+from typing import TYPE_CHECKING
 
 from gunicorn import util
 from gunicorn.workers.gthread import TConn
@@ -45,9 +46,12 @@ from gunicorn.workers.gthread import ThreadWorker as _ThreadWorker
 from gunicorn.workers.sync import SyncWorker as _SyncWorker
 
 from catdog.api.codes import HTTP_CODES
-from catdog.api.overload import EXTENSION as ADMISSION
-from catdog.api.overload import Lanes, QueueMetrics
 from catdog.api.request_errors import Overloaded
+
+if TYPE_CHECKING:  # imported in the worker, after the fork: gunicorn loads this module in the master,
+    # before gunicorn_conf.on_starting sets PROMETHEUS_MULTIPROC_DIR, and prometheus_client picks
+    # its value class (in memory, or files shared by the workers) when first imported.
+    from catdog.api.overload import Lanes
 
 
 def json_error_page(status: int, reason: str, message: str, *, code: str | None = None,
@@ -228,7 +232,9 @@ class ThreadWorker(JsonErrorsMixin, _ThreadWorker):
         return super().handle(conn)
 
     def run(self) -> None:
-        lanes = getattr(self.wsgi, "extensions", {}).get(ADMISSION)
+        from catdog.api.overload import EXTENSION
+
+        lanes = getattr(self.wsgi, "extensions", {}).get(EXTENSION)
         if lanes is not None:
             self.door = Door(lanes, self.poller)
         super().run()
@@ -352,6 +358,8 @@ class Door:
     LINGER_SECONDS = 2.0
 
     def __init__(self, lanes: Lanes, poller: selectors.BaseSelector):
+        from catdog.api.overload import QueueMetrics
+
         self.lanes, self.poller = lanes, poller
         error = Overloaded("too many requests are waiting")
         self.answer = json_error_page(503, "Service Unavailable", str(error), code=error.code, headers=error.headers)
@@ -378,6 +386,7 @@ class Door:
     def refuse(self, sock: socket.socket, *, on_closed: Callable[[], None]) -> None:
         """Answer ``sock`` 503 once its pace is up (:meth:`answer_due`), then let it close."""
         self.refused.inc()
+        self.lanes.door_refused += 1
         self.paced.append((time.monotonic() + self.PACE_SECONDS, sock, on_closed))
 
     def answer_due(self, now: float) -> None:
