@@ -16,6 +16,16 @@ def test_the_guard_trims_after_a_large_decode_only(cat_bytes):
     assert guard.after_request() is False and guard.trims == 1
 
 
+def test_ordinary_photos_never_trim_however_many(cat_bytes):
+    """Trimming gives the heap back and the next photos fault it in again: only a large decode
+    between two requests is worth it, not the sum of many photos."""
+    guard = MemoryGuard(None, trim_after=4 * len(cat_bytes) * 30)
+    for _ in range(400):
+        decode_image(cat_bytes, min_side=256)
+        guard.after_request()
+    assert guard.trims == 0
+
+
 def test_over_the_ceiling_the_worker_is_to_be_replaced():
     assert rss_bytes() > 1_000_000
     assert MemoryGuard(1).after_request() is True

@@ -5,9 +5,10 @@ keeps freed blocks in its arenas (one per thread that allocated) and ONNX Runtim
 peak of its largest run (the engine shrinks it after batches, see
 :class:`catdog.model.backends.OnnxBackend`). Between requests, :class:`MemoryGuard`
 
-* asks glibc to return free memory (``malloc_trim(0)``) once the requests since the last
-  time decoded more than :data:`TRIM_AFTER_BYTES` (a photo decodes in a few MB: ordinary
-  traffic pays nothing);
+* asks glibc to return free memory (``malloc_trim(0)``) after requests that decoded more
+  than :data:`TRIM_AFTER_BYTES` since the previous check: a large image or a large batch, never
+  ordinary photos, however many (counting them up to the threshold trimmed every 40 photos or
+  so, and the worker faulted the freed pages back in: 260 page faults a request on average);
 * compares the worker's resident memory with ``CATDOG_WORKER_MAX_RSS_MB``; over it (after a
   trim), the worker is replaced gracefully: it finishes what it is serving, accepts nothing
   new, and the master starts a fresh one (:mod:`catdog.api.workers`).
@@ -105,12 +106,12 @@ class MemoryGuard:
         self.last_rss = 0
 
     def after_request(self) -> bool:
-        """Trim if the requests since the last trim decoded a lot; True if over the ceiling."""
+        """Trim if the requests since the previous call decoded a lot; True if over the ceiling."""
         with self._lock:
             decoded = self._gate.decoded
             trimmed = decoded - self._seen >= self.trim_after
+            self._seen = decoded
             if trimmed:
-                self._seen = decoded
                 trim()
                 self.trims += 1
             if self.max_rss_bytes is None:
