@@ -63,6 +63,19 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def session_pids(session: int) -> list[int]:
+    """Every live process of a session: a server started by ``catdog.servers.start`` (its own
+    session), with its workers and helper processes, whatever the framework spawns."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[3]) == session:
+                pids.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return pids
+
+
 def worker_pids(master: int) -> list[int]:
     try:
         return [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
