@@ -52,6 +52,17 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def minor_faults(pids: list[int]) -> int:
+    """Minor page faults of these processes so far (pages the kernel had to map in; 0 elsewhere)."""
+    total = 0
+    for pid in pids:
+        try:
+            total += int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory of one process in MB (0 if it is gone)."""
     try:
@@ -63,17 +74,19 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def session_pids(session: int) -> list[int]:
-    """Every live process of a session: a server started by ``catdog.servers.start`` (its own
-    session), with its workers and helper processes, whatever the framework spawns."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[3]) == session:
-                pids.append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    return pids
+def process_tree(root: int) -> list[int]:
+    """``root`` and every live process below it: a server with its workers and whatever helper
+    processes its framework spawns (BentoML starts its own session, so a session is not enough)."""
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        for task in Path(f"/proc/{pid}/task").glob("*/children"):
+            try:
+                todo += [int(child) for child in task.read_text().split()]
+            except (OSError, ValueError):
+                continue
+    return tree
 
 
 def worker_pids(master: int) -> list[int]:
