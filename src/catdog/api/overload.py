@@ -110,9 +110,10 @@ class Lanes:
     """A worker's two lanes: ordinary photos, and requests that are costly to decode."""
 
     def __init__(self, settings: Settings, registry: Any = None):
-        #: Photo requests the gthread worker refused at its door, before they reached the app
-        #: (:class:`catdog.api.workers.Door`; it counts here so /readyz can say so).
-        self.door_refused = 0
+        #: The gthread worker's door (:class:`catdog.api.workers.Door`), which counts here so
+        #: /readyz can say so: photo requests waiting in its poller, and those it refused, by reason.
+        self.door_waiting = 0
+        self.door_refused = {"queue_full": 0, "queue_timeout": 0}
         metrics = QueueMetrics(registry)
         share = queue_per_worker(settings)
         self.light = Admission(ACTIVE_PER_WORKER, share, settings.queue_seconds, name="light", metrics=metrics)
@@ -122,7 +123,7 @@ class Lanes:
 
     def status(self) -> dict[str, Any]:
         return {"light": self.light.status(), "heavy": self.heavy.status(),
-                "door": {"shed": {"queue_full": self.door_refused}}}
+                "door": {"waiting": self.door_waiting, "shed": dict(self.door_refused)}}
 
 
 def decode_cost_of_request() -> int:

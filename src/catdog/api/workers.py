@@ -32,21 +32,26 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import selectors
 import socket
 import time
 from collections import deque
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gunicorn import util
 from gunicorn.workers.gthread import TConn
 from gunicorn.workers.gthread import ThreadWorker as _ThreadWorker
 from gunicorn.workers.sync import SyncWorker as _SyncWorker
 
+from catdog.api.capacity import ACTIVE_PER_WORKER
 from catdog.api.codes import HTTP_CODES
 from catdog.api.request_errors import Overloaded
+
+#: A Content-Length header line, in a request head (the door reads no other header).
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d{1,12})[ \t]*\r\n", re.IGNORECASE)
 
 if TYPE_CHECKING:  # imported in the worker, after the fork: gunicorn loads this module in the master,
     # before gunicorn_conf.on_starting sets PROMETHEUS_MULTIPROC_DIR, and prometheus_client picks
@@ -219,11 +224,14 @@ class SyncWorker(JsonErrorsMixin, _SyncWorker):
 
 
 class ThreadWorker(JsonErrorsMixin, _ThreadWorker):
-    """Several requests per process, one per thread (gunicorn's gthread worker), and the door:
-    a photo request that arrives when the worker's queue is full is answered 503 by the poller
-    (see :class:`Door`), not handed to a thread to be parsed and refused by the app."""
+    """Several requests per process, one per thread (gunicorn's gthread worker), behind the
+    door (:class:`Door`): photo requests that have fully arrived wait in the poller, unread,
+    until the worker can take them, and are refused there when too many wait."""
 
-    in_pool = 0  # requests handed to the thread pool and not finished (main thread only)
+    #: Photo requests handed to threads at once (not counting those in the heavy lane): one being
+    #: classified and one parsed, waiting for the slot, so it never idles.
+    DISPATCH = ACTIVE_PER_WORKER + 1
+    dispatched = 0  # complete photo requests handed to threads and not finished (main thread only)
     door: Door | None = None
 
     def handle(self, conn):
@@ -239,32 +247,46 @@ class ThreadWorker(JsonErrorsMixin, _ThreadWorker):
             self.door = Door(lanes, self.poller)
         super().run()
 
-    def enqueue_req(self, conn) -> None:
-        self.in_pool += 1
-        super().enqueue_req(conn)
-
-    def finish_request(self, conn, fs) -> None:
-        self.in_pool -= 1
-        super().finish_request(conn, fs)
-
     def on_client_socket_readable(self, conn, client) -> None:
-        if self._shed_at_door(conn, self.keepalived_conns):
-            return
-        super().on_client_socket_readable(conn, client)
+        self.poller.unregister(client)
+        self.keepalived_conns.remove(conn)
+        self._route(conn)
 
     def on_pending_socket_readable(self, conn, client) -> None:
-        if self._shed_at_door(conn, self.pending_conns):
-            return
-        super().on_pending_socket_readable(conn, client)
+        self.poller.unregister(client)
+        self.pending_conns.remove(conn)
+        conn.data_ready = True  # as gunicorn's: the thread need not wait for the first bytes
+        self._route(conn)
 
-    def _shed_at_door(self, conn, waiting) -> bool:
+    def _route(self, conn) -> None:
+        """A readable connection: to a thread now, to the door's queue, or refused."""
         door = self.door
-        if door is None or not self.alive or not door.full(self.in_pool) or not door.is_post(conn.sock):
-            return False
-        self.poller.unregister(conn.sock)
-        waiting.remove(conn)
-        door.refuse(conn.sock, on_closed=self._closed_at_door)
-        return True
+        if door is None or not self.alive or not door.complete_post(conn.sock):
+            # GETs, and uploads still arriving: a thread at once (a slow client holds a thread,
+            # never the photo slot: the app admits a request once its body is in).
+            self.enqueue_req(conn)
+        elif door.room(self.dispatched, self.DISPATCH):
+            self._dispatch(conn)
+        elif not door.wait(conn):
+            door.refuse(conn.sock, on_closed=self._closed_at_door)
+
+    def _dispatch(self, conn) -> None:
+        conn.dispatched = True
+        self.dispatched += 1
+        self.enqueue_req(conn)
+
+    def finish_request(self, conn, fs) -> None:
+        if getattr(conn, "dispatched", False):
+            conn.dispatched = False
+            self.dispatched -= 1
+        super().finish_request(conn, fs)
+        self._dispatch_waiting()
+
+    def _dispatch_waiting(self) -> None:
+        door = self.door
+        # Stopping: everything waiting goes to threads, to be answered within the drain.
+        while door is not None and door.waiting and (not self.alive or door.room(self.dispatched, self.DISPATCH)):
+            self._dispatch(door.next())
 
     def _closed_at_door(self) -> None:
         self.nr_conns -= 1
@@ -301,11 +323,13 @@ class ThreadWorker(JsonErrorsMixin, _ThreadWorker):
         super().wait_for_and_dispatch_events(timeout if due is None else min(timeout, due))
         if self.door is not None:
             self.door.answer_due(time.monotonic())
+            self._dispatch_waiting()
 
     def murder_pending(self) -> None:
         """Connections that sent nothing in time: a 408 for new ones, then closed."""
         now = time.monotonic()
         if self.door is not None:
+            self.door.expire(now, on_closed=self._closed_at_door)
             self.door.close_lingering(now)
         while self.pending_conns and self.pending_conns[0].timeout <= now:
             conn = self.pending_conns.popleft()
@@ -326,78 +350,127 @@ class ThreadWorker(JsonErrorsMixin, _ThreadWorker):
 
 
 class Door:
-    """Overload answered by the poller, before a thread or the app sees the request.
+    """The gthread worker's queue, kept in its poller, and its refusals.
 
-    When a worker's threads hold as many requests as its light lane does (the slot and its share
-    of ``CATDOG_MAX_QUEUE``, :mod:`catdog.api.overload`; requests in the heavy lane for costly
-    decodes do not count), a POST that arrives is answered ``503 overloaded`` with ``Retry-After`` and ``Connection: close``,
-    the JSON of every other error, straight from the poller: no thread, no HTTP parsing, no
-    Flask. Refusing in the app cost about 2 ms of CPU a request, and at 256 connections clients
-    sent a new request as soon as they had their 503, so the refusals took most of the CPU:
-    26 answers a second were photos, against 130 without overload (docs/benchmarks.md,
-    "Serving side by side"). GETs (probes, /metrics, docs) always go through. Requests still
-    being read or parsed count: letting more in than the lane holds only moved the refusals
-    into the app, at 2 ms each. An upload in progress counts too, for at most the read deadline
-    (``CATDOG_READ_TIMEOUT``): slow clients cost photo requests a quick 503, not a hang.
+    A photo request (a POST) whose whole body is already in the socket's buffer is handed to a
+    thread only when the worker has room: fewer than ``DISPATCH`` such requests in its threads,
+    not counting those in the heavy lane (costly decodes, :mod:`catdog.api.overload`). The others
+    wait here, unread, in arrival order, at most the worker's share of ``CATDOG_MAX_QUEUE``, each
+    at most ``CATDOG_QUEUE_SECONDS``. Before, every request got a thread at once, was parsed, and
+    waited for the slot in the app: seven requests per worker parsed and waited at 16
+    connections, their threads contending with the one classifying (7.5 voluntary and 8
+    involuntary context switches an answer, against 0.1 and 3 for the sync worker), and about
+    1.4 ms more CPU an answer (docs/benchmarks.md, "Serving side by side").
 
-    The refusal is paced: it leaves :data:`PACE_SECONDS` after the request arrived. Clients that
-    retry at once, ignoring Retry-After (wrk does), would otherwise loop on refusals as fast as
-    the machine answers them: at 256 connections that was 5,600 refusals a second, and the
-    TCP connections they opened and closed took most of the CPU from the photos (37 answered a
-    second). Paced, a looping client costs four refusals a second, and the wait stays well under
-    what a photo in the queue waits.
+    Beyond the queue a request is answered ``503 overloaded`` with ``Retry-After`` and
+    ``Connection: close``, the JSON of every other error, by the poller: no thread, no HTTP
+    parsing, no Flask. Refusing in the app cost about 2 ms of CPU, and at 256 connections
+    clients that retry at once looped on refusals until the photos answered fell to 46 a second
+    from 130. The refusal is paced: it leaves :data:`PACE_SECONDS` after the request arrived, so
+    a client looping on refusals makes four a second (wrk does, ignoring Retry-After), and the
+    wait stays under what a queued photo waits. The request's bytes are read and dropped after
+    the answer, until the client closes (at most :data:`LINGER_SECONDS`), so the kernel does not
+    reset the connection under the answer (RFC 9112, section 9.6).
 
-    The request is not read before the answer; after it the socket's write side is shut and
-    what the client still sends is read and dropped (in the poller) until it closes, at most
-    :data:`LINGER_SECONDS`, so the kernel does not reset a connection with unread bytes and
-    cut the answer short (RFC 9112, section 9.6). Counted in ``catdog_shed_requests_total``
-    with ``lane="door"``.
+    GETs (probes, /metrics, docs) and uploads still arriving go to a thread at once, as before:
+    a slow client holds a thread, never the photo slot. Counted in ``/metrics``
+    (``catdog_queue_waiting{lane="door"}``, ``catdog_shed_requests_total{lane="door",reason}``)
+    and ``/readyz`` (``queue.door``).
     """
 
     PACE_SECONDS = 0.25
     LINGER_SECONDS = 2.0
+    #: How much of a request the poller peeks at to see whether it has fully arrived (a photo of
+    #: 40-500 KB usually has; a larger upload goes to a thread, which reads the rest).
+    PEEK_BYTES = 1 << 20
 
     def __init__(self, lanes: Lanes, poller: selectors.BaseSelector):
         from catdog.api.overload import QueueMetrics
 
         self.lanes, self.poller = lanes, poller
-        error = Overloaded("too many requests are waiting")
-        self.answer = json_error_page(503, "Service Unavailable", str(error), code=error.code, headers=error.headers)
-        self.refused = QueueMetrics().shed.labels("door", "queue_full")
+        metrics = QueueMetrics()
+        self.answers = {reason: self._page(why) for reason, why in (
+            ("queue_full", "too many requests are waiting"),
+            ("queue_timeout", f"no worker was free within {lanes.light.seconds:g} s"))}
+        self.shed = {reason: metrics.shed.labels("door", reason) for reason in self.answers}
+        self.waiting_gauge = metrics.waiting.labels("door")
+        self.waiting: deque[tuple[float, Any]] = deque()
         self.paced: deque[tuple[float, socket.socket, Callable[[], None]]] = deque()
         self.lingering: dict[socket.socket, tuple[float, Callable[[], None]]] = {}
+        self._peek = bytearray(self.PEEK_BYTES)
+
+    @staticmethod
+    def _page(why: str) -> bytes:
+        error = Overloaded(why)
+        return json_error_page(503, "Service Unavailable", str(error), code=error.code, headers=error.headers)
+
+    # -- the queue -------------------------------------------------------------------------
+
+    def complete_post(self, sock: socket.socket) -> bool:
+        """Whether ``sock`` holds a whole POST with a Content-Length (peeked, nothing is read)."""
+        try:
+            size = sock.recv_into(self._peek, self.PEEK_BYTES, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except OSError:
+            return False
+        data = memoryview(self._peek)[:size]
+        if bytes(data[:5]) != b"POST ":
+            return False
+        head_end = self._peek.find(b"\r\n\r\n", 0, size)
+        if head_end < 0:
+            return False
+        length = _CONTENT_LENGTH.search(self._peek, 0, head_end + 2)
+        return length is not None and size >= head_end + 4 + int(length.group(1))
+
+    def room(self, dispatched: int, limit: int) -> bool:
+        # Read without the lanes' lock: the poller only needs about how full the heavy lane is.
+        heavy = self.lanes.heavy
+        return dispatched - heavy.active - heavy.waiting < limit
+
+    def wait(self, conn: Any) -> bool:
+        """Queue ``conn``; False if the queue is full (the caller refuses it)."""
+        if len(self.waiting) >= self.lanes.light.queue_limit:
+            return False
+        self.waiting.append((time.monotonic(), conn))
+        self.waiting_gauge.inc()
+        self.lanes.door_waiting = len(self.waiting)
+        return True
+
+    def next(self) -> Any:
+        _, conn = self.waiting.popleft()
+        self.waiting_gauge.dec()
+        self.lanes.door_waiting = len(self.waiting)
+        return conn
+
+    def expire(self, now: float, *, on_closed: Callable[[], None]) -> None:
+        """Refuse, at once, requests that waited longer than ``CATDOG_QUEUE_SECONDS``."""
+        while self.waiting and self.waiting[0][0] + self.lanes.light.seconds <= now:
+            self.refuse(self.next().sock, on_closed=on_closed, reason="queue_timeout", paced=False)
+
+    # -- refusals --------------------------------------------------------------------------
 
     def seconds_to_next(self, now: float) -> float | None:
         """How long the poller may sleep before a paced refusal is due (None: none is waiting)."""
         return max(0.0, self.paced[0][0] - now) if self.paced else None
 
-    def full(self, in_pool: int) -> bool:
-        light, heavy = self.lanes.light, self.lanes.heavy
-        # Read without the lanes' lock: the poller only needs about how full they are.
-        return in_pool - heavy.active - heavy.waiting >= light.slots + light.queue_limit
-
-    @staticmethod
-    def is_post(sock: socket.socket) -> bool:
-        try:
-            return sock.recv(5, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"POST "
-        except OSError:
-            return False
-
-    def refuse(self, sock: socket.socket, *, on_closed: Callable[[], None]) -> None:
-        """Answer ``sock`` 503 once its pace is up (:meth:`answer_due`), then let it close."""
-        self.refused.inc()
-        self.lanes.door_refused += 1
-        self.paced.append((time.monotonic() + self.PACE_SECONDS, sock, on_closed))
+    def refuse(self, sock: socket.socket, *, on_closed: Callable[[], None], reason: str = "queue_full",
+               paced: bool = True) -> None:
+        """Answer ``sock`` 503 (once its pace is up, :meth:`answer_due`), then let it close."""
+        self.shed[reason].inc()
+        self.lanes.door_refused[reason] += 1
+        if paced:  # every pace is the same, so the deque stays in the order refusals are due
+            self.paced.append((time.monotonic() + self.PACE_SECONDS, sock, on_closed))
+        else:
+            self._answer(sock, on_closed, self.answers[reason])
 
     def answer_due(self, now: float) -> None:
         while self.paced and self.paced[0][0] <= now:
             _, sock, on_closed = self.paced.popleft()
-            self._answer(sock, on_closed)
+            self._answer(sock, on_closed, self.answers["queue_full"])
 
-    def _answer(self, sock: socket.socket, on_closed: Callable[[], None]) -> None:
+    def _answer(self, sock: socket.socket, on_closed: Callable[[], None], page: bytes) -> None:
         try:
             sock.setblocking(False)
-            sock.send(self.answer)  # a few hundred bytes: the socket's buffer takes them at once
+            sock.send(page)  # a few hundred bytes: the socket's buffer takes them at once
             sock.shutdown(socket.SHUT_WR)
         except OSError:
             self._close(sock, on_closed)
