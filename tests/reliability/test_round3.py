@@ -125,6 +125,29 @@ def test_a_slow_upload_holds_no_photo_back_and_probes_pass_a_full_door(gunicorn)
     assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
 
 
+def test_a_worker_with_photos_waiting_closes_connections_so_others_can_take_them(gunicorn):
+    """Photos waiting in a worker's door: its answers say "Connection: close", so a client's next
+    request comes on a new connection another worker may accept (kept-alive connections would
+    otherwise stay where they landed, possibly all on one worker). All are answered."""
+    server = gunicorn(workers=1, CATDOG_MAX_QUEUE="8")
+    start = threading.Barrier(6)
+    answers: list[requests.Response] = []
+
+    def client() -> None:
+        start.wait()
+        answers.append(predict(server))
+
+    threads = [threading.Thread(target=client) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(r.status_code for r in answers) == [200] * 6
+    assert any(r.headers.get("Connection") == "close" for r in answers)
+    alone = predict(server)  # nothing waits now: the connection may be kept
+    assert alone.status_code == 200 and alone.headers.get("Connection") != "close"
+
+
 def test_overload_is_answered_503_at_once_and_the_server_recovers(gunicorn):
     """One worker (one slot), no queue: of 12 simultaneous batches most are refused by the
     worker's door (catdog.api.workers.Door) with a JSON 503 and Retry-After, none fails

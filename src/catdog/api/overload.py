@@ -18,6 +18,11 @@ The body is read (and a multipart form parsed) before a request takes its place 
 so a client sending slowly holds a thread (gthread) but never a slot. Probes, docs and
 /metrics never wait.
 
+Under gunicorn's gthread worker (the default) the worker's poller queues first: a photo request
+that has fully arrived waits there, unread, until the worker has room, and is refused there
+when too many wait (:class:`catdog.api.workers.Door`). The lanes here then bound what reaches
+the app anyway: uploads still arriving when the poller looked, the sync worker, the dev server.
+
 ``/metrics`` carries ``catdog_queue_waiting{lane}``, ``catdog_queue_active{lane}`` (summed over
 workers) and ``catdog_shed_requests_total{lane,reason}``; ``/readyz`` says the answering
 worker's queues. Readiness stays 200 under overload: failing it would take the whole instance

@@ -25,6 +25,10 @@
   kept-alive one, and gets a thread when its first bytes arrive; one that sends nothing
   within ``CATDOG_READ_TIMEOUT`` gets a ``408`` and is closed.
 
+* **The queue is in the poller** (gthread). A photo request that has fully arrived waits in the
+  poller, unread, until the worker has room; too many waiting are refused there with a paced
+  JSON 503, before a thread or the app sees them (:class:`Door`).
+
 Selected by :mod:`catdog.api.gunicorn_conf` from ``CATDOG_WORKER_CLASS``.
 """
 
@@ -257,6 +261,16 @@ class ThreadWorker(JsonErrorsMixin, _ThreadWorker):
         self.pending_conns.remove(conn)
         conn.data_ready = True  # as gunicorn's: the thread need not wait for the first bytes
         self._route(conn)
+
+    def handle_request(self, req, conn):
+        # Requests are waiting here: answer this one with "Connection: close", so its client's
+        # next request comes on a new connection that an idler worker may accept. Kept-alive
+        # connections otherwise stay with the worker that accepted them, and all of them could
+        # land on one worker (seen at 16 connections: one worker busy, the other idle, half the
+        # throughput), since each worker classifies one photo at a time.
+        if self.door is not None and self.door.waiting:
+            req.must_close = True
+        return super().handle_request(req, conn)
 
     def _route(self, conn) -> None:
         """A readable connection: to a thread now, to the door's queue, or refused."""
