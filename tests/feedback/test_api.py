@@ -228,3 +228,15 @@ def test_no_client_address_is_stored(feedback_app, db, cat_bytes):
     for needle in ("203.0.113.7", "198.51.100.9", "127.0.0.1", "alice"):
         assert needle not in text
     assert not any(word in name for name in columns for word in ("ip", "addr", "user", "file", "agent"))
+
+
+def test_a_database_that_does_not_answer_is_503_and_the_api_keeps_serving(feedback_app, cat_bytes):
+    app = feedback_app(feedback_url="postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
+    client = app.test_client()
+    answer = post(client, image=cat_bytes, answer="dog", correct="cat")
+    assert answer.status_code == 503, answer.json
+    assert answer.json["error"]["code"] == "feedback_unavailable" and answer.headers["Retry-After"] == "5"
+    assert "nothing was stored" in answer.json["error"]["message"]
+    assert "127.0.0.1" not in answer.json["error"]["message"]  # what the database said goes to the log only
+    assert client.get("/v1/feedback/summary").status_code == 503
+    assert client.post("/v1/predict", data={"image": (io.BytesIO(cat_bytes), "cat.jpg")}).status_code == 200

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from catdog.feedback.errors import FeedbackError, FeedbackNotFound
+from catdog.feedback.errors import FeedbackError, FeedbackNotFound, FeedbackUnavailable
 from catdog.feedback.store import FeedbackStore, Item, utcnow
 
 
@@ -157,3 +157,17 @@ def test_a_bad_url_is_one_clear_error(sqlite_settings):
     with pytest.raises(FeedbackError, match="cannot be used"):
         FeedbackStore.open(sqlite_settings.model_copy(
             update={"feedback_url": "postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2"}))
+
+
+def test_an_outage_after_opening_is_feedback_unavailable_not_a_bug(sqlite_settings):
+    """Every call on a database that stopped answering raises the 503 error (Retry-After), not
+    SQLAlchemy's OperationalError, which the API would answer as a 500 bug."""
+    from catdog.feedback.store import make_engine
+
+    store = FeedbackStore.open(sqlite_settings)
+    store.engine.dispose()
+    store.engine = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
+    for call in (store.summary, store.count, store.revision, lambda: store.delete(1), store.purge):
+        with pytest.raises(FeedbackUnavailable) as raised:
+            call()
+        assert raised.value.status == 503 and raised.value.headers == {"Retry-After": "5"}

@@ -6,10 +6,23 @@ from catdog.errors import CatdogError
 
 
 class FeedbackError(CatdogError):
-    """The feedback database cannot be used (a bad URL, a database that does not answer)."""
+    """The feedback database is misconfigured (a bad URL, a driver that is not installed)."""
+
+    code = "feedback_misconfigured"
+    status = 500  # the server's problem: logged with the request id, the message hidden
+
+
+class FeedbackUnavailable(FeedbackError):
+    """The feedback database does not answer right now (down, unreachable, out of connections):
+    the request may be sent again later; nothing was stored."""
 
     code = "feedback_unavailable"
-    status = 500  # the server's problem: logged with the request id, the message hidden
+    status = 503
+    when = "the feedback database does not answer right now (nothing was stored); see Retry-After"
+
+    def __init__(self, message: str, *, retry_after: int = 5):
+        super().__init__(f"{message}; nothing was stored, retry after {retry_after} s.")
+        self.headers = {"Retry-After": str(retry_after)}
 
 
 class FeedbackNotFound(CatdogError):

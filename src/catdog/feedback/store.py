@@ -21,17 +21,18 @@ Nothing here runs on the prediction path: only the feedback endpoints and comman
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Engine, create_engine, delete, event, func, select, text, update
 from sqlalchemy.engine import Connection, make_url
@@ -39,7 +40,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, load_only
 
 from catdog.config import Settings
-from catdog.feedback.errors import FeedbackError, FeedbackNotFound
+from catdog.feedback.errors import FeedbackError, FeedbackNotFound, FeedbackUnavailable
 from catdog.feedback.models import FEEDBACK, Feedback
 
 log = logging.getLogger("catdog.feedback")
@@ -145,6 +146,22 @@ def make_engine(url: str) -> Engine:
                             f"({exc.name}); for PostgreSQL: pip install 'psycopg[binary]'.") from None
 
 
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _unless_down(method: _Method) -> _Method:
+    """Store methods raise :class:`FeedbackUnavailable` (503, Retry-After) when the database does not
+    answer, rather than SQLAlchemy's OperationalError (a 500): an outage is not a bug."""
+    @functools.wraps(method)
+    def wrapper(self: FeedbackStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except OperationalError as exc:
+            raise self._unavailable(exc) from None
+
+    return cast(_Method, wrapper)
+
+
 class FeedbackStore:
     """People's corrections in one database (and, optionally, their photos in one folder)."""
 
@@ -168,9 +185,14 @@ class FeedbackStore:
                 store.purge()
         except OperationalError as exc:
             store.close()
-            raise FeedbackError(f"The feedback database {describe(url)} cannot be used: "
-                                f"{str(exc.orig or exc).strip()[:200]}") from None
+            raise store._unavailable(exc) from None
         return store
+
+    def _unavailable(self, exc: OperationalError) -> FeedbackUnavailable:
+        """The error for a database that does not answer: what it said goes to the log, not to
+        the client (it may name hosts and users)."""
+        log.warning("feedback database %s cannot be used: %s", self.url, str(exc.orig or exc).strip()[:300])
+        return FeedbackUnavailable("The feedback database cannot be used right now (it does not answer)")
 
     def close(self) -> None:
         self.engine.dispose()
@@ -199,6 +221,7 @@ class FeedbackStore:
         if after != before:
             log.info("feedback database %s: schema migrated from %s to %s", self.url, before or "nothing", after)
 
+    @_unless_down
     def revision(self) -> str | None:
         """The schema revision the database is at (None before the first migration)."""
         with self.engine.connect() as conn:
@@ -206,6 +229,7 @@ class FeedbackStore:
 
     # -- writing -----------------------------------------------------------------------------------
 
+    @_unless_down
     def record(self, item: Item) -> Recorded:
         """Store a correction, or update the one already stored for the same item."""
         now = utcnow()
@@ -274,6 +298,7 @@ class FeedbackStore:
         for suffix in {*SUFFIXES.values(), ".img"}:
             (self.photos / f"{entry_id}{suffix}").unlink(missing_ok=True)
 
+    @_unless_down
     def delete(self, entry_id: int) -> None:
         """Delete one entry and its photo; :class:`FeedbackNotFound` if there is none."""
         with self.engine.begin() as conn:
@@ -283,6 +308,7 @@ class FeedbackStore:
             raise FeedbackNotFound(entry_id)
         self._remove_photo_files(entry_id)
 
+    @_unless_down
     def purge(self, now: datetime | None = None) -> int:
         """Delete entries unchanged for longer than the retention period; returns how many."""
         self._last_purge = time.monotonic()
@@ -311,10 +337,12 @@ class FeedbackStore:
 
     # -- reading -----------------------------------------------------------------------------------
 
+    @_unless_down
     def count(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(FEEDBACK)).scalar_one())
 
+    @_unless_down
     def summary(self) -> dict[str, Any]:
         """Counts by model version, answer and correction (and how many entries have a photo)."""
         table = FEEDBACK
@@ -361,6 +389,7 @@ class FeedbackStore:
             table = FEEDBACK
             return conn.execute(select(table.c.photo).where(table.c.id == entry.id)).scalar_one_or_none()
 
+    @_unless_down
     def export(self, out: Path, labels: Sequence[str] = ()) -> ExportResult:
         """``out/<label>/`` with every shared photo under the label the person chose, and
         ``out/feedback.csv`` with every entry (its ``photo`` column: the file's path in ``out``).
