@@ -20,6 +20,7 @@ from catdog.api.overload import queue_status
 from catdog.api.security import rate_limit_status
 from catdog.api.uploads import require_upload_body
 from catdog.model.errors import (
+    SUPPORTED_FORMATS_TEXT,
     BatchBudgetExceeded,
     BatchDeadlineExceeded,
     CatdogError,
@@ -108,7 +109,7 @@ class UploadImage(Endpoint):
                     "type": "object",
                     "required": ["image"],
                     "properties": {"image": {"type": "string", "format": "binary",
-                                             "description": "a JPEG, PNG, WebP, GIF or BMP photo"}},
+                                             "description": SUPPORTED_FORMATS_TEXT}},
                 }},
                 "image/*": {"schema": {"type": "string", "format": "binary"}},
             }},

@@ -9,10 +9,23 @@ to do about it, because they are shown to people.
 
 from __future__ import annotations
 
+from importlib.util import find_spec
+
+from PIL import features
+
 # The base is defined outside catdog.model (settings use it too) and re-exported here.
 from catdog.errors import CatdogError
 
-SUPPORTED_FORMATS_TEXT = "a JPEG, PNG, WebP, GIF or BMP photo"
+
+def _formats_text() -> str:
+    """The photo formats catdog decodes (catdog.model.decode.ACCEPTED_FORMATS), as people name
+    them: HEIC through pillow-heif (a dependency), AVIF where Pillow was built with libavif."""
+    names = ["JPEG", "PNG", "WebP", *(["HEIC"] if find_spec("pillow_heif") else []),
+             *(["AVIF"] if features.check("avif") else []), "GIF"]
+    return f"a {', '.join(names)} or BMP photo"
+
+
+SUPPORTED_FORMATS_TEXT = _formats_text()
 
 
 def _megabytes(size: int) -> str:
