@@ -27,3 +27,17 @@ class CatdogError(Exception):
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
+
+
+class Unavailable(CatdogError):
+    """A 503 the client may send again: the server is busy, or something it depends on does not
+    answer. Not the client's fault and not a bug; ``Retry-After`` says when, and the message
+    ends by saying so too."""
+
+    code = "unavailable"
+    status: ClassVar[int] = 503
+
+    def __init__(self, message: str, *, retry_after: int):
+        super().__init__(f"{message}; retry after {retry_after} s.")
+        self.headers = {"Retry-After": str(retry_after)}
+

@@ -7,7 +7,7 @@ No Flask here: the pure v2 codec (:mod:`catdog.api.v2_codec`) raises these too.
 
 from __future__ import annotations
 
-from catdog.errors import CatdogError
+from catdog.errors import CatdogError, Unavailable
 
 
 class RequestError(CatdogError):
@@ -167,29 +167,25 @@ class RateLimited(RequestError):
         self.headers = {"Retry-After": str(retry_after)}
 
 
-class Overloaded(CatdogError):
+class Overloaded(Unavailable):
     """More photo requests are waiting than this instance can answer soon (CATDOG_MAX_QUEUE):
     answered at once instead of queued, so the client (or its load balancer) can go elsewhere.
     Not the client's fault, and not a bug: the API answers it without logging an error."""
 
     code = "overloaded"
-    status = 503
     when = ("more photo requests are waiting than the server answers soon (CATDOG_MAX_QUEUE): answered "
             "at once, see Retry-After")
 
     def __init__(self, why: str, *, retry_after: int = 1):
-        super().__init__(f"The server is busy ({why}); retry after {retry_after} s.")
-        self.headers = {"Retry-After": str(retry_after)}
+        super().__init__(f"The server is busy ({why})", retry_after=retry_after)
 
 
-class RateLimitStoreDown(CatdogError):
+class RateLimitStoreDown(Unavailable):
     """The shared rate-limit store (Redis) cannot be reached and CATDOG_RATE_LIMIT_STORE_DOWN=refuse."""
 
     code = "rate_limit_unavailable"
-    status = 503
     when = "the rate limit's Redis store is unreachable and CATDOG_RATE_LIMIT_STORE_DOWN=refuse; see Retry-After"
 
     def __init__(self, retry_after: int = 5):
         super().__init__("Photo requests cannot be counted against the rate limit right now (its store is "
-                         f"unreachable), so they are refused; retry after {retry_after} s.")
-        self.headers = {"Retry-After": str(retry_after)}
+                         "unreachable), so they are refused", retry_after=retry_after)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from catdog.errors import CatdogError
+from catdog.errors import CatdogError, Unavailable
 
 
 class FeedbackError(CatdogError):
@@ -12,17 +12,15 @@ class FeedbackError(CatdogError):
     status = 500  # the server's problem: logged with the request id, the message hidden
 
 
-class FeedbackUnavailable(FeedbackError):
+class FeedbackUnavailable(Unavailable, FeedbackError):
     """The feedback database does not answer right now (down, unreachable, out of connections):
     the request may be sent again later; nothing was stored."""
 
     code = "feedback_unavailable"
-    status = 503
     when = "the feedback database does not answer right now (nothing was stored); see Retry-After"
 
     def __init__(self, message: str, *, retry_after: int = 5):
-        super().__init__(f"{message}; nothing was stored, retry after {retry_after} s.")
-        self.headers = {"Retry-After": str(retry_after)}
+        super().__init__(f"{message}; nothing was stored", retry_after=retry_after)
 
 
 class FeedbackNotFound(CatdogError):
