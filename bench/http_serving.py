@@ -39,28 +39,23 @@ TARGET_P50_MS_AT_1 = 25.0
 TARGET_RPS_AT_16 = 60.0
 
 
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (empty if the process is gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU seconds of these processes so far (Linux /proc; 0 elsewhere)."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-        except (OSError, IndexError, ValueError):
-            pass
-    return total
+    return sum((int(f[11]) + int(f[12])) / tick for f in map(_stat, pids) if len(f) > 12)
 
 
 def minor_faults(pids: list[int]) -> int:
     """Minor page faults of these processes so far (pages the kernel had to map in; 0 elsewhere)."""
-    total = 0
-    for pid in pids:
-        try:
-            total += int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
-        except (OSError, IndexError, ValueError):
-            pass
-    return total
+    return sum(int(f[7]) for f in map(_stat, pids) if len(f) > 7)
 
 
 def rss_mb(pid: int) -> float:

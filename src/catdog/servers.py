@@ -95,9 +95,11 @@ def wait_until_answering(
     name: str = "server",
     log: Path | None = None,
     timeout: float = START_TIMEOUT,
+    poll: float = POLL_SECONDS,
 ) -> None:
-    """Until ``GET url`` answers 2xx; raise :class:`ServerError` (with the log's tail, if there is
-    one) as soon as the process exits, or after ``timeout`` seconds."""
+    """Until ``GET url`` answers 2xx, asking every ``poll`` seconds; raise :class:`ServerError`
+    (with the log's tail, if there is one) as soon as the process exits, or after ``timeout``
+    seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         code = process.poll()
@@ -105,7 +107,7 @@ def wait_until_answering(
             raise ServerError(f"The {name} exited while starting (exit code {code})." + _tail(log))
         if answers(url):
             return
-        time.sleep(POLL_SECONDS)
+        time.sleep(poll)
     raise ServerError(f"The {name} did not answer at {url} within {timeout:g} s." + _tail(log))
 
 

@@ -13,6 +13,8 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 import requests
@@ -24,7 +26,29 @@ from tests.reliability.conftest import pick_port, start_redis
 pytestmark = pytest.mark.slow
 
 PHOTO = CAT_PHOTOS[0].read_bytes()
+T = TypeVar("T")
+M = TypeVar("M")
 REQUEST_ID = "X-Request-ID"  # on every answer of the app; the door's are made before it
+
+
+def at_once(count: int, call: Callable[[], T], *, meanwhile: Callable[[], M] = lambda: None,
+            ) -> tuple[list[T], M]:
+    """``count`` clients each ``call()`` at the same moment (a barrier); returns their answers and
+    what ``meanwhile`` returned, run in this thread while they were at it."""
+    start = threading.Barrier(count)
+    answers: list[T] = []
+
+    def client() -> None:
+        start.wait()
+        answers.append(call())
+
+    threads = [threading.Thread(target=client) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    during = meanwhile()
+    for thread in threads:
+        thread.join(90)
+    return answers, during
 
 
 def predict(server, timeout: float = 30) -> requests.Response:
@@ -95,19 +119,8 @@ def test_a_slow_upload_holds_no_photo_back_and_probes_pass_a_full_door(gunicorn)
     time.sleep(0.3)  # the worker has handed the upload to a thread, which waits for the rest
     assert predict(server).status_code == 200
 
-    start = threading.Barrier(24)
-    answers: list[requests.Response] = []
-
-    def client() -> None:
-        start.wait()
-        answers.append(predict(server))
-
-    photos = [threading.Thread(target=client) for _ in range(24)]
-    for thread in photos:
-        thread.start()
-    probes = [requests.get(server.url + "/healthz", timeout=10).status_code for _ in range(3)]
-    for thread in photos:
-        thread.join(90)
+    answers, probes = at_once(24, lambda: predict(server), meanwhile=lambda: [
+        requests.get(server.url + "/healthz", timeout=10).status_code for _ in range(3)])
     assert probes == [200, 200, 200]
     statuses = sorted(r.status_code for r in answers)
     assert len(statuses) == 24 and set(statuses) == {200, 503}, statuses
@@ -130,18 +143,7 @@ def test_a_worker_with_photos_waiting_closes_connections_so_others_can_take_them
     request comes on a new connection another worker may accept (kept-alive connections would
     otherwise stay where they landed, possibly all on one worker). All are answered."""
     server = gunicorn(workers=1, CATDOG_MAX_QUEUE="8")
-    start = threading.Barrier(6)
-    answers: list[requests.Response] = []
-
-    def client() -> None:
-        start.wait()
-        answers.append(predict(server))
-
-    threads = [threading.Thread(target=client) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    answers, _ = at_once(6, lambda: predict(server))
     assert sorted(r.status_code for r in answers) == [200] * 6
     assert any(r.headers.get("Connection") == "close" for r in answers)
     alone = predict(server)  # nothing waits now: the connection may be kept
@@ -154,18 +156,7 @@ def test_overload_is_answered_503_at_once_and_the_server_recovers(gunicorn):
     otherwise, /readyz and /metrics count them, and a photo is answered afterwards."""
     server = gunicorn(workers=1, CATDOG_MAX_QUEUE="0")
     files = [("images", (f"{i}.jpg", PHOTO, "image/jpeg")) for i in range(16)]
-    start = threading.Barrier(12)
-    answers: list[requests.Response] = []
-
-    def client() -> None:
-        start.wait()
-        answers.append(requests.post(server.url + "/v1/predict/batch", files=files, timeout=60))
-
-    threads = [threading.Thread(target=client) for _ in range(12)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(90)
+    answers, _ = at_once(12, lambda: requests.post(server.url + "/v1/predict/batch", files=files, timeout=60))
     statuses = sorted(r.status_code for r in answers)
     assert len(statuses) == 12 and set(statuses) <= {200, 503}, statuses
     assert statuses.count(503) >= 1 and statuses.count(200) >= 1
