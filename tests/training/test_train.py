@@ -316,6 +316,42 @@ def test_features_mode_trains_on_cached_activations_and_folds_reuse_the_cache(ti
     assert left_out.training["n_train"] == recipe.training["n_train"] - 1  # the flower it trained on
     assert left_out.metrics["holdout"]["open_world"]["others"] == 0
 
+    # --relabel: a dog photo corrected to "other" is taught and scored as other, and the recipe
+    # carries the correction, so the held-out split evaluation reads back has the same labels.
+    from catdog.training.data import find_samples, split_key
+    from catdog.training.openworld import recorded_split
+
+    dog = find_samples([images_dir])[-1]
+    key = split_key(dog, [images_dir])
+    corrections = tmp_path / "relabel.csv"
+    corrections.write_text(f"key,label,why\n{key},other,a wolf filed under dog/\n", encoding="utf-8")
+    assert main([*common, "--out", str(tmp_path / "c"), "--relabel", str(corrections)]) == 0
+    corrected = Classifier.load(tmp_path / "c").recipe
+    assert corrected.training["relabel"] == {key: "other"}
+    fit, held = recorded_split(corrected, [images_dir], [NOT_PETS])
+    labels = {s.path: s.label for s in fit + held}
+    assert labels[dog.path] == 2
+    fit, held = recorded_split(recipe, [images_dir], [NOT_PETS])
+    before = {s.path: s.label for s in fit + held}
+    assert before[dog.path] == 1 and {p for p in labels if labels[p] != before[p]} == {dog.path}
+
+
+def test_relabel_file_is_checked(tmp_path):
+    from catdog.training.data import Sample, read_relabel, relabelled
+
+    good = tmp_path / "good.csv"
+    good.write_text("key,label,why\nsrc/dog/a.jpg,other,a dhole\n", encoding="utf-8")
+    assert read_relabel(good) == {"src/dog/a.jpg": "other"}
+    (tmp_path / "src" / "dog").mkdir(parents=True)
+    sample = Sample(tmp_path / "src" / "dog" / "a.jpg", 1)
+    assert relabelled([sample], [tmp_path / "src"], read_relabel(good), ("cat", "dog", "other"))[0].label == 2
+    with pytest.raises(ValueError, match="not one of the labels"):
+        relabelled([sample], [tmp_path / "src"], {"src/dog/a.jpg": "fox"}, ("cat", "dog", "other"))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("key,label,why\nsrc/dog/a.jpg,,no label\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="without a label"):
+        read_relabel(bad)
+
 
 def test_hash_split_keeps_each_photo_on_its_side_as_folders_grow_or_move(tmp_path):
     from catdog.training.data import Sample, hash_split, split_key

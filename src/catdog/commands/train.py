@@ -52,6 +52,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--exclude", nargs="+", default=[], metavar="PATTERN",
                         help="open-world: leave out photos whose '<source>/<path>' matches (fnmatch), e.g. "
                              "'not-pets/animals/horse/*': what a leave-one-group-out run never sees")
+    parser.add_argument("--relabel", type=Path, metavar="CSV",
+                        help="open-world: correct the folders' labels: a CSV of key,label,why rows, key as for "
+                             "--exclude (e.g. data/relabel.csv: wild dogs filed under dog/ are taught and scored as "
+                             "other); recorded in model.json, so evaluation uses the same labels")
     parser.add_argument("--features", action="store_true",
                         help="open-world: train the last stages on cached activations of the frozen ones (the serving "
                              "crop and its mirror, computed once) instead of random crops each epoch: much faster on "
@@ -115,13 +119,16 @@ def run_open_world(args: argparse.Namespace) -> int:
     openworld = import_training("openworld", "train")
     if openworld is None:
         return 2
+    from catdog.training.data import read_relabel
+
     summary = openworld.train_head(openworld.HeadConfig(
         init=args.init, data=list(args.data), others=list(args.others), out=args.out,
         holdout_fraction=args.holdout, seed=args.seed, other_cap=args.other_cap, threads=args.threads,
         epochs=args.epochs or 3, batch_size=args.batch_size, lr=args.lr, crop_scale=args.crop_scale,
         train_stages=args.train_stages, keep_imagenet=args.keep_imagenet, keep_parent=args.keep_parent,
         teacher=args.teacher, select=args.select, split=args.split, balance=args.balance,
-        exclude=list(args.exclude), features=args.features, cache=args.cache, **_version(args)))
+        exclude=list(args.exclude), relabel=read_relabel(args.relabel) if args.relabel else {},
+        features=args.features, cache=args.cache, **_version(args)))
     print(json.dumps({k: summary[k] for k in ("best_epoch", "temperature", "other_threshold", "seconds")}
                      | {"held_out": summary["holdout"]["open_world"]}))
     return finish(args)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,6 +130,32 @@ def hash_split(samples: Sequence[Sample], roots: Sequence[Path], holdout_fractio
     for s in samples:
         (held if is_held_out(split_key(s, roots), holdout_fraction) else fit).append(s)
     return fit, held
+
+
+def read_relabel(path: str | Path) -> dict[str, str]:
+    """Corrections to the folders' labels: a CSV of ``key,label,why`` rows, where ``key`` is a
+    photo's :func:`split_key` (``pet-breeds/train/dog/1dfb....jpg``) and ``label`` the answer
+    it should be taught and scored with (``other`` for a wild dog filed under ``dog/``).
+    The data folders stay as they came; the correction and its reason live in the repository."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = [row for row in csv.DictReader(f) if row.get("key") and not row["key"].startswith("#")]
+    missing = [row["key"] for row in rows if not row.get("label")]
+    if missing:
+        raise ValueError(f"{path}: rows without a label: {', '.join(missing[:3])}")
+    return {row["key"].strip(): row["label"].strip() for row in rows}
+
+
+def relabelled(samples: Sequence[Sample], roots: Sequence[Path], relabel: Mapping[str, str],
+               labels: Sequence[str]) -> list[Sample]:
+    """``samples`` with the labels of :func:`read_relabel`'s corrections applied (by split key)."""
+    unknown = sorted(set(relabel.values()) - set(labels))
+    if unknown:
+        raise ValueError(f"relabel names {', '.join(unknown)}, not one of the labels {', '.join(labels)}")
+    index = {name: i for i, name in enumerate(labels)}
+    return [Sample(s.path, index[relabel[key]]) if (key := split_key(s, roots)) in relabel else s
+            for s in samples]
 
 
 def group_of(sample: Sample, roots: Sequence[Path], labelled: bool) -> str:

@@ -21,7 +21,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,6 +39,7 @@ from catdog.training.data import (
     find_unlabelled,
     group_of,
     hash_split,
+    relabelled,
     split_key,
     stratified_split,
 )
@@ -80,6 +81,7 @@ class HeadConfig:
     # Within each label, a source of n photos is drawn in proportion to n**balance (1: as found).
     balance: float = 0.5
     exclude: list[str] = field(default_factory=list)  # fnmatch patterns of split keys left out entirely
+    relabel: dict[str, str] = field(default_factory=dict)  # split key -> the label it should have
     # Train on cached activations of the frozen stages (catdog.training.features) instead of
     # augmented crops; the cache lives in this folder (None: not kept between runs).
     features: bool = False
@@ -104,7 +106,8 @@ def _is_parent_folder(folder: Path, parent_data: Sequence[str]) -> bool:
 
 def open_world_split(parent_training: dict, data: Sequence[Path], others: Sequence[Path],
                      holdout_fraction: float, seed: int, split: str = "seeded",
-                     known: Sequence[str] = ("cat", "dog")) -> tuple[list[Sample], list[Sample]]:
+                     known: Sequence[str] = ("cat", "dog"), relabel: Mapping[str, str] | None = None,
+                     other_label: str = OTHER) -> tuple[list[Sample], list[Sample]]:
     """(fit, held out), where no held-out photo was seen by the parent model's training.
 
     The folders the parent was fine-tuned on are split exactly as its training split them
@@ -112,7 +115,9 @@ def open_world_split(parent_training: dict, data: Sequence[Path], others: Sequen
     threshold or temperature fitted on photos the backbone had learned would be
     over-confident. New folders (more pets, the non-pets) get their own split: ``"hash"``
     by each photo's path (:func:`catdog.training.data.hash_split`, stable as folders grow) or
-    ``"seeded"``, the stratified shuffle 2.x models were made with.
+    ``"seeded"``, the stratified shuffle 2.x models were made with. ``relabel`` corrects the
+    label of the photos it names (:func:`catdog.training.data.read_relabel`) on both sides,
+    after the split, so a correction never moves a photo between fit and held out.
     """
     parent_data = parent_training.get("data", [])
     old = [Path(d) for d in data if _is_parent_folder(Path(d), parent_data)]
@@ -133,7 +138,11 @@ def open_world_split(parent_training: dict, data: Sequence[Path], others: Sequen
         more_fit, more_held = stratified_split(open_world_samples(new, others, known), holdout_fraction, seed)
     else:
         raise ValueError(f"split must be 'hash' or 'seeded', not {split!r}")
-    return fit + more_fit, held + more_held
+    fit, held = fit + more_fit, held + more_held
+    if relabel:
+        roots, labels = [*data, *others], (*known, other_label)
+        fit, held = relabelled(fit, roots, relabel, labels), relabelled(held, roots, relabel, labels)
+    return fit, held
 
 
 def recorded_split(recipe: Recipe, data: Sequence[Path], others: Sequence[Path], *,
@@ -145,7 +154,8 @@ def recorded_split(recipe: Recipe, data: Sequence[Path], others: Sequence[Path],
     return open_world_split(training.get("parent_training", {}), data, others,
                             training.get("holdout_fraction", 0.2 if holdout is None else holdout),
                             training.get("seed", 0 if seed is None else seed),
-                            training.get("split", "seeded"), recipe.known_labels)
+                            training.get("split", "seeded"), recipe.known_labels,
+                            training.get("relabel"), recipe.other_label or OTHER)
 
 
 def excluded(samples: Sequence[Sample], roots: Sequence[Path], patterns: Sequence[str]) -> list[bool]:
@@ -319,7 +329,7 @@ def train_head(cfg: HeadConfig) -> dict:
     # Going on from an open-world model: the very same split as its own training.
     parent_split = parent.training.get("parent_training", parent.training) if parent.other_label else parent.training
     fit, holdout = open_world_split(parent_split, cfg.data, cfg.others, cfg.holdout_fraction, cfg.seed, cfg.split,
-                                    known)
+                                    known, cfg.relabel, other)
     if cfg.exclude:
         roots = [*cfg.data, *cfg.others]
         fit = [s for s, out in zip(fit, excluded(fit, roots, cfg.exclude)) if not out]
@@ -390,7 +400,7 @@ def train_head(cfg: HeadConfig) -> dict:
                                if cfg.features else "")
                             + (f"; {keeper_text}" if keeper_text else ""),
                   "other_cap": cfg.other_cap, "holdout_fraction": cfg.holdout_fraction, "split": cfg.split,
-                  "balance": cfg.balance, "exclude": list(cfg.exclude),
+                  "balance": cfg.balance, "exclude": list(cfg.exclude), "relabel": dict(cfg.relabel),
                   "data": summary["config"]["data"], "others": summary["config"]["others"],
                   "n_train": n_train, "n_holdout": summary["n_holdout"], "seed": cfg.seed,
                   "features": cfg.features,
