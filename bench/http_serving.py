@@ -53,6 +53,14 @@ def cpu_seconds(pids: list[int]) -> float:
     return sum((int(f[11]) + int(f[12])) / tick for f in map(_stat, pids) if len(f) > 12)
 
 
+def children_cpu_seconds() -> float:
+    """User + system CPU seconds of this process's finished children (wrk, once it is waited for)."""
+    import resource
+
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
 def minor_faults(pids: list[int]) -> int:
     """Minor page faults of these processes so far (pages the kernel had to map in; 0 elsewhere)."""
     return sum(int(f[7]) for f in map(_stat, pids) if len(f) > 7)

@@ -11,9 +11,13 @@ share one pass of the frozen stages over the data.
     python bench/logo.py --init runs/lite0-fp32 --models src/catdog/models/catdog-lite2 runs/cascade \
         --json docs/logo.json --markdown docs/logo.md
 
-The fold's model is the recipe of 3.0.0's fast network (``--init``, ``--train-stages``,
-``--epochs``): the cascade's cheaper half, so the numbers are a floor for the cascade,
-whose slow network sees more.
+By default the fold's model is the recipe of 3.0.0's fast network (``--init``,
+``--train-stages``, ``--epochs``): the cascade's cheaper half. ``--augmented`` trains each
+fold with the slow network's own recipe instead (augmented crops; with ``--init
+models/catdog-lite2-fp32 --epochs 1 --keep-parent 1 --relabel data/relabel.csv``, 3.1.0's):
+
+    python bench/logo.py --augmented --init models/catdog-lite2-fp32 --epochs 1 --keep-parent 1 \
+        --relabel data/relabel.csv --folds people scenes "animals 1/4" --models src/catdog/models/catdog-lite2
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ def score(clf, samples) -> dict:
 
 
 def train_fold(name: str, fold: dict, args) -> Path:
+    from catdog.training.data import read_relabel
     from catdog.training.openworld import HeadConfig, train_head
 
     out = args.out / re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")  # "animals 1/4" -> animals_1_4
@@ -85,7 +90,8 @@ def train_fold(name: str, fold: dict, args) -> Path:
         train_head(HeadConfig(
             init=args.init, data=[args.data / p for p in PETS], others=[args.data / "not-pets"], out=out,
             holdout_fraction=0.2, epochs=args.epochs, train_stages=args.train_stages, keep_imagenet=1.0,
-            features=True, cache=args.cache, exclude=fold["exclude"], threads=args.threads,
+            keep_parent=args.keep_parent, relabel=read_relabel(args.relabel) if args.relabel else {},
+            features=not args.augmented, cache=args.cache, exclude=fold["exclude"], threads=args.threads,
             version=f"logo-{name}"))
     return out
 
@@ -111,6 +117,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache", type=Path, default=Path("runs/features"))
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--train-stages", type=int, default=2)
+    parser.add_argument("--augmented", action="store_true",
+                        help="train each fold on augmented crops (the shipped Lite2's recipe) instead of cached "
+                             "activations (--features): slower, the very recipe that ships")
+    parser.add_argument("--keep-parent", type=float, default=0.0, help="as catdog train --keep-parent")
+    parser.add_argument("--relabel", type=Path, default=None, help="as catdog train --relabel")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--folds", nargs="*", default=None, help="only these folds (default: all)")
     parser.add_argument("--retrain", action="store_true", help="train folds again even if their model exists")
