@@ -75,7 +75,7 @@ def test_request_path_budget_has_every_stage(tmp_path):
     printed = tables(out)
     rows = {row[0]: row for row in printed["stage"]}
     for stage in ("multipart parsing", "decode: JPEG pixels", "resize + centre crop", "normalise", "model (ONNX",
-                  "calibrate + decide", "response body + JSON", "access log line", "metrics (Prometheus"):
+                  "decide", "response body + JSON", "access log line", "metrics (Prometheus"):
         [row] = [r for name, r in rows.items() if name.startswith(stage)]
         assert float(row[1]) > 0, row
     assert any(name.startswith("**whole request over HTTP**") for name in rows)
