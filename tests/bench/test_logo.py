@@ -31,6 +31,12 @@ def test_a_fold_leaves_out_exactly_its_group(tmp_path):
         shutil.copy(DATA / "not-pets" / photo, data / "not-pets" / group / photo)
     left_out = logo.photos_of(logo.folds()["people"], data)
     assert [s.path.name for s in left_out] == ["tulips.jpg"] and left_out[0].label == 2
+    # A fold that leaves out more than it scores: animals are not trained on, only people scored.
+    (data / "not-pets" / "animals" / "horse").mkdir(parents=True)
+    shutil.copy(DATA / "not-pets" / "tulips.jpg", data / "not-pets" / "animals" / "horse" / "h.jpg")
+    both = logo.folds()["people (animals left out too)"]
+    assert [s.path.name for s in logo.photos_of(both, data)] == ["tulips.jpg"]
+    assert "not-pets/animals/*" in both["exclude"]
 
 
 def test_scores_and_the_table():
