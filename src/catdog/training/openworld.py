@@ -142,6 +142,10 @@ def open_world_split(parent_training: dict, data: Sequence[Path], others: Sequen
     if relabel:
         roots, labels = [*data, *others], (*known, other_label)
         fit, held = relabelled(fit, roots, relabel, labels), relabelled(held, roots, relabel, labels)
+        found = {split_key(s, roots) for s in fit + held} & set(relabel)
+        if len(found) < len(relabel):  # a typo or a photo since removed: say so, do not fail a long run
+            log.warning("relabel: %d of %d keys name no photo here, e.g. %s", len(relabel) - len(found),
+                        len(relabel), min(set(relabel) - found))
     return fit, held
 
 
