@@ -14,10 +14,11 @@ share one pass of the frozen stages over the data.
 By default the fold's model is the recipe of 3.0.0's fast network (``--init``,
 ``--train-stages``, ``--epochs``): the cascade's cheaper half. ``--augmented`` trains each
 fold with the slow network's own recipe instead (augmented crops; with ``--init
-models/catdog-lite2-fp32 --epochs 1 --keep-parent 1 --relabel data/relabel.csv``, 3.1.0's):
+models/catdog-lite2-fp32 --epochs 1``, 3.0.0's Lite2; ``--keep-parent`` and ``--relabel``
+as ``catdog train`` takes them):
 
-    python bench/logo.py --augmented --init models/catdog-lite2-fp32 --epochs 1 --keep-parent 1 \
-        --relabel data/relabel.csv --folds people scenes "animals 1/4" --models src/catdog/models/catdog-lite2
+    python bench/logo.py --augmented --init models/catdog-lite2-fp32 --epochs 1 --models models/catdog-lite2-v2 \
+        --folds people scenes "animals 1/4" "people (animals left out too)"
 """
 
 from __future__ import annotations

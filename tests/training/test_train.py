@@ -353,6 +353,17 @@ def test_relabel_file_is_checked(tmp_path):
         read_relabel(bad)
 
 
+def test_a_bad_relabel_file_is_one_line_from_the_cli(tmp_path, images_dir, tiny_run, capsys):
+    from catdog.cli import main
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("key,label,why\nimages/dog/a.jpg,,no label\n", encoding="utf-8")
+    assert main(["train", str(images_dir), "--init", str(tiny_run), "--others", str(NOT_PETS),
+                 "--relabel", str(bad), "--out", str(tmp_path / "out")]) == 2
+    assert "rows without a label" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_hash_split_keeps_each_photo_on_its_side_as_folders_grow_or_move(tmp_path):
     from catdog.training.data import Sample, hash_split, split_key
 

@@ -8,6 +8,7 @@ epoch would cost more than the model's backward pass.
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,9 +18,11 @@ import numpy as np
 from PIL import Image
 
 from catdog.model.decode import IMAGE_SUFFIXES, load_image
-from catdog.model.errors import ImageError
+from catdog.model.errors import CatdogError, ImageError
 from catdog.model.preprocess import normalize, prepare
 from catdog.model.recipe import InputSpec
+
+log = logging.getLogger("catdog.train")
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,13 @@ def hash_split(samples: Sequence[Sample], roots: Sequence[Path], holdout_fractio
     return fit, held
 
 
+class TrainingDataError(CatdogError, ValueError):
+    """A training input the user wrote is not usable (a relabel file): said in one line by the
+    CLI, not as a traceback."""
+
+    code = "training_data"
+
+
 def read_relabel(path: str | Path) -> dict[str, str]:
     """Corrections to the folders' labels: a CSV of ``key,label,why`` rows, where ``key`` is a
     photo's :func:`split_key` (``pet-breeds/train/dog/1dfb....jpg``) and ``label`` the answer
@@ -143,19 +153,31 @@ def read_relabel(path: str | Path) -> dict[str, str]:
         rows = [row for row in csv.DictReader(f) if row.get("key") and not row["key"].startswith("#")]
     missing = [row["key"] for row in rows if not row.get("label")]
     if missing:
-        raise ValueError(f"{path}: rows without a label: {', '.join(missing[:3])}")
+        raise TrainingDataError(f"{path}: rows without a label: {', '.join(missing[:3])}")
     return {row["key"].strip(): row["label"].strip() for row in rows}
 
 
 def relabelled(samples: Sequence[Sample], roots: Sequence[Path], relabel: Mapping[str, str],
                labels: Sequence[str]) -> list[Sample]:
-    """``samples`` with the labels of :func:`read_relabel`'s corrections applied (by split key)."""
+    """``samples`` with the labels of :func:`read_relabel`'s corrections applied (by split key).
+
+    A key that names none of ``samples`` is logged (a typo, a photo since removed, or data
+    given only in part), not raised: a long training run should not fail on it."""
     unknown = sorted(set(relabel.values()) - set(labels))
     if unknown:
-        raise ValueError(f"relabel names {', '.join(unknown)}, not one of the labels {', '.join(labels)}")
+        raise TrainingDataError(f"relabel names {', '.join(unknown)}, not one of the labels {', '.join(labels)}")
     index = {name: i for i, name in enumerate(labels)}
-    return [Sample(s.path, index[relabel[key]]) if (key := split_key(s, roots)) in relabel else s
-            for s in samples]
+    out, found = [], set()
+    for s in samples:
+        key = split_key(s, roots)
+        if key in relabel:
+            found.add(key)
+            s = Sample(s.path, index[relabel[key]])
+        out.append(s)
+    if len(found) < len(relabel):
+        log.warning("relabel: %d of %d keys name no photo here, e.g. %s", len(relabel) - len(found),
+                    len(relabel), min(set(relabel) - found))
+    return out
 
 
 def group_of(sample: Sample, roots: Sequence[Path], labelled: bool) -> str:

@@ -140,12 +140,8 @@ def open_world_split(parent_training: dict, data: Sequence[Path], others: Sequen
         raise ValueError(f"split must be 'hash' or 'seeded', not {split!r}")
     fit, held = fit + more_fit, held + more_held
     if relabel:
-        roots, labels = [*data, *others], (*known, other_label)
-        fit, held = relabelled(fit, roots, relabel, labels), relabelled(held, roots, relabel, labels)
-        found = {split_key(s, roots) for s in fit + held} & set(relabel)
-        if len(found) < len(relabel):  # a typo or a photo since removed: say so, do not fail a long run
-            log.warning("relabel: %d of %d keys name no photo here, e.g. %s", len(relabel) - len(found),
-                        len(relabel), min(set(relabel) - found))
+        both = relabelled([*fit, *held], [*data, *others], relabel, (*known, other_label))
+        fit, held = both[:len(fit)], both[len(fit):]
     return fit, held
 
 
