@@ -15,7 +15,7 @@ By default the fold's model is the recipe of 3.0.0's fast network (``--init``,
 ``--train-stages``, ``--epochs``): the cascade's cheaper half. ``--augmented`` trains each
 fold with the slow network's own recipe instead (augmented crops; with ``--init
 models/catdog-lite2-fp32 --epochs 1``, 3.0.0's Lite2; ``--keep-parent`` and ``--relabel``
-as ``catdog train`` takes them):
+and ``--other-kinds`` as ``catdog train`` takes them):
 
     python bench/logo.py --augmented --init models/catdog-lite2-fp32 --epochs 1 --models models/catdog-lite2-v2 \
         --folds people scenes "animals 1/4" "people (animals left out too)"
@@ -88,7 +88,7 @@ def score(clf, samples) -> dict:
 
 
 def train_fold(name: str, fold: dict, args) -> Path:
-    from catdog.training.data import read_relabel
+    from catdog.training.data import read_other_kinds, read_relabel
     from catdog.training.openworld import HeadConfig, train_head
 
     out = args.out / re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")  # "animals 1/4" -> animals_1_4
@@ -97,6 +97,7 @@ def train_fold(name: str, fold: dict, args) -> Path:
             init=args.init, data=[args.data / p for p in PETS], others=[args.data / "not-pets"], out=out,
             holdout_fraction=0.2, epochs=args.epochs, train_stages=args.train_stages, keep_imagenet=1.0,
             keep_parent=args.keep_parent, relabel=read_relabel(args.relabel) if args.relabel else {},
+            other_kinds=read_other_kinds(args.other_kinds) if args.other_kinds else {},
             features=not args.augmented, cache=args.cache, exclude=fold["exclude"], threads=args.threads,
             version=f"logo-{name}"))
     return out
@@ -128,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
                              "activations (--features): slower, the very recipe that ships")
     parser.add_argument("--keep-parent", type=float, default=0.0, help="as catdog train --keep-parent")
     parser.add_argument("--relabel", type=Path, default=None, help="as catdog train --relabel")
+    parser.add_argument("--other-kinds", type=Path, default=None, help="as catdog train --other-kinds")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--folds", nargs="*", default=None, help="only these folds (default: all)")
     parser.add_argument("--retrain", action="store_true", help="train folds again even if their model exists")

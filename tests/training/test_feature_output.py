@@ -91,3 +91,34 @@ def test_enable_explain_on_an_int8_model_folder(tmp_path):
     assert explanation.prediction == before == clf.predict(CAT_PHOTOS[0])
     side = clf.recipe.input.size // 32  # EfficientNet downsamples by 32
     assert explanation.cam.shape == (side, side) and explanation.cam.max() == pytest.approx(1.0)
+
+
+def test_a_head_with_kinds_of_other_merged_gets_one_map_per_answer(tmp_path):
+    """Kinds of "other" taught as rows and merged after the head (catdog train --other-kinds):
+    the maps are merged the same way, so there are as many maps as answers, cat's and dog's
+    still average to their logits, and the graph stays servable with its heatmaps."""
+    import onnx
+    import torch
+
+    pytest.importorskip("timm")
+    import timm
+
+    from catdog.training.export import export_onnx
+    from catdog.training.openworld import MergedOther, OtherKinds
+
+    torch.manual_seed(0)
+    net = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=5).eval()
+    src, dst = tmp_path / "merged.onnx", tmp_path / "merged-cam.onnx"
+    export_onnx(MergedOther(net, OtherKinds({"animal": ["a"], "person": ["p"]}, 2)), src, image_size=64)
+    assert add_feature_output(src, dst) == CLASS_MAPS_OUTPUT
+    x = rng.normal(size=(2, 3, 64, 64)).astype(np.float32)
+    logits, maps = ort.InferenceSession(str(dst)).run(None, {"image": x})
+    assert logits.shape == (2, 3) and maps.shape[:2] == (2, 3)
+    bias = onnx.numpy_helper.to_array(next(i for i in onnx.load(str(src)).graph.initializer
+                                           if i.name.endswith("classifier.bias")))
+    np.testing.assert_allclose(maps[:, :2].mean(axis=(2, 3)) + bias[:2], logits[:, :2], rtol=1e-4, atol=1e-4)
+    # "other"'s map is the log-sum-exp, pixel by pixel, of its kinds' maps
+    with torch.no_grad():
+        features = net.forward_features(torch.from_numpy(x))
+        rows = torch.einsum("nchw,kc->nkhw", features, net.classifier.weight)
+    np.testing.assert_allclose(maps[:, 2], torch.logsumexp(rows[:, 2:], 1).numpy(), rtol=1e-4, atol=1e-4)

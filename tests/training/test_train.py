@@ -435,3 +435,63 @@ def test_a_fourth_label_trains_and_serves_with_no_code_change(tmp_path, images_d
     assert list(body["probabilities"]) == ["cat", "dog", "flower", "sky"]
     assert body["label"] in recipe["labels"] and isinstance(body["sure"], bool)
     assert client.get("/v1/model").json["labels"] == ["cat", "dog", "flower", "sky"]
+
+
+def test_kinds_of_other_are_rows_of_their_own_answered_as_one(tiny_run, tmp_path, images_dir):
+    """--other-kinds: each kind is a head row while training; the exported model answers
+    cat/dog/other, P(other) the sum of the kinds', so quantize, cascade and serving are unchanged."""
+    import onnxruntime as ort
+    import torch
+
+    from catdog.cli import main
+    from catdog.model.engine import Classifier
+    from catdog.training.data import Sample, find_samples
+    from catdog.training.openworld import OtherKinds
+
+    kinds_csv = tmp_path / "kinds.csv"
+    kinds_csv.write_text("kind,pattern,why\nflower,not-pets/tulips*,a tulip\n", encoding="utf-8")
+    common = ["train", str(images_dir), "--init", str(tiny_run), "--others", str(NOT_PETS), "--holdout", "0.5",
+              "--threads", "2", "--epochs", "1", "--split", "seeded", "--other-kinds", str(kinds_csv)]
+    for name, extra in (("augmented", []),
+                        ("features", ["--features", "--cache", str(tmp_path / "cache"), "--kinds-loss", "merged"])):
+        out = tmp_path / name
+        assert main([*common, "--out", str(out), *extra]) == 0
+        clf = Classifier.load(out)
+        assert clf.recipe.labels == ("cat", "dog", "other")
+        assert clf.recipe.training["other_kinds"] == {"flower": ["not-pets/tulips*"]}
+        loss = "merged" if "--kinds-loss" in extra else "rows"
+        assert f"other taught as 2 rows (flower and the rest), answered as their sum (loss on the {loss} answers)" \
+            in clf.recipe.training["method"] and clf.recipe.training["kinds_loss"] == loss
+        assert json.loads((out / "history.json").read_text())["onnx_max_abs_diff"] < 1e-3
+        session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+        assert session.get_outputs()[0].shape[1] == 3
+        state = torch.load(out / "model.pt")
+        assert state["classifier.weight"].shape[0] == 4  # cat, dog, the rest, flower
+        assert set(clf.predict(NOT_PETS / "tulips.jpg").probabilities) == {"cat", "dog", "other"}
+
+    # int8: the head's bias correction moves every kind's row by "other"'s shift, and the
+    # heatmaps carry the merge, one map per answer
+    from catdog.training.export import enable_explain
+
+    int8 = tmp_path / "int8"
+    assert main(["quantize", str(tmp_path / "augmented"), str(images_dir), "--others", str(NOT_PETS),
+                 "--out", str(int8), "--holdout", "0.5"]) == 0
+    enable_explain(int8)
+    explained = Classifier.load(int8).explain(NOT_PETS / "tulips.jpg")
+    assert explained.label == explained.prediction.label and explained.cam.max() == pytest.approx(1.0)
+
+    kinds = OtherKinds({"flower": ["not-pets/tulips*"], "tree": ["not-pets/oak*"]}, 2)
+    pets = find_samples([images_dir])
+    flowers = [Sample(NOT_PETS / "tulips.jpg", 2), Sample(NOT_PETS / "sunflower.jpg", 2)]
+    assert kinds.targets([pets[0], *flowers], [images_dir, NOT_PETS]) == [pets[0].label, 3, 2]
+    logits = torch.tensor([[0.5, -1.0, 0.2, 1.3, -0.4]])
+    merged = torch.softmax(kinds.merge(logits), 1)
+    fine = torch.softmax(logits, 1)
+    assert torch.allclose(merged[0, :2], fine[0, :2]) and torch.allclose(merged[0, 2], fine[0, 2:].sum())
+    # the merged loss scores a row's target as the answer it stands for: a tree taught as "flower"
+    # costs nothing more than as "the rest"
+    from catdog.training.openworld import MergedLoss
+
+    merged_loss = MergedLoss(torch.nn.CrossEntropyLoss(), kinds)
+    assert merged_loss(logits, torch.tensor([3])) == merged_loss(logits, torch.tensor([4])) \
+        == torch.nn.functional.cross_entropy(kinds.merge(logits), torch.tensor([2]))

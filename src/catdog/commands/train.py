@@ -56,6 +56,13 @@ def add_parser(subparsers) -> None:
                         help="open-world: correct the folders' labels: a CSV of key,label,why rows, key as for "
                              "--exclude (e.g. data/relabel.csv: wild dogs filed under dog/ are taught and scored as "
                              "other); recorded in model.json, so evaluation uses the same labels")
+    parser.add_argument("--other-kinds", type=Path, metavar="CSV",
+                        help="open-world: teach kinds of other as rows of their own, answered as one: a CSV of "
+                             "kind,pattern,why rows, pattern as for --exclude (e.g. data/other-kinds.csv: animals, "
+                             "people, the rest); P(other) is the sum of the kinds', so serving is unchanged")
+    parser.add_argument("--kinds-loss", choices=("rows", "merged"), default="rows",
+                        help="open-world, with --other-kinds: cross-entropy on each kind's row (default) or on the "
+                             "merged cat/dog/other answers, the rows free to share other")
     parser.add_argument("--features", action="store_true",
                         help="open-world: train the last stages on cached activations of the frozen ones (the serving "
                              "crop and its mirror, computed once) instead of random crops each epoch: much faster on "
@@ -119,7 +126,7 @@ def run_open_world(args: argparse.Namespace) -> int:
     openworld = import_training("openworld", "train")
     if openworld is None:
         return 2
-    from catdog.training.data import read_relabel
+    from catdog.training.data import read_other_kinds, read_relabel
 
     summary = openworld.train_head(openworld.HeadConfig(
         init=args.init, data=list(args.data), others=list(args.others), out=args.out,
@@ -128,6 +135,7 @@ def run_open_world(args: argparse.Namespace) -> int:
         train_stages=args.train_stages, keep_imagenet=args.keep_imagenet, keep_parent=args.keep_parent,
         teacher=args.teacher, select=args.select, split=args.split, balance=args.balance,
         exclude=list(args.exclude), relabel=read_relabel(args.relabel) if args.relabel else {},
+        other_kinds=read_other_kinds(args.other_kinds) if args.other_kinds else {}, kinds_loss=args.kinds_loss,
         features=args.features, cache=args.cache, **_version(args)))
     print(json.dumps({k: summary[k] for k in ("best_epoch", "temperature", "other_threshold", "seconds")}
                      | {"held_out": summary["holdout"]["open_world"]}))

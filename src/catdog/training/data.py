@@ -157,6 +157,24 @@ def read_relabel(path: str | Path) -> dict[str, str]:
     return {row["key"].strip(): row["label"].strip() for row in rows}
 
 
+def read_other_kinds(path: str | Path) -> dict[str, list[str]]:
+    """Kinds of "other" to teach as rows of their own (:class:`catdog.training.openworld.OtherKinds`):
+    a CSV of ``kind,pattern,why`` rows, ``pattern`` an fnmatch pattern on :func:`split_key`
+    (``not-pets/animals/*``). A kind may take many rows; the first kind that matches a photo wins."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = [row for row in csv.DictReader(f) if row.get("kind") and not row["kind"].startswith("#")]
+    missing = [row["kind"] for row in rows if not (row.get("pattern") or "").strip()]
+    if missing or not rows:
+        raise TrainingDataError(f"{path}: " + (f"rows without a pattern: {', '.join(missing[:3])}" if missing
+                                              else "no kind,pattern rows"))
+    kinds: dict[str, list[str]] = {}
+    for row in rows:
+        kinds.setdefault(row["kind"].strip(), []).append(row["pattern"].strip())
+    return kinds
+
+
 def relabelled(samples: Sequence[Sample], roots: Sequence[Path], relabel: Mapping[str, str],
                labels: Sequence[str]) -> list[Sample]:
     """``samples`` with the labels of :func:`read_relabel`'s corrections applied (by split key).

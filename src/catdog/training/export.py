@@ -171,7 +171,10 @@ def add_feature_output(src: str | Path, dst: str | Path, *, output: str = CLASS_
     Serving then needs neither gradients nor the ``onnx`` package (ONNX Runtime does not
     expose initializers), and the added work is a K-channel 1x1 convolution on the last
     feature map (microseconds). Works for any K, a float or uint8 input and int8 (QDQ)
-    bodies. Returns ``output``; raises ``ValueError`` for a graph without that ending.
+    bodies. A head whose rows are merged after it (kinds of "other" read as one logit by
+    ``Slice``/``ReduceLogSumExp``/``Concat`` on axis 1, :class:`catdog.training.openworld.MergedOther`)
+    has the same merge applied to its maps, so there is one map per answer.
+    Returns ``output``; raises ``ValueError`` for a graph without that ending.
     """
     import onnx
     from onnx import helper, numpy_helper
@@ -182,6 +185,10 @@ def add_feature_output(src: str | Path, dst: str | Path, *, output: str = CLASS_
         raise ValueError(f"{src} already has an output named {output!r}")
     producer = {out: node for node in graph.node for out in node.output}
     head = producer.get(graph.output[0].name)
+    tail: list = []
+    if head is not None and head.op_type == "Concat":
+        head, tail = _merged_tail(producer, head)
+    head_logits = head.output[0] if head is not None else ""
     # A trailing Add after MatMul is the same linear head written in two nodes.
     if head is not None and head.op_type == "Add":
         head = next((producer[i] for i in head.input if i in producer and producer[i].op_type == "MatMul"), head)
@@ -206,15 +213,53 @@ def add_feature_output(src: str | Path, dst: str | Path, *, output: str = CLASS_
                                       name=f"{output}_transpose"))
         weight = f"{output}_w_kc"
     graph.initializer.append(numpy_helper.from_array(np.asarray([0, 0, 1, 1], np.int64), f"{output}_w_shape"))
+    maps = f"{output}_rows" if tail else output
     nodes += [
         helper.make_node("Reshape", [weight, f"{output}_w_shape"], [f"{output}_w"], name=f"{output}_reshape"),
-        helper.make_node("Conv", [features, f"{output}_w"], [output], kernel_shape=[1, 1], name=f"{output}_conv"),
+        helper.make_node("Conv", [features, f"{output}_w"], [maps], kernel_shape=[1, 1], name=f"{output}_conv"),
     ]
+    # The merge after the head, node for node, on the maps: its ops act on axis 1, the labels,
+    # whatever the rank. Quantize/dequantize pairs on the logits are left out (their scale is the logits').
+    renamed = {head_logits: maps}
+    for i, node in enumerate(tail):
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            renamed[node.output[0]] = renamed.get(node.input[0], node.input[0])
+            continue
+        copy = onnx.NodeProto()
+        copy.CopyFrom(node)
+        copy.name = f"{output}_merge_{i}"
+        copy.input[:] = [renamed.get(name, name) for name in node.input]
+        renamed[node.output[0]] = output if node is tail[-1] else f"{output}_merge_{i}_out"
+        copy.output[:] = [renamed[node.output[0]]]
+        nodes.append(copy)
     graph.node.extend(nodes)
     graph.output.append(helper.make_tensor_value_info(output, onnx.TensorProto.FLOAT, ["batch", "labels", "rows", "cols"]))
     onnx.checker.check_model(model)
     onnx.save(model, str(dst))
     return output
+
+
+def _merged_tail(producer: dict, concat) -> tuple:
+    """(the linear head, the nodes from its output to ``concat``, in graph order) for a head whose
+    rows are merged after it; ``ValueError`` when what feeds ``concat`` is not one linear head."""
+    tail, heads, todo = [], [], [concat]
+    while todo:
+        node = todo.pop()
+        if node.op_type in ("Gemm", "MatMul") or (node.op_type == "Add" and any(
+                i in producer and producer[i].op_type == "MatMul" for i in node.input)):
+            heads.append(node)
+            continue
+        if node in tail:
+            continue
+        tail.append(node)
+        todo += [producer[i] for i in node.input if i in producer and producer[i].op_type != "Constant"]
+    if len({id(h) for h in heads}) != 1 or not all(n.op_type in _MERGE_OPS for n in tail):
+        raise ValueError("the first output is not made by one linear head, merged on axis 1")
+    order = {id(n): i for i, n in enumerate(producer.values())}
+    return heads[0], sorted(tail, key=lambda n: order[id(n)])
+
+
+_MERGE_OPS = {"Concat", "Slice", "ReduceLogSumExp", "QuantizeLinear", "DequantizeLinear"}
 
 
 def enable_explain(model_dir: str | Path) -> str:

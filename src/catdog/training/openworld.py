@@ -82,6 +82,12 @@ class HeadConfig:
     balance: float = 0.5
     exclude: list[str] = field(default_factory=list)  # fnmatch patterns of split keys left out entirely
     relabel: dict[str, str] = field(default_factory=dict)  # split key -> the label it should have
+    # Kinds of "other" taught as rows of their own (name -> fnmatch patterns on split keys), read
+    # back as one answer: P(other) is the sum of the kinds' probabilities (see OtherKinds).
+    other_kinds: dict[str, list[str]] = field(default_factory=dict)
+    # "rows": cross-entropy on the kinds' rows (a horse called a "thing" is a mistake);
+    # "merged": on the three answers, the kinds' rows free to share "other" (a mixture head).
+    kinds_loss: str = "rows"
     # Train on cached activations of the frozen stages (catdog.training.features) instead of
     # augmented crops; the cache lives in this folder (None: not kept between runs).
     features: bool = False
@@ -170,19 +176,78 @@ def sample_groups(samples: Sequence[Sample], data: Sequence[Path], others: Seque
     return [group_of(s, [*data, *others], labelled=s.label < n_known) for s in samples]
 
 
-def add_other_head(model: nn.Module, n_known: int) -> None:
-    """Replace the head by one with an extra "other" row, the known labels' rows kept as they
-    were (a model that already has it keeps its head: training goes on from it)."""
+def add_other_head(model: nn.Module, n_known: int, n_other: int = 1) -> None:
+    """Replace the head by one with ``n_other`` extra rows for "other" (one per kind, see
+    :class:`OtherKinds`), the known labels' rows kept as they were (a model that already has
+    them keeps its head: training goes on from it)."""
     old = model.get_classifier()
-    if old.out_features == n_known + 1:
+    if old.out_features == n_known + n_other:
         return
-    head = nn.Linear(old.in_features, n_known + 1)
+    head = nn.Linear(old.in_features, n_known + n_other)
     with torch.no_grad():
-        head.weight[:n_known] = old.weight
-        head.bias[:n_known] = old.bias
-        head.weight[n_known].zero_()
-        head.bias[n_known] = old.bias.min() - 2.0  # starts as "rarely other"
+        head.weight[:n_known] = old.weight[:n_known]
+        head.bias[:n_known] = old.bias[:n_known]
+        head.weight[n_known:].zero_()
+        head.bias[n_known:] = old.bias[:n_known].min() - 2.0  # starts as "rarely other"
     model.classifier = head
+
+
+class OtherKinds:
+    """Kinds of "other" with a row each in the head, answered as one label.
+
+    One linear row must score a horse, a tulip and a street scene alike as "other"; rows of their
+    own (``animal``, ``person``, the rest) let each kind have its own direction in feature space,
+    while the answer stays cat/dog/other. The network's logits are merged before anything reads
+    them: "other" becomes log-sum-exp of the kinds' logits, so its softmax probability is exactly
+    the sum of theirs. Training's cross-entropy is on the rows; selection, calibration, the
+    threshold and the exported ONNX graph (:class:`MergedOther`) all see three answers, so
+    quantizing, cascading and serving need no change.
+    """
+
+    def __init__(self, kinds: Mapping[str, Sequence[str]], n_known: int):
+        self.names = list(kinds)
+        self.patterns = [list(kinds[name]) for name in self.names]
+        self.n_known = n_known
+
+    @property
+    def rows(self) -> int:
+        """Rows of "other" in the head: the rest, then one per kind."""
+        return 1 + len(self.names)
+
+    def targets(self, samples: Sequence[Sample], roots: Sequence[Path]) -> list[int]:
+        """Each sample's row: its label for a pet, else the first kind whose patterns match its
+        split key (row ``n_known + 1 + i``), else the rest (row ``n_known``)."""
+        from fnmatch import fnmatchcase
+
+        out = []
+        for s in samples:
+            row = s.label
+            if s.label == self.n_known and self.names:
+                key = split_key(s, roots)
+                row = next((self.n_known + 1 + i for i, patterns in enumerate(self.patterns)
+                            if any(fnmatchcase(key, p) for p in patterns)), row)
+            out.append(row)
+        return out
+
+    def merge(self, logits: torch.Tensor) -> torch.Tensor:
+        """(N, n_known + rows) -> (N, n_known + 1): the kinds' logits as one "other" logit."""
+        if not self.names:
+            return logits
+        return torch.cat([logits[:, :self.n_known], torch.logsumexp(logits[:, self.n_known:], 1, keepdim=True)], 1)
+
+    def merge_np(self, logits: np.ndarray) -> np.ndarray:
+        return self.merge(torch.from_numpy(logits)).numpy()
+
+
+class MergedOther(nn.Module):
+    """The network with its kinds of "other" merged into one logit: what is exported and served."""
+
+    def __init__(self, model: nn.Module, kinds: OtherKinds):
+        super().__init__()
+        self.model, self.kinds = model, kinds
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.kinds.merge(self.model(x))
 
 
 def trainable_part(model: nn.Module, stages: int) -> list[nn.Parameter]:
@@ -222,13 +287,14 @@ class Keeper:
     The three networks share their frozen early stages, so each batch runs them once.
     """
 
-    def __init__(self, student: nn.Module, arch: str, cfg: HeadConfig):
+    def __init__(self, student: nn.Module, arch: str, cfg: HeadConfig, kinds: OtherKinds | None = None):
         import copy
 
         from catdog.training.backbone import imagenet_model
 
         self.student, self.cfg = student, cfg
-        self.n_known = student.get_classifier().out_features - 1  # every answer but "other"
+        self.kinds = kinds or OtherKinds({}, student.get_classifier().out_features - 1)
+        self.n_known = self.kinds.n_known  # every answer but "other"
         self.split = len(student.blocks) - cfg.train_stages  # first trainable stage
         self.parent = copy.deepcopy(student).requires_grad_(False) if cfg.keep_parent else None
         self.imagenet = imagenet_model(arch).requires_grad_(False) if cfg.keep_imagenet else None
@@ -290,7 +356,7 @@ class Keeper:
         if self.teacher is not None:
             with torch.no_grad():
                 teacher = self.teacher(x_teacher)
-            loss = loss + self.cfg.keep_teacher * self._kl(logits, teacher)
+            loss = loss + self.cfg.keep_teacher * self._kl(self.kinds.merge(logits), teacher)
         return loss
 
 
@@ -320,7 +386,8 @@ def train_head(cfg: HeadConfig) -> dict:
     known = parent.known_labels
     other = parent.other_label or cfg.other_label
     labels = (*known, other)
-    add_other_head(model, len(known))
+    kinds = OtherKinds(cfg.other_kinds, len(known))
+    add_other_head(model, len(known), kinds.rows)
     # The parent's BatchNorms were folded into its convolutions: they must stay in eval mode.
     model.eval()
     spec = parent.input
@@ -336,16 +403,16 @@ def train_head(cfg: HeadConfig) -> dict:
         holdout = [s for s, out in zip(holdout, excluded(holdout, roots, cfg.exclude)) if not out]
     log.info("%d photos to train on, %d held out", len(fit), len(holdout))
     bar = lambda it, **kw: tqdm(it, unit="img", dynamic_ncols=True, **kw)
-    cached = CachedViews(model, parent, cfg, fit, holdout, bar) if cfg.features else None
+    cached = CachedViews(model, parent, cfg, fit, holdout, bar, kinds) if cfg.features else None
     if cached is not None:
         # Held-out logits from the cached activations: the same stages on the same serving crop.
         y_hold = cached.y_hold
         verify = serving_inputs(holdout[:8], spec)[0]
-        hold_logits = lambda: cached.hold_logits(model)
+        hold_logits = lambda: kinds.merge_np(cached.hold_logits(model))
     else:
         x_hold, y_hold = serving_inputs(holdout, spec, progress=lambda s: bar(s, desc="decode held out"))
         x_hold_t, verify = torch.from_numpy(x_hold), x_hold[:8]
-        hold_logits = lambda: logits_of(model, x_hold_t)
+        hold_logits = lambda: kinds.merge_np(logits_of(model, x_hold_t))
 
     def report_of(logits: np.ndarray, epoch: int) -> tuple:
         _, report = metrics.calibrated_report(logits, y_hold, labels, other, cfg.other_cap)
@@ -360,7 +427,7 @@ def train_head(cfg: HeadConfig) -> dict:
         best, n_train, keeper_text = cached.fit(model, cfg, report_of, hold_logits)
     else:
         best, n_train, keeper_text = fit_on_augmented_crops(model, parent, cfg, fit, train_spec, report_of,
-                                                            hold_logits, bar)
+                                                            hold_logits, bar, kinds)
     if best is None:  # not an assert: bandit (B101), and python -O would drop it
         raise ValueError("open-world training ran no epoch; give epochs >= 1")
     model.load_state_dict(best[2])
@@ -368,7 +435,7 @@ def train_head(cfg: HeadConfig) -> dict:
         # The temperature and the "other" threshold are fitted on the served path itself (the whole
         # float32 network on each decoded photo), not on the float16 cache the epochs were judged on.
         x_hold, y_hold = serving_inputs(holdout, spec, progress=lambda s: bar(s, desc="decode held out"))
-        logits = logits_of(model, torch.from_numpy(x_hold))
+        logits = kinds.merge_np(logits_of(model, torch.from_numpy(x_hold)))
     else:
         logits = hold_logits()
     temperature, report = metrics.calibrated_report(logits, y_hold, labels, other, cfg.other_cap)
@@ -376,9 +443,10 @@ def train_head(cfg: HeadConfig) -> dict:
     log.info("held out (epoch %d): %s", best[1], {k: report[k] for k in ("accuracy", "log_loss", "ece")}
              | report["open_world"])
 
-    onnx_path = export_onnx(model, cfg.out / "model.onnx", image_size=spec.size)
+    served = MergedOther(model, kinds).eval() if kinds.names else model
+    onnx_path = export_onnx(served, cfg.out / "model.onnx", image_size=spec.size)
     torch.save(model.state_dict(), cfg.out / "model.pt")
-    diff = max_abs_difference(model, onnx_path, np.ascontiguousarray(verify))
+    diff = max_abs_difference(served, onnx_path, np.ascontiguousarray(verify))
     log.info("ONNX export verified: max |torch - onnxruntime| = %.2e", diff)
     summary = {
         "best_epoch": best[1], "temperature": temperature, "other_threshold": threshold,
@@ -398,9 +466,12 @@ def train_head(cfg: HeadConfig) -> dict:
                             f"{cfg.select.replace('_', ' ')}: {best[1]})"
                             + (" on cached activations of the frozen stages (serving crop and mirror)"
                                if cfg.features else "")
-                            + (f"; {keeper_text}" if keeper_text else ""),
+                            + (f"; {keeper_text}" if keeper_text else "")
+                            + (f"; other taught as {kinds.rows} rows ({', '.join(kinds.names)} and the rest), "
+                               f"answered as their sum (loss on the {cfg.kinds_loss} answers)" if kinds.names else ""),
                   "other_cap": cfg.other_cap, "holdout_fraction": cfg.holdout_fraction, "split": cfg.split,
                   "balance": cfg.balance, "exclude": list(cfg.exclude), "relabel": dict(cfg.relabel),
+                  "other_kinds": dict(cfg.other_kinds), "kinds_loss": cfg.kinds_loss,
                   "data": summary["config"]["data"], "others": summary["config"]["others"],
                   "n_train": n_train, "n_holdout": summary["n_holdout"], "seed": cfg.seed,
                   "features": cfg.features,
@@ -420,9 +491,29 @@ def _optimizer(model: nn.Module, cfg: HeadConfig, extra: list[nn.Parameter]) -> 
          {"params": list(model.get_classifier().parameters()), "lr": cfg.lr}], weight_decay=cfg.weight_decay)
 
 
-def _class_weighted_loss(labels: Sequence[int], k: int) -> nn.Module:
+def _class_weighted_loss(labels: Sequence[int], k: int, kinds: OtherKinds, how: str = "rows") -> nn.Module:
+    """Cross-entropy whose answers weigh alike (``labels`` are the k answers). With kinds of
+    "other" (:class:`OtherKinds`), ``"rows"`` gives each kind's row the weight of "other", so
+    teaching the kinds apart does not change how much "other" weighs against the pets;
+    ``"merged"`` scores the merged answers against the answer each row stands for."""
     counts = np.bincount(labels, minlength=k).astype(np.float32)
-    return nn.CrossEntropyLoss(weight=torch.from_numpy(counts.sum() / (k * np.maximum(counts, 1))))
+    weight = counts.sum() / (k * np.maximum(counts, 1))
+    if how == "merged" and kinds.names:
+        return MergedLoss(nn.CrossEntropyLoss(weight=torch.from_numpy(weight)), kinds)
+    if how not in ("rows", "merged"):
+        raise ValueError(f"kinds_loss must be 'rows' or 'merged', not {how!r}")
+    return nn.CrossEntropyLoss(weight=torch.from_numpy(np.concatenate([weight, np.repeat(weight[-1:], kinds.rows - 1)])))
+
+
+class MergedLoss(nn.Module):
+    """A loss on the merged answers (:meth:`OtherKinds.merge`) for targets given as rows."""
+
+    def __init__(self, loss: nn.Module, kinds: OtherKinds):
+        super().__init__()
+        self.loss, self.kinds = loss, kinds
+
+    def forward(self, logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return self.loss(self.kinds.merge(logits), rows.clamp(max=self.kinds.n_known))
 
 
 def _balance(samples: Sequence[Sample], cfg: HeadConfig, n_known: int) -> np.ndarray | None:
@@ -432,7 +523,7 @@ def _balance(samples: Sequence[Sample], cfg: HeadConfig, n_known: int) -> np.nda
     return balanced_weights(samples, groups, power=cfg.balance) if cfg.balance != 1 else None
 
 
-def fit_on_augmented_crops(model, parent, cfg, fit, train_spec, report_of, hold_logits, bar):
+def fit_on_augmented_crops(model, parent, cfg, fit, train_spec, report_of, hold_logits, bar, kinds):
     """A fresh random crop of every photo each step, through the whole network: (best, n_train, keeper text)."""
     from catdog.training.data import AugmentedImages, load_for_training
     from catdog.training.train import _lr_at
@@ -442,17 +533,18 @@ def fit_on_augmented_crops(model, parent, cfg, fit, train_spec, report_of, hold_
     images, kept = load_for_training(fit, short_side=round(max(train_spec.resize, crop_spec.resize) * 1.15),
                                      progress=lambda s: bar(s, desc="decode train"))
     labels = [s.label for s in kept]
-    dataset = AugmentedImages(images, labels, crop_spec, crop_scale=cfg.crop_scale)
+    dataset = AugmentedImages(images, kinds.targets(kept, [*cfg.data, *cfg.others]), crop_spec,
+                              crop_scale=cfg.crop_scale)
     generator = torch.Generator().manual_seed(cfg.seed)
-    k = model.get_classifier().out_features
-    weights = _balance(kept, cfg, k - 1)
+    k = kinds.n_known + 1
+    weights = _balance(kept, cfg, kinds.n_known)
     sampler = torch.utils.data.WeightedRandomSampler(torch.from_numpy(weights), len(kept), generator=generator) \
         if weights is not None else None
     loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=sampler is None,
                                          sampler=sampler, drop_last=len(dataset) > cfg.batch_size,
                                          generator=generator)
-    loss_fn = _class_weighted_loss(labels, k)
-    keeper = Keeper(model, parent.architecture, cfg) if cfg.keep_imagenet or cfg.keep_parent or cfg.teacher \
+    loss_fn = _class_weighted_loss(labels, k, kinds, cfg.kinds_loss)
+    keeper = Keeper(model, parent.architecture, cfg, kinds) if cfg.keep_imagenet or cfg.keep_parent or cfg.teacher \
         else None
     optimizer = _optimizer(model, cfg, keeper.trainable() if keeper else [])
     base_lrs = [g["lr"] for g in optimizer.param_groups]
@@ -478,7 +570,7 @@ class CachedViews:
     crop and mirror), computed once and cached on disk (:mod:`catdog.training.features`)."""
 
     def __init__(self, model: nn.Module, parent: Recipe, cfg: HeadConfig, fit: Sequence[Sample],
-                 holdout: Sequence[Sample], bar):
+                 holdout: Sequence[Sample], bar, kinds: OtherKinds):
         from catdog.training.backbone import imagenet_model
         from catdog.training.data import split_key
         from catdog.training.features import FeatureCache
@@ -495,6 +587,7 @@ class CachedViews:
         kept, self.views, self.teacher = cache.get(fit, [split_key(s, roots) for s in fit],
                                                    progress=lambda c: bar(c, desc="features (train, batches)"))
         self.kept = [fit[i] for i in kept]
+        self.kinds, self.targets = kinds, kinds.targets(self.kept, roots)
         hold_kept, self.hold_views, _ = cache.get(holdout, [split_key(s, roots) for s in holdout],
                                                   progress=lambda c: bar(c, desc="features (held out, batches)"))
         self.y_hold = np.asarray([holdout[i].label for i in hold_kept], dtype=int)
@@ -510,14 +603,14 @@ class CachedViews:
         from catdog.training.train import _lr_at
 
         labels = np.asarray([s.label for s in self.kept])
-        k = model.get_classifier().out_features
+        k = self.kinds.n_known + 1
         aux = imagenet_head_copy(self.imagenet) if self.imagenet is not None else None
         optimizer = _optimizer(model, cfg, list(aux.parameters()) if aux is not None else [])
         total_steps = max(1, cfg.epochs * (len(labels) // cfg.batch_size))
         best = fit_on_features(
-            model, self.split, self.views, labels, _balance(self.kept, cfg, k - 1), self.teacher, aux,
+            model, self.split, self.views, np.asarray(self.targets), _balance(self.kept, cfg, k - 1), self.teacher, aux,
             epochs=cfg.epochs, batch_size=cfg.batch_size, optimizer=optimizer,
-            loss_fn=_class_weighted_loss(labels.tolist(), k),
+            loss_fn=_class_weighted_loss(labels.tolist(), k, self.kinds, cfg.kinds_loss),
             lr_at=lambda step, total: _lr_at(step, total, min(30, total_steps // 5 + 1)),
             keep_imagenet=cfg.keep_imagenet, distill_temperature=cfg.distill_temperature, seed=cfg.seed,
             evaluate=lambda epoch: report_of(hold_logits(), epoch))

@@ -107,7 +107,11 @@ def correct_head_bias(float_model: Path, int8_model: Path, inputs: np.ndarray) -
     if len(gemm) != 1 or len(gemm[0].input) < 3:
         raise ValueError(f"{int8_model}: expected one float Gemm head with a bias to correct")
     bias = next(t for t in model.graph.initializer if t.name == gemm[0].input[2])
-    corrected = numpy_helper.to_array(bias) - shift.astype(np.float32)
+    rows = numpy_helper.to_array(bias)
+    # A head with kinds of "other" (rows merged by log-sum-exp after it) has more rows than answers:
+    # moving every kind's row by "other"'s shift moves the merged logit by exactly that shift.
+    per_row = np.concatenate([shift[:-1], np.repeat(shift[-1:], len(rows) - len(shift) + 1)])
+    corrected = rows - per_row.astype(np.float32)
     bias.CopyFrom(numpy_helper.from_array(corrected.astype(np.float32), bias.name))
     onnx.save(model, str(int8_model))
     return shift
