@@ -476,6 +476,10 @@ def test_kinds_of_other_are_rows_of_their_own_answered_as_one(tiny_run, tmp_path
     int8 = tmp_path / "int8"
     assert main(["quantize", str(tmp_path / "augmented"), str(images_dir), "--others", str(NOT_PETS),
                  "--out", str(int8), "--holdout", "0.5"]) == 0
+    import onnx
+
+    graph = onnx.load(str(int8 / "model.onnx")).graph
+    assert [n.op_type for n in graph.node if n.output[0] == graph.output[0].name] == ["Concat"]  # logits not rounded
     enable_explain(int8)
     explained = Classifier.load(int8).explain(NOT_PETS / "tulips.jpg")
     assert explained.label == explained.prediction.label and explained.cam.max() == pytest.approx(1.0)

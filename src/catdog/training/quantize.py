@@ -62,8 +62,10 @@ def quantize_model(model_dir: str | Path, out_dir: str | Path, calibration_image
 
     nodes = onnx.load(str(pre)).graph.node
     convs = [n.name for n in nodes if n.op_type == "Conv"]
-    head = [n.name for n in nodes if n.op_type in ("Gemm", "MatMul")]
-    # The head always stays float: correct_head_bias edits its bias.
+    first_head = next(i for i, n in enumerate(nodes) if n.op_type in ("Gemm", "MatMul"))
+    # The head always stays float: correct_head_bias edits its bias. So does whatever follows
+    # it (the merge of kinds of "other", catdog train --other-kinds): the logits are never rounded.
+    head = [n.name for n in list(nodes)[first_head:]]
     exclude = convs[:float_convs] + convs[-1:] + head
     quantize_static(str(pre), str(out_dir / "model.onnx"), Reader(), quant_format=QuantFormat.QDQ,
                     per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
