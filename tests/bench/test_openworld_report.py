@@ -42,3 +42,16 @@ def test_failures_figure_shows_the_misses(tmp_path):
     worst = [(str(p), "dog", 0.01 * i) for i, p in enumerate(photos)]
     openworld.failures_figure("runs/some-model", worst, tmp_path / "failures.png")
     assert (tmp_path / "failures.png").stat().st_size > 10_000
+
+
+def test_the_trade_off_does_not_hang_on_one_threshold_photo():
+    pets = [0.01 * i for i in range(100)]  # P(other) of 100 pets: 0.00 .. 0.99
+    non_pets = [0.5, 0.95, 0.985, 0.999]
+    curve = openworld.trade_off(pets, non_pets)
+    # letting 2% of pets go to other puts the threshold at 0.97 (two of four caught), 5% at 0.94
+    # (three), 0.3% at 0.987 (only the 0.999)
+    assert curve["caught_at_pet_loss"]["0.02"] == pytest.approx(0.5)
+    assert curve["caught_at_pet_loss"]["0.05"] == pytest.approx(0.75)
+    assert curve["caught_at_pet_loss"]["0.003"] == pytest.approx(0.25)
+    assert 0.5 < curve["auroc"] < 1
+    assert openworld.trade_off([], non_pets) == {}
