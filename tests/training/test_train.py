@@ -499,3 +499,45 @@ def test_kinds_of_other_are_rows_of_their_own_answered_as_one(tiny_run, tmp_path
     merged_loss = MergedLoss(torch.nn.CrossEntropyLoss(), kinds)
     assert merged_loss(logits, torch.tensor([3])) == merged_loss(logits, torch.tensor([4])) \
         == torch.nn.functional.cross_entropy(kinds.merge(logits), torch.tensor([2]))
+
+
+def test_a_soup_averages_runs_with_and_without_kinds_and_refits_on_their_split(open_world_run, tiny_run, tmp_path,
+                                                                              images_dir, capsys):
+    """catdog soup: the average of two runs of one parent (one with kinds of other, one without)
+    is one network with the kinds' head, calibrated on the runs' shared held-out split; runs that
+    do not share a parent or a split are refused in one line."""
+    import torch
+
+    from catdog.cli import main
+    from catdog.model.engine import Classifier
+    from catdog.training.soup import widened
+
+    kinds_csv = tmp_path / "kinds.csv"
+    kinds_csv.write_text("kind,pattern,why\nflower,not-pets/tulips*,a tulip\n", encoding="utf-8")
+    kinds_run = tmp_path / "kinds"
+    assert main(["train", str(images_dir), "--init", str(tiny_run), "--others", str(NOT_PETS), "--holdout", "0.5",
+                 "--threads", "2", "--epochs", "1", "--split", "seeded", "--out", str(kinds_run),
+                 "--other-kinds", str(kinds_csv)]) == 0
+    out = tmp_path / "soup"
+    assert main(["soup", str(images_dir), "--runs", str(open_world_run), str(kinds_run), "--others", str(NOT_PETS),
+                 "--out", str(out), "--version", "9.9.9"]) == 0
+    recipe = Classifier.load(out).recipe
+    assert recipe.version == "9.9.9" and recipe.labels == ("cat", "dog", "other")
+    assert recipe.training["soup"] == [str(open_world_run), str(kinds_run)]
+    assert recipe.training["other_kinds"] == {"flower": ["not-pets/tulips*"]}
+    assert recipe.metrics["holdout"]["n"] == 3  # the runs' own held-out split
+    a, b = torch.load(open_world_run / "model.pt"), torch.load(kinds_run / "model.pt")
+    averaged = torch.load(out / "model.pt")
+    key = "conv_head.weight"
+    assert torch.allclose(averaged[key], (a[key] + b[key]) / 2)
+    # a plain head widened to the kinds' rows answers exactly as before
+    wide = widened(a, 2, 2)
+    x = torch.randn(4, a["classifier.weight"].shape[1])
+    plain = torch.log_softmax(x @ a["classifier.weight"].T + a["classifier.bias"], 1)
+    rows = x @ wide["classifier.weight"].T + wide["classifier.bias"]
+    merged = torch.log_softmax(torch.cat([rows[:, :2], torch.logsumexp(rows[:, 2:], 1, keepdim=True)], 1), 1)
+    assert torch.allclose(plain, merged, atol=1e-5)
+    capsys.readouterr()
+    assert main(["soup", str(images_dir), "--runs", str(open_world_run), "--others", str(NOT_PETS),
+                 "--out", str(tmp_path / "one")]) == 2
+    assert "a soup needs at least two runs" in capsys.readouterr().err
