@@ -98,7 +98,7 @@ def soup(runs: Sequence[Path], data: Sequence[Path], others: Sequence[Path], out
     init = Path(json.loads((runs[0] / "history.json").read_text())["config"]["init"])
     model = torch_from_onnx(init / "model.onnx", first.architecture)
     add_other_head(model, len(known), kinds.rows)
-    states = [widened(torch.load(r / "model.pt", map_location="cpu"), len(known), kinds.rows) for r in runs]
+    states = [widened(torch.load(r / "model.pt", map_location="cpu", weights_only=True), len(known), kinds.rows) for r in runs]
     model.load_state_dict({k: sum(s[k].float() for s in states) / len(states) for k in states[0]})
     model.eval()
 
