@@ -67,3 +67,21 @@ def test_the_bundled_model_is_a_cascade_and_a_single_model_says_it_is_not(client
     assert single.get("/v1/model").json["cascade"] is None
     single.post("/v1/predict", data=upload(PHOTOS[0].read_bytes()))
     assert metric(single.get("/metrics").get_data(as_text=True), "catdog_cascade_answers_total") == 0
+
+
+def test_the_single_model_reads_the_bundled_networks_own_recipe():
+    """models/catdog-lite2-single links to the bundled accurate network's file, so its recipe
+    must be that network's (a retrained default once left it reading the previous one's
+    temperature and threshold): the same version and calibration, without the cascade."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).parents[2]
+    single_dir = root / "models" / "catdog-lite2-single"
+    bundled = json.loads((root / "src" / "catdog" / "models" / "catdog-lite2" / "model.json").read_text())
+    single = json.loads((single_dir / "model.json").read_text())
+    assert (single_dir / "model.onnx").resolve() == (root / "src" / "catdog" / "models" / "catdog-lite2" /
+                                                     "model.onnx").resolve()
+    assert "cascade" not in single
+    for key in ("version", "temperature", "other_threshold", "labels", "input", "sure_level"):
+        assert single[key] == bundled[key], key
