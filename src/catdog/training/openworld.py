@@ -250,6 +250,18 @@ class MergedOther(nn.Module):
         return self.kinds.merge(self.model(x))
 
 
+def export_open_world(model: nn.Module, kinds: OtherKinds, out: Path, size: int, verify: np.ndarray) -> float:
+    """Write ``model.onnx`` (the kinds of "other" merged into one answer, :class:`MergedOther`) and
+    ``model.pt`` (the rows as trained) to ``out``; returns the largest difference between PyTorch
+    and ONNX Runtime on ``verify``."""
+    served = MergedOther(model, kinds).eval() if kinds.names else model
+    onnx_path = export_onnx(served, out / "model.onnx", image_size=size)
+    torch.save(model.state_dict(), out / "model.pt")
+    diff = max_abs_difference(served, onnx_path, np.ascontiguousarray(verify))
+    log.info("ONNX export verified: max |torch - onnxruntime| = %.2e", diff)
+    return diff
+
+
 def trainable_part(model: nn.Module, stages: int) -> list[nn.Parameter]:
     """Freeze all but the last ``stages`` stages, the final convolution and the head."""
     model.requires_grad_(False)
@@ -443,11 +455,7 @@ def train_head(cfg: HeadConfig) -> dict:
     log.info("held out (epoch %d): %s", best[1], {k: report[k] for k in ("accuracy", "log_loss", "ece")}
              | report["open_world"])
 
-    served = MergedOther(model, kinds).eval() if kinds.names else model
-    onnx_path = export_onnx(served, cfg.out / "model.onnx", image_size=spec.size)
-    torch.save(model.state_dict(), cfg.out / "model.pt")
-    diff = max_abs_difference(served, onnx_path, np.ascontiguousarray(verify))
-    log.info("ONNX export verified: max |torch - onnxruntime| = %.2e", diff)
+    diff = export_open_world(model, kinds, cfg.out, spec.size, verify)
     summary = {
         "best_epoch": best[1], "temperature": temperature, "other_threshold": threshold,
         "holdout": report, "history": history, "onnx_max_abs_diff": diff, "n_train": n_train,
@@ -496,12 +504,12 @@ def _class_weighted_loss(labels: Sequence[int], k: int, kinds: OtherKinds, how: 
     "other" (:class:`OtherKinds`), ``"rows"`` gives each kind's row the weight of "other", so
     teaching the kinds apart does not change how much "other" weighs against the pets;
     ``"merged"`` scores the merged answers against the answer each row stands for."""
+    if how not in ("rows", "merged"):
+        raise ValueError(f"kinds_loss must be 'rows' or 'merged', not {how!r}")
     counts = np.bincount(labels, minlength=k).astype(np.float32)
     weight = counts.sum() / (k * np.maximum(counts, 1))
     if how == "merged" and kinds.names:
         return MergedLoss(nn.CrossEntropyLoss(weight=torch.from_numpy(weight)), kinds)
-    if how not in ("rows", "merged"):
-        raise ValueError(f"kinds_loss must be 'rows' or 'merged', not {how!r}")
     return nn.CrossEntropyLoss(weight=torch.from_numpy(np.concatenate([weight, np.repeat(weight[-1:], kinds.rows - 1)])))
 
 

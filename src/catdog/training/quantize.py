@@ -62,7 +62,8 @@ def quantize_model(model_dir: str | Path, out_dir: str | Path, calibration_image
 
     nodes = onnx.load(str(pre)).graph.node
     convs = [n.name for n in nodes if n.op_type == "Conv"]
-    first_head = next(i for i, n in enumerate(nodes) if n.op_type in ("Gemm", "MatMul"))
+    # (no head at all: nothing excluded here, and correct_head_bias says what is missing)
+    first_head = next((i for i, n in enumerate(nodes) if n.op_type in ("Gemm", "MatMul")), len(nodes))
     # The head always stays float: correct_head_bias edits its bias. So does whatever follows
     # it (the merge of kinds of "other", catdog train --other-kinds): the logits are never rounded.
     head = [n.name for n in list(nodes)[first_head:]]

@@ -22,17 +22,16 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from catdog.model.recipe import RECIPE_FILENAME, Recipe
 from catdog.training import metrics
 from catdog.training.data import TrainingDataError, serving_inputs
-from catdog.training.export import export_onnx, max_abs_difference, torch_from_onnx
+from catdog.training.export import torch_from_onnx
 from catdog.training.openworld import (
-    MergedOther,
     OtherKinds,
     add_other_head,
+    export_open_world,
     recorded_split,
     summarize,
 )
@@ -114,10 +113,7 @@ def soup(runs: Sequence[Path], data: Sequence[Path], others: Sequence[Path], out
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    served = MergedOther(model, kinds).eval() if kinds.names else model
-    onnx_path = export_onnx(served, out / "model.onnx", image_size=first.input.size)
-    torch.save(model.state_dict(), out / "model.pt")
-    diff = max_abs_difference(served, onnx_path, np.ascontiguousarray(x[:8]))
+    diff = export_open_world(model, kinds, out, first.input.size, x[:8])
     method = (f"uniform weight average (model soup) of {len(runs)} open-world fine-tunes of {first.training.get('base_model')}: "
               + "; ".join(f"{r.name}: {rec.training.get('method', '')}" for r, rec in zip(runs, recipes)))
     training = first.training | {
